@@ -1,0 +1,50 @@
+"""The FastAPI app: routers, middleware and error mapping around one Reflow."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.responses import Response
+
+from reflow import __version__
+from reflow.api.errors import install_error_handlers, json_response
+from reflow.api.middleware import ApiVersionMiddleware, BodyLimitMiddleware
+from reflow.api.routes import logs, runs, users, workflows
+from reflow.services import Reflow
+
+DESCRIPTION = """\
+reflow speaks the Alloy Embedded API (2025-09). Every call takes
+`Authorization: bearer <API key>` and `x-api-version: 2025-09` (or the version as the
+first path segment, `/2024-03/...`). Errors are `{"message": ...}`.
+"""
+
+
+def create_app(reflow: Reflow, *, manage: bool = True) -> FastAPI:
+    """The API for ``reflow``; with ``manage``, the app starts and closes it with itself."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if manage:
+            await reflow.start()
+        try:
+            yield
+        finally:
+            if manage:
+                await reflow.close()
+
+    app = FastAPI(title="reflow", version=__version__, description=DESCRIPTION,
+                  lifespan=lifespan)
+    app.state.reflow = reflow
+    install_error_handlers(app)
+    for module in (users, workflows, runs, logs):
+        app.include_router(module.router)
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> Response:
+        return json_response({"status": "ok"})
+
+    app.add_middleware(ApiVersionMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=reflow.settings.max_body_bytes)
+    return app

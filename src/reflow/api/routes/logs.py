@@ -1,0 +1,41 @@
+"""``/workflows/{id}/logs`` and ``/logs/{executionId}``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from starlette.responses import Response
+
+from reflow.api.deps import CurrentTeam, ReflowDep
+from reflow.api.errors import json_response
+from reflow.api.schemas import Execution, Logs
+from reflow.services.logs import MAX_LIMIT, LogsPage, execution_detail, log_item
+
+router = APIRouter(tags=["logs"])
+
+
+@router.get("/workflows/{workflowId}/logs", response_model=Logs, summary="Workflow logs")
+async def workflow_logs(
+    workflowId: str,
+    team: CurrentTeam,
+    reflow: ReflowDep,
+    userId: str | None = None,
+    page: Annotated[int, Query(ge=0, description="1-based; 0 is the first page too")] = 1,
+    limit: Annotated[int, Query(description=f"1 to {MAX_LIMIT}")] = 10,
+    order: Literal["asc", "desc"] = "desc",
+    error: Annotated[bool, Query(description="only failed executions")] = False,
+) -> Response:
+    """Executions of a workflow, newest first: the reference's items plus reflow's fields."""
+    executions = await reflow.logs.workflow_logs(
+        team, workflowId, userId, LogsPage(page, limit, order, error)
+    )
+    return json_response({"data": [log_item(e) for e in executions]})
+
+
+@router.get("/logs/{executionId}", response_model=Execution, summary="One execution")
+async def execution(
+    executionId: str, team: CurrentTeam, reflow: ReflowDep
+) -> Response:
+    """One execution with its trigger, output and every step in full."""
+    return json_response({"data": execution_detail(await reflow.logs.execution(team, executionId))})

@@ -1,0 +1,200 @@
+"""Request and response schemas; field names are the reference's, exactly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Strict(BaseModel):
+    """Request bodies refuse unknown fields (a typo must not pass silently)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Message(BaseModel):
+    """Every error, and some successes."""
+
+    message: str
+
+
+# -- users ---------------------------------------------------------------------------------
+
+class UserCreate(Strict):
+    """``POST /users``."""
+
+    username: str = Field(min_length=1, max_length=200)
+    fullName: str | None = Field(default=None, max_length=200)
+
+
+class UserCreated(BaseModel):
+    """The new user's id."""
+
+    userId: str
+
+
+class UserPublic(BaseModel):
+    """A user as the reference shows one."""
+
+    userId: str
+    username: str
+    fullName: str | None
+
+
+# -- workflows -----------------------------------------------------------------------------
+
+class WorkflowRef(Strict):
+    """A user plus a workflow by id or by name (one of the two is enough)."""
+
+    userId: str = Field(min_length=1)
+    workflowId: str | None = Field(default=None, min_length=1)
+    workflowName: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_workflow(self) -> WorkflowRef:
+        if self.workflowId is None and self.workflowName is None:
+            raise ValueError("workflowId or workflowName is required")
+        return self
+
+    @property
+    def workflow(self) -> str:
+        """The reference to resolve (the id wins when both are given)."""
+        return self.workflowId or self.workflowName or ""
+
+
+class Activated(BaseModel):
+    """``PUT /workflows/activate``."""
+
+    activated: bool
+
+
+class VersionCreated(BaseModel):
+    """A stored definition: the workflow and the version it is now at."""
+
+    workflowId: str
+    version: int
+    created: bool = Field(description="false when the definition equals the latest version")
+
+
+class VersionItem(BaseModel):
+    """One immutable version of a workflow."""
+
+    version: int
+    createdAt: str
+    digest: str
+    definition: dict[str, Any]
+
+
+class Versions(BaseModel):
+    """``GET /workflows/{workflowId}/versions``."""
+
+    workflowId: str
+    name: str
+    version: int = Field(description="the latest version")
+    installedVersion: int | None = Field(default=None, description="when userId is given")
+    data: list[VersionItem]
+
+
+# -- runs ----------------------------------------------------------------------------------
+
+class RunWorkflow(WorkflowRef):
+    """``POST /run/workflow``: the workflow, the user, and the trigger's ``data``."""
+
+    data: dict[str, Any]
+
+
+class RunAccepted(BaseModel):
+    """A run or rerun was committed: its new execution's id."""
+
+    message: str = "success"
+    executionId: str
+
+
+class RunFinished(RunAccepted):
+    """A run with ``?wait=``: how it ended and the ``respond`` block's body."""
+
+    status: str
+    output: Any = None
+    error: Any = None
+
+
+# -- logs ----------------------------------------------------------------------------------
+
+class ResultItem(BaseModel):
+    """One block's result (``connectorId`` is the block id)."""
+
+    connectorId: str
+    startedAt: str
+    stoppedAt: str
+    data: list[list[dict[str, Any]]]
+    status: str
+    attempts: int
+    reused: bool
+    error: str | None = None
+    truncated: bool | None = None
+
+
+class InputItem(BaseModel):
+    """One block's resolved input."""
+
+    connectorId: str
+    data: Any
+
+
+class LogItem(BaseModel):
+    """One execution, as the reference's log item plus reflow's additions."""
+
+    executionId: str
+    startedAt: str
+    stoppedAt: str | None
+    finished: bool
+    status: str
+    workflowVersion: int
+    userId: str
+    mode: str
+    rerunOf: str | None
+    reruns: list[str]
+    error: dict[str, Any] | None
+    results: list[ResultItem]
+    inputs: list[InputItem]
+
+
+class Logs(BaseModel):
+    """``GET /workflows/{workflowId}/logs``."""
+
+    data: list[LogItem]
+
+
+class StepDetail(BaseModel):
+    """One step in full."""
+
+    seq: int
+    blockId: str
+    status: str
+    attempts: int
+    startedAt: str
+    stoppedAt: str
+    input: Any
+    output: Any
+    error: str | None
+    reused: bool
+    truncated: bool
+
+
+class ExecutionDetail(LogItem):
+    """``GET /logs/{executionId}``: the log item plus the trigger, output and every step."""
+
+    workflowId: str
+    installationId: str
+    createdAt: str
+    trigger: dict[str, Any]
+    output: Any
+    responseStatus: int | None
+    steps: list[StepDetail]
+
+
+class Execution(BaseModel):
+    """The envelope of ``GET /logs/{executionId}``."""
+
+    data: ExecutionDetail

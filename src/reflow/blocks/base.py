@@ -1,0 +1,51 @@
+"""The Block protocol: what the engine needs from every block type, built-in or plugged in."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from reflow.domain.definitions import BlockSpec
+
+if TYPE_CHECKING:
+    import httpx
+
+
+@dataclass(frozen=True, slots=True)
+class BlockContext:
+    """What a running block may know about its execution, beside its resolved params."""
+
+    execution_id: str
+    block_id: str
+    attempt: int
+    # Stable per (execution, block) across retries and resumes, so targets can deduplicate.
+    idempotency_key: str
+    http: httpx.AsyncClient | None = None
+    credentials: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A block's result: its output, plus what it asks of the step loop."""
+
+    output: Any
+    # For blocks with child lists (branch): which list runs next, or None.
+    children: str | None = None
+    # True ends the execution as succeeded right after this block (a false filter).
+    stop: bool = False
+    # Set by `respond`: the HTTP status the execution answers with.
+    respond_status: int | None = None
+
+
+class Block(Protocol):
+    """One block type. ``run`` gets the block's ``with`` already rendered from templates."""
+
+    type: ClassVar[str]
+    spec: ClassVar[BlockSpec]
+    # Side-effecting steps are committed before the next block runs (DESIGN "Performance").
+    side_effects: ClassVar[bool]
+
+    async def run(self, params: Mapping[str, Any], ctx: BlockContext) -> Outcome:
+        """Run once; raise ``BlockFailed`` (or any exception) to fail this attempt."""
+        ...

@@ -1,0 +1,106 @@
+"""Redaction of secrets from step inputs and outputs before they are written.
+
+It runs on every step recorded, so the common case (nothing to hide) returns the value
+itself without copying, and key checks are cached instead of matched with a regex.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping
+from functools import lru_cache
+from itertools import islice
+from typing import Any
+
+SECRET_MARK = "[redacted]"
+
+_SECRET_KEYS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+_SECRET_KEY_PARTS = ("token", "secret", "password", "passwd", "api_key", "apikey", "api-key")
+# Shorter values match too much ordinary text to be worth hiding.
+MIN_SECRET_LENGTH = 4
+
+
+@lru_cache(maxsize=4096)
+def is_secret_key(key: str) -> bool:
+    """Whether a mapping key names a secret (``Authorization``, ``x-api-key``, ``password``)."""
+    lowered = key.lower()
+    return lowered in _SECRET_KEYS or any(part in lowered for part in _SECRET_KEY_PARTS)
+
+
+class _Scrubber:
+    __slots__ = ("needles", "pattern")
+
+    def __init__(self, needles: tuple[str, ...]) -> None:
+        self.needles = needles
+        # One alternation, longest first, so a secret that contains another is hidden
+        # whole and a replaced mark is never matched again.
+        self.pattern = re.compile("|".join(map(re.escape, needles)))
+
+    def scrub(self, text: str) -> str:
+        # Substring tests are cheaper than a regex search for the usual clean string.
+        if any(needle in text for needle in self.needles):
+            return self.pattern.sub(SECRET_MARK, text)
+        return text
+
+
+@lru_cache(maxsize=256)
+def _scrubber(needles: tuple[str, ...]) -> _Scrubber:
+    return _Scrubber(needles)
+
+
+def _scrubber_for(secrets: Collection[str]) -> _Scrubber | None:
+    needles = {s for s in secrets if isinstance(s, str) and len(s) >= MIN_SECRET_LENGTH}
+    if not needles:
+        return None
+    return _scrubber(tuple(sorted(needles, key=lambda s: (-len(s), s))))
+
+
+def _redact_item(key: Any, item: Any, scrubber: _Scrubber | None) -> Any:
+    if isinstance(key, str) and is_secret_key(key):
+        return item if item == SECRET_MARK else SECRET_MARK
+    return _walk(item, scrubber)
+
+
+def _walk_mapping(value: Mapping[Any, Any], scrubber: _Scrubber | None) -> Any:
+    copy: dict[Any, Any] | None = None
+    for index, (key, item) in enumerate(value.items()):
+        new_key = scrubber.scrub(key) if scrubber and isinstance(key, str) else key
+        new_item = _redact_item(key, item, scrubber)
+        if copy is None and (new_key is not key or new_item is not item):
+            # Copy lazily: only the entries before the first change, then everything after.
+            copy = dict(islice(value.items(), index))
+        if copy is not None:
+            copy[new_key] = new_item
+    return value if copy is None else copy
+
+
+def _walk_sequence(value: list[Any] | tuple[Any, ...], scrubber: _Scrubber | None) -> Any:
+    copy: list[Any] | None = None
+    for index, item in enumerate(value):
+        new_item = _walk(item, scrubber)
+        if copy is None and new_item is not item:
+            copy = list(value[:index])
+        if copy is not None:
+            copy.append(new_item)
+    if copy is None:
+        return value
+    return tuple(copy) if isinstance(value, tuple) else copy
+
+
+def _walk(value: Any, scrubber: _Scrubber | None) -> Any:
+    if isinstance(value, str):
+        return scrubber.scrub(value) if scrubber else value
+    if isinstance(value, Mapping):
+        return _walk_mapping(value, scrubber)
+    if isinstance(value, list | tuple):
+        return _walk_sequence(value, scrubber)
+    return value
+
+
+def redact(value: Any, secrets: Collection[str] = ()) -> Any:
+    """``value`` with secret-named keys and any of ``secrets`` replaced by SECRET_MARK.
+
+    Returns ``value`` itself when there is nothing to redact; otherwise a copy of only the
+    containers that changed (unchanged subtrees are shared, never mutated).
+    """
+    return _walk(value, _scrubber_for(secrets))

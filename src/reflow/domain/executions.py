@@ -1,0 +1,97 @@
+"""Executions and their steps: statuses, trigger modes and the records the store keeps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class ExecutionStatus(StrEnum):
+    """Where an execution is in its life; the last three are final."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    WAITING = "waiting"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def finished(self) -> bool:
+        """True once nothing more will run."""
+        return self in _FINISHED
+
+
+_FINISHED = frozenset({ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.CANCELED})
+
+
+class StepStatus(StrEnum):
+    """How one block's run ended (steps are recorded when they finish)."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class TriggerMode(StrEnum):
+    """What started an execution."""
+
+    API = "api"
+    EVENT = "event"
+    WEBHOOK = "webhook"
+    SCHEDULE = "schedule"
+    MANUAL = "manual"
+    RERUN = "rerun"
+
+
+@dataclass(slots=True)
+class StepRecord:
+    """One block run inside an execution, with JSON fields already encoded for storage."""
+
+    seq: int
+    block_id: str
+    status: StepStatus
+    attempts: int
+    started_at: int  # ms since epoch
+    stopped_at: int
+    input: bytes  # JSON
+    output: bytes | None  # JSON; None when the step failed
+    error: str | None = None
+    reused: bool = False
+    truncated: bool = False
+
+
+@dataclass(slots=True)
+class ExecutionRecord:
+    """An execution as stored: JSON fields (trigger, output, error) encoded as bytes."""
+
+    id: str
+    team_id: str
+    workflow_id: str
+    installation_id: str
+    user_id: str
+    version: int
+    mode: TriggerMode
+    trigger: bytes  # JSON: {"data": ..., and anything else of the trigger}
+    status: ExecutionStatus
+    created_at: int
+    started_at: int | None = None
+    stopped_at: int | None = None
+    output: bytes | None = None  # JSON: the respond block's body
+    response_status: int | None = None
+    error: bytes | None = None  # JSON: {"message", "blockId"}
+    rerun_of: str | None = None
+    lease_owner: str | None = None
+    lease_expires: int | None = None
+    steps: list[StepRecord] = field(default_factory=list)
+    reruns: list[str] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        """True once the execution reached a final status."""
+        return self.status.finished
+
+
+def error_json(message: str, block_id: str | None) -> dict[str, Any]:
+    """The stored shape of an execution's error."""
+    return {"message": message, "blockId": block_id}

@@ -1,0 +1,76 @@
+"""The records of a team's catalogue: teams, keys, users, workflows, versions, installations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Team:
+    """A tenant: one SaaS product, owning keys, users and workflows."""
+
+    id: str
+    name: str
+    created_at: int
+    log_retention: float | None = None  # seconds; None means the settings' default
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An API key: only its hash and a display prefix are stored."""
+
+    id: str
+    team_id: str
+    name: str
+    prefix: str
+    created_at: int
+    revoked_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """An end user of the team's product."""
+
+    id: str
+    team_id: str
+    username: str
+    full_name: str | None
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Workflow:
+    """A parent workflow: a name and its latest version number."""
+
+    id: str
+    team_id: str
+    name: str
+    integration: str | None
+    latest_version: int
+    created_at: int
+    updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowVersion:
+    """One immutable version of a workflow: its canonical JSON definition."""
+
+    workflow_id: str
+    version: int
+    definition: bytes
+    digest: str
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Installation:
+    """A user's copy of a workflow, pinned to a version."""
+
+    id: str
+    team_id: str
+    workflow_id: str
+    user_id: str
+    installed_version: int
+    active: bool
+    installed_at: int
+    updated_at: int

@@ -1,0 +1,279 @@
+"""Runs a workflow version for a trigger: the step loop, retries, timeouts, resume.
+
+It knows nothing about HTTP. Each block's result is recorded as a step; a resumed
+execution skips the blocks whose steps were recorded as succeeded and reuses their output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from reflow.blocks.base import BlockContext, Outcome
+from reflow.blocks.redaction import redact
+from reflow.domain.executions import (
+    ExecutionRecord,
+    ExecutionStatus,
+    StepRecord,
+    StepStatus,
+    error_json,
+)
+from reflow.engine.compiled import CompiledBlock, CompiledWorkflow
+from reflow.engine.recorder import Recorder
+from reflow.errors import BlockFailed, ExpressionError
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["Engine", "EngineConfig", "Recorder", "RunState"]
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds since the epoch, as stored."""
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """The engine's limits, from Settings."""
+
+    step_output_cap: int = 256 * 1024
+    execution_timeout: float = 3600.0
+    http_timeout: float = 30.0
+    env: Mapping[str, Any] = field(default_factory=dict)
+
+
+class StepFailedError(Exception):
+    """A block failed for good; the execution fails with this step's error."""
+
+    def __init__(self, message: str, block_id: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.block_id = block_id
+
+
+class ExecutionTimeoutError(Exception):
+    """The execution ran past its deadline."""
+
+
+@dataclass(slots=True)
+class RunState:
+    """One execution being run: its record, expression context and recorded steps."""
+
+    recorder: Recorder
+    workflow: CompiledWorkflow
+    context: dict[str, Any]
+    # Steps recorded by an earlier run of this execution (resume), by block id.
+    recorded: dict[str, StepRecord]
+    next_seq: int
+    deadline: float
+    credentials: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    secrets: tuple[str, ...] = ()
+
+    @property
+    def record(self) -> ExecutionRecord:
+        """The execution's record (mutated as it runs, written by the recorder)."""
+        return self.recorder.record
+
+
+def _replay(compiled: CompiledBlock, output: Any, record: ExecutionRecord) -> Outcome:
+    # A reused step re-derives the flow decision its block made from its recorded output.
+    kind = compiled.block.type
+    if kind == "branch" and isinstance(output, str) and output in compiled.children:
+        return Outcome(output, children=output)
+    if kind == "filter":
+        return Outcome(output, stop=not output)
+    if kind == "respond":
+        return Outcome(output, respond_status=record.response_status or 200)
+    return Outcome(output)
+
+
+class Engine:
+    """Runs executions; one instance per process, shared by every run."""
+
+    def __init__(self, config: EngineConfig, http: httpx.AsyncClient | None = None) -> None:
+        self.config = config
+        self.http = http
+
+    def new_state(
+        self,
+        recorder: Recorder,
+        workflow: CompiledWorkflow,
+        trigger: Mapping[str, Any],
+        recorded: list[StepRecord] | None = None,
+    ) -> RunState:
+        """Prepare an execution to run (``recorded``: steps of an earlier, interrupted run)."""
+        record = recorder.record
+        steps = recorded or []
+        timeout = workflow.definition.timeout or self.config.execution_timeout
+        context: dict[str, Any] = {
+            "trigger": trigger,
+            "execution": {
+                "id": record.id,
+                "workflowId": record.workflow_id,
+                "userId": record.user_id,
+                "version": record.version,
+                "mode": record.mode.value,
+                "rerunOf": record.rerun_of,
+            },
+            "env": self.config.env,
+        }
+        return RunState(
+            recorder=recorder,
+            workflow=workflow,
+            context=context,
+            recorded={s.block_id: s for s in steps if s.status is StepStatus.SUCCEEDED},
+            next_seq=max((s.seq for s in steps), default=-1) + 1,
+            deadline=time.monotonic() + timeout,
+        )
+
+    async def run(self, state: RunState) -> ExecutionRecord:
+        """Run to a final status and commit it; returns the finished record."""
+        record = state.record
+        if record.started_at is None:
+            record.started_at = now_ms()
+        record.status = ExecutionStatus.RUNNING
+        try:
+            await self._run_blocks(state.workflow.blocks, state)
+        except StepFailedError as exc:
+            self._finish(record, ExecutionStatus.FAILED, exc.message, exc.block_id)
+        except ExecutionTimeoutError:
+            limit = state.workflow.definition.timeout or self.config.execution_timeout
+            self._finish(record, ExecutionStatus.FAILED,
+                         f"execution timed out after {limit:g}s", None)
+        else:
+            self._finish(record, ExecutionStatus.SUCCEEDED, None, None)
+        await state.recorder.flush()
+        return record
+
+    @staticmethod
+    def _finish(
+        record: ExecutionRecord, status: ExecutionStatus, message: str | None, block_id: str | None
+    ) -> None:
+        record.status = status
+        record.stopped_at = now_ms()
+        record.lease_owner = None
+        record.lease_expires = None
+        if message is not None:
+            record.error = orjson.dumps(error_json(message, block_id))
+
+    async def _run_blocks(self, blocks: tuple[CompiledBlock, ...], state: RunState) -> bool:
+        """Run blocks in order; False when a filter stopped the execution."""
+        for compiled in blocks:
+            if time.monotonic() > state.deadline:
+                raise ExecutionTimeoutError
+            prior = state.recorded.get(compiled.id)
+            if prior is not None:
+                output = orjson.loads(prior.output) if prior.output is not None else None
+                outcome = _replay(compiled, output, state.record)
+            else:
+                outcome = await self._run_step(compiled, state)
+            state.context[compiled.id] = outcome.output
+            if outcome.respond_status is not None:
+                state.record.output = orjson.dumps(outcome.output)
+                state.record.response_status = outcome.respond_status
+            if outcome.stop:
+                return False
+            if outcome.children is not None:
+                arm = compiled.children.get(outcome.children, ())
+                if not await self._run_blocks(arm, state):
+                    return False
+        return True
+
+    async def _run_step(self, compiled: CompiledBlock, state: RunState) -> Outcome:
+        """Run one block with its retries and timeout, and record its step."""
+        started = now_ms()
+        seq = state.next_seq
+        state.next_seq += 1
+        try:
+            params = compiled.params.render(state.context)
+        except ExpressionError as exc:
+            await self._record(state, compiled, seq, started, {}, None, exc.message, 1)
+            raise StepFailedError(exc.message, compiled.id) from exc
+        outcome, error, attempts = await self._attempts(compiled, params, state)
+        await self._record(state, compiled, seq, started, params,
+                           outcome.output if outcome else None, error, attempts)
+        if outcome is None:
+            raise StepFailedError(error or "block failed", compiled.id)
+        return outcome
+
+    async def _attempts(
+        self, compiled: CompiledBlock, params: Any, state: RunState
+    ) -> tuple[Outcome | None, str | None, int]:
+        block, definition = compiled.block, compiled.definition
+        policy = definition.retry
+        attempt = 0
+        while True:
+            attempt += 1
+            ctx = BlockContext(
+                execution_id=state.record.id,
+                block_id=compiled.id,
+                attempt=attempt,
+                idempotency_key=f"{state.record.id}:{compiled.id}",
+                http=self.http,
+                credentials=state.credentials,
+            )
+            try:
+                if block.side_effects or definition.timeout is not None:
+                    limit = definition.timeout or self.config.http_timeout
+                    remaining = state.deadline - time.monotonic()
+                    async with asyncio.timeout(max(0.0, min(limit, remaining))):
+                        return await block.run(params, ctx), None, attempt
+                return await block.run(params, ctx), None, attempt
+            except BlockFailed as exc:
+                error, retryable = exc.message, exc.retryable
+            except ExpressionError as exc:
+                error, retryable = exc.message, False
+            except TimeoutError:
+                error, retryable = f"timed out after {definition.timeout or 'the limit'}", True
+                if time.monotonic() >= state.deadline:
+                    raise ExecutionTimeoutError from None
+            except Exception as exc:  # a block's own bug must fail the step, not the worker
+                error, retryable = f"{type(exc).__name__}: {exc}", True
+            if not retryable or attempt >= policy.attempts:
+                return None, error, attempt
+            delay = min(policy.delay(attempt), max(0.0, state.deadline - time.monotonic()))
+            await asyncio.sleep(delay)
+
+    async def _record(
+        self,
+        state: RunState,
+        compiled: CompiledBlock,
+        seq: int,
+        started: int,
+        params: Any,
+        output: Any,
+        error: str | None,
+        attempts: int,
+    ) -> None:
+        cap = self.config.step_output_cap
+        encoded_output, truncated = None, False
+        if error is None:
+            encoded_output = orjson.dumps(redact(output, state.secrets))
+            if len(encoded_output) > cap:
+                truncated = True
+                encoded_output = orjson.dumps({
+                    "truncated": True,
+                    "bytes": len(encoded_output),
+                    "preview": encoded_output[:1024].decode("utf-8", "ignore"),
+                })
+        step = StepRecord(
+            seq=seq,
+            block_id=compiled.id,
+            status=StepStatus.SUCCEEDED if error is None else StepStatus.FAILED,
+            attempts=attempts,
+            started_at=started,
+            stopped_at=now_ms(),
+            input=orjson.dumps(redact(params, state.secrets)),
+            output=encoded_output,
+            error=error,
+            truncated=truncated,
+        )
+        state.recorder.add(step)
+        if compiled.block.side_effects:
+            await state.recorder.flush()

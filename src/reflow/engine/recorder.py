@@ -1,0 +1,46 @@
+"""When an execution's steps reach the database (DESIGN "Performance").
+
+Pure steps ride in the next commit; a side-effecting step is committed before the next
+block runs. An execution that nobody was told about yet (a run answered only when it
+finishes) is inserted with its first commit, so a crash before it loses nothing promised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from reflow.domain.executions import ExecutionRecord, StepRecord
+from reflow.store.base import Store
+
+
+class Recorder:
+    """Buffers an execution's new steps and writes them with the execution's state."""
+
+    __slots__ = ("_lock", "_store", "pending", "persisted", "record")
+
+    def __init__(self, store: Store, record: ExecutionRecord, *, persisted: bool) -> None:
+        self._store = store
+        self.record = record
+        self.persisted = persisted
+        self.pending: list[StepRecord] = []
+        self._lock = asyncio.Lock()
+
+    def add(self, step: StepRecord) -> None:
+        """Keep a pure step for the next commit."""
+        self.pending.append(step)
+
+    async def flush(self) -> None:
+        """Commit the execution's state and every pending step in one transaction."""
+        async with self._lock:
+            steps, self.pending = self.pending, []
+            if self.persisted:
+                await self._store.save_execution(self.record, steps)
+            else:
+                self.record.steps.extend(steps)
+                await self._store.insert_execution(self.record)
+                self.persisted = True
+
+    async def ensure_persisted(self) -> None:
+        """Make sure the execution row exists (before answering that it is still running)."""
+        if not self.persisted:
+            await self.flush()

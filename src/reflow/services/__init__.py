@@ -1,0 +1,167 @@
+"""The manager layer the API, CLI and dashboard all call; the only caller of the store."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from reflow.blocks.http import HttpPolicy, create_http_client
+from reflow.domain.executions import ExecutionRecord
+from reflow.engine import Engine, EngineConfig, RunState, now_ms
+from reflow.errors import SettingsError
+from reflow.services.keys import KeyService
+from reflow.services.logs import LogService
+from reflow.services.runs import RunService
+from reflow.services.users import UserService
+from reflow.services.workflows import WorkflowService
+from reflow.settings import Environment, Settings
+from reflow.store.base import Store
+from reflow.store.sqlite import SqliteStore
+from reflow.worker import Worker
+
+log = logging.getLogger(__name__)
+
+_PURGE_BATCH = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Bootstrap:
+    """What ``serve`` tells the user about access at start."""
+
+    team_id: str
+    key: str | None  # a raw key that works, when reflow knows one
+    created: bool  # True when the database was new and the first team was made now
+
+
+class Reflow:
+    """One process's reflow: settings, store, engine, worker and the services over them."""
+
+    def __init__(self, settings: Settings, store: SqliteStore) -> None:
+        self.settings = settings
+        self.store: Store = store
+        self._sqlite = store
+        self.http = create_http_client(HttpPolicy(
+            allow_networks=settings.http_allow_networks, timeout=settings.http_timeout
+        ))
+        self.engine = Engine(
+            EngineConfig(
+                step_output_cap=settings.step_output_cap,
+                execution_timeout=settings.execution_timeout,
+                http_timeout=settings.http_timeout,
+                env=settings.expression_env,
+            ),
+            self.http,
+        )
+        self.keys = KeyService(store)
+        self.users = UserService(store)
+        self.workflows = WorkflowService(store, self.users)
+        self.worker = Worker(
+            store, self.engine, self._prepare,
+            concurrency=settings.worker_concurrency, lease_seconds=settings.lease_seconds,
+        )
+        self.runs = RunService(store, self.workflows, self.engine, self.worker,
+                               log_retention=settings.log_retention)
+        self.logs = LogService(store, self.workflows)
+        self._background: list[asyncio.Task[None]] = []
+        self.running = False
+
+    async def _prepare(self, record: ExecutionRecord) -> RunState:
+        # The worker is built before the run service it needs; resolve it late.
+        return await self.runs.prepare(record)
+
+    @classmethod
+    def open(cls, settings: Settings) -> Reflow:
+        """Open the database (which must be migrated: ``reflow db upgrade``)."""
+        path = settings.sqlite_path
+        if path != ":memory:" and not Path(path).parent.exists():
+            raise SettingsError(f"REFLOW_DATABASE_URL: folder of {path!r} does not exist")
+        return cls(settings, SqliteStore(path, synchronous=settings.sqlite_synchronous))
+
+    async def start(self) -> None:
+        """Become the process that runs executions: resume abandoned ones, start the worker."""
+        if not self._sqlite.acquire_runner_lock():
+            raise SettingsError(
+                f"another reflow process is already running executions on {self._sqlite.path}; "
+                "SQLite mode runs one process (use PostgreSQL to scale out)"
+            )
+        # This process holds the runner lock, so whoever leased these is gone.
+        released = await self.store.release_leases()
+        if released:
+            log.info("resuming %d unfinished executions", released)
+        await self.worker.start()
+        self.worker.wake()
+        self._background.append(asyncio.create_task(self._purge_loop(), name="retention purge"))
+        self.running = True
+
+    async def close(self) -> None:
+        """Stop background work, finish or release running executions, close everything."""
+        for task in self._background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.running:
+            await self.worker.stop()
+        await self.http.aclose()
+        await self.store.close()
+
+    async def purge_once(self) -> int:
+        """Delete finished executions older than the retention window, in small batches."""
+        cutoff = now_ms() - int(self.settings.log_retention * 1000)
+        total = 0
+        while True:
+            deleted = await self.store.purge_executions(cutoff, _PURGE_BATCH)
+            total += deleted
+            if deleted < _PURGE_BATCH:
+                return total
+            await asyncio.sleep(0)  # let runs in between batches
+
+    async def _purge_loop(self) -> None:
+        while True:
+            try:
+                deleted = await self.purge_once()
+                if deleted:
+                    log.info("purged %d executions past the retention window", deleted)
+            except Exception:
+                log.exception("retention purge failed")
+            await asyncio.sleep(self.settings.purge_interval)
+
+    async def bootstrap(self) -> Bootstrap:
+        """Make the first team and key on a new database; find a key to show otherwise."""
+        settings = self.settings
+        key_file = settings.dev_key_file
+        secret = settings.bootstrap_key
+        bootstrap_key = secret.get_secret_value() if secret else None
+        team = await self.keys.first_team()
+        if team is None:
+            team = await self.keys.create_team("default")
+            created = await self.keys.create_key(team, "bootstrap", bootstrap_key)
+            if settings.env is Environment.DEV:
+                _write_private(key_file, created.raw)
+            return Bootstrap(team.id, created.raw, True)
+        saved = _read(key_file) if settings.env is Environment.DEV else None
+        for candidate in (bootstrap_key, saved):
+            if candidate and await self.keys.is_valid(candidate):
+                return Bootstrap(team.id, candidate, False)
+        if settings.env is Environment.DEV:
+            # The saved key is gone (file deleted or key revoked): make one the user can use.
+            created = await self.keys.create_key(team, "dev")
+            _write_private(key_file, created.raw)
+            return Bootstrap(team.id, created.raw, False)
+        return Bootstrap(team.id, None, False)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _write_private(path: Path, value: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")

@@ -1,0 +1,214 @@
+"""Workflows, their immutable versions, and users' installations of them."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import orjson
+
+from reflow.blocks import block_specs, load_blocks
+from reflow.domain.definitions import (
+    WorkflowDefinition,
+    canonical_json,
+    parse_document,
+    validate_definition,
+)
+from reflow.domain.records import Installation, Team, User, Workflow, WorkflowVersion
+from reflow.engine import now_ms
+from reflow.engine.compiled import CompiledWorkflow, compile_workflow
+from reflow.errors import Conflict, DefinitionInvalid, NotFound, Problem
+from reflow.expressions import compile_template_problems
+from reflow.ids import new_object_id
+from reflow.services.users import UserService
+from reflow.store.base import Store
+
+_COMPILED_CACHE = 1024
+
+
+def definition_from_text(text: str | bytes, content_type: str | None = None) -> WorkflowDefinition:
+    """Parse and validate a definition; DefinitionInvalid lists every problem by path."""
+    return definition_from_document(parse_document(text, content_type))
+
+
+def definition_from_document(doc: object) -> WorkflowDefinition:
+    """Validate a parsed definition, templates included."""
+    definition = validate_definition(doc, block_specs())
+    problems: list[Problem] = []
+    for block in definition.iter_blocks():
+        problems.extend(compile_template_problems(dict(block.params), f"{block.path}.with"))
+    if problems:
+        raise DefinitionInvalid(problems)
+    return definition
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What storing a definition did."""
+
+    workflow: Workflow
+    version: int
+    created: bool  # False when the definition equals the latest version (nothing added)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A workflow reference resolved: the parent, and the user's installation if known."""
+
+    workflow: Workflow
+    installation: Installation | None
+    user: User | None
+
+
+class WorkflowService:
+    """Workflow definitions, versions, installations, and compiled versions for the engine."""
+
+    def __init__(self, store: Store, users: UserService) -> None:
+        self.store = store
+        self.users = users
+        self._compiled: OrderedDict[tuple[str, int], CompiledWorkflow] = OrderedDict()
+
+    # -- definitions -----------------------------------------------------------------------
+
+    async def create(self, team: Team, definition: WorkflowDefinition) -> Applied:
+        """A new workflow at version 1; a taken name is a Conflict."""
+        now = now_ms()
+        body = canonical_json(definition.raw)
+        workflow = Workflow(new_object_id(), team.id, definition.name, definition.integration,
+                            1, now, now)
+        version = WorkflowVersion(workflow.id, 1, body, _digest(body), now)
+        existing = await self.store.get_workflow(team.id, definition.name)
+        if existing is not None and existing.name == definition.name:
+            raise Conflict(
+                f"a workflow named {definition.name!r} already exists ({existing.id}); "
+                f"PUT /workflows/{existing.id}/definition adds a version"
+            )
+        await self.store.create_workflow(workflow, version)
+        return Applied(workflow, 1, True)
+
+    async def add_version(
+        self, team: Team, workflow_ref: str, definition: WorkflowDefinition
+    ) -> Applied:
+        """A new version of a workflow, unless the definition equals its latest version."""
+        workflow = await self.get(team, workflow_ref)
+        return await self._add_version(team, workflow, definition)
+
+    async def apply(self, team: Team, definition: WorkflowDefinition) -> Applied:
+        """Create the workflow named in the definition, or add a version if it changed."""
+        workflow = await self.store.get_workflow(team.id, definition.name)
+        if workflow is None or workflow.name != definition.name:
+            return await self.create(team, definition)
+        return await self._add_version(team, workflow, definition)
+
+    async def _add_version(
+        self, team: Team, workflow: Workflow, definition: WorkflowDefinition
+    ) -> Applied:
+        body = canonical_json(definition.raw)
+        latest = await self.store.get_version(team.id, workflow.id, workflow.latest_version)
+        if latest is not None and latest.digest == _digest(body):
+            return Applied(workflow, workflow.latest_version, False)
+        if definition.name != workflow.name:
+            other = await self.store.get_workflow(team.id, definition.name)
+            if other is not None and other.id != workflow.id:
+                raise Conflict(f"a workflow named {definition.name!r} already exists")
+        renamed = Workflow(workflow.id, team.id, definition.name, definition.integration,
+                           workflow.latest_version, workflow.created_at, workflow.updated_at)
+        version = await self.store.add_version(renamed, body, _digest(body), now_ms())
+        return Applied(renamed, version.version, True)
+
+    async def get(self, team: Team, workflow_ref: str) -> Workflow:
+        """A parent workflow by id or name."""
+        workflow = await self.store.get_workflow(team.id, workflow_ref)
+        if workflow is None:
+            raise NotFound(f"workflow {workflow_ref!r} not found")
+        return workflow
+
+    async def all(self, team: Team) -> list[Workflow]:
+        """Every workflow of a team."""
+        return await self.store.list_workflows(team.id)
+
+    async def versions(
+        self, team: Team, workflow_ref: str
+    ) -> tuple[Workflow, list[WorkflowVersion]]:
+        """A workflow and all its versions."""
+        workflow = await self.resolve_parent(team, workflow_ref)
+        return workflow, await self.store.list_versions(team.id, workflow.id)
+
+    # -- installations ---------------------------------------------------------------------
+
+    async def activate(self, team: Team, user_ref: str, workflow_ref: str) -> Installation:
+        """Install the latest version for a user, or reactivate the user's installation."""
+        user = await self.users.get(team, user_ref)
+        workflow = await self.get(team, workflow_ref)
+        now = now_ms()
+        installation = await self.store.get_installation(team.id, workflow.id, user.id)
+        if installation is None:
+            installation = Installation(new_object_id(), team.id, workflow.id, user.id,
+                                        workflow.latest_version, True, now, now)
+        elif installation.active:
+            return installation
+        else:
+            installation = Installation(installation.id, team.id, workflow.id, user.id,
+                                        installation.installed_version, True,
+                                        installation.installed_at, now)
+        await self.store.save_installation(installation)
+        return installation
+
+    async def resolve_parent(self, team: Team, workflow_ref: str) -> Workflow:
+        """The parent workflow for a parent id, name, or an installation id."""
+        workflow = await self.store.get_workflow(team.id, workflow_ref)
+        if workflow is not None:
+            return workflow
+        installation = await self.store.get_installation_by_id(team.id, workflow_ref)
+        if installation is not None:
+            return await self.get(team, installation.workflow_id)
+        raise NotFound(f"workflow {workflow_ref!r} not found")
+
+    async def resolve(self, team: Team, workflow_ref: str, user_ref: str | None) -> Target:
+        """A workflow reference (parent id or name with a user, or installation id)."""
+        user = await self.users.get(team, user_ref) if user_ref else None
+        workflow = await self.store.get_workflow(team.id, workflow_ref)
+        if workflow is not None:
+            installation = None
+            if user is not None:
+                installation = await self.store.get_installation(team.id, workflow.id, user.id)
+            return Target(workflow, installation, user)
+        installation = await self.store.get_installation_by_id(team.id, workflow_ref)
+        if installation is None or (user is not None and installation.user_id != user.id):
+            raise NotFound(f"workflow {workflow_ref!r} not found")
+        return Target(await self.get(team, installation.workflow_id), installation, user)
+
+    async def installation(self, team: Team, workflow_ref: str, user_ref: str | None) -> Target:
+        """Like ``resolve``, but the user must have the workflow installed."""
+        target = await self.resolve(team, workflow_ref, user_ref)
+        if target.installation is None:
+            if target.user is None:
+                raise NotFound(f"workflow {workflow_ref!r}: give userId to pick a user's copy")
+            raise NotFound(
+                f"workflow {target.workflow.name!r} is not installed for user "
+                f"{target.user.username!r}; activate it with PUT /workflows/activate"
+            )
+        return target
+
+    # -- compiled versions -----------------------------------------------------------------
+
+    async def compiled(self, team_id: str, workflow_id: str, version: int) -> CompiledWorkflow:
+        """A version compiled for the engine; versions are immutable, so this is cached."""
+        key = (workflow_id, version)
+        hit = self._compiled.get(key)
+        if hit is not None:
+            return hit
+        stored = await self.store.get_version(team_id, workflow_id, version)
+        if stored is None:
+            raise NotFound(f"workflow {workflow_id!r} has no version {version}")
+        definition = definition_from_document(orjson.loads(stored.definition))
+        compiled = compile_workflow(workflow_id, version, definition, load_blocks())
+        self._compiled[key] = compiled
+        if len(self._compiled) > _COMPILED_CACHE:
+            self._compiled.popitem(last=False)
+        return compiled
+
+
+def _digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()

@@ -1,0 +1,118 @@
+"""One typed Settings object, read from REFLOW_* environment variables once at start."""
+
+from __future__ import annotations
+
+import ipaddress
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from reflow.domain.durations import parse_duration
+from reflow.errors import SettingsError
+
+KIB = 1024
+SUPPORTED_API_VERSIONS = ("2023-12", "2024-03", "2025-09")
+CURRENT_API_VERSION = "2025-09"
+
+
+class Environment(StrEnum):
+    """Where reflow runs: dev relaxes checks that protect a production deployment."""
+
+    DEV = "dev"
+    PRODUCTION = "production"
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, int):
+        return value
+    text = str(value).strip().lower().replace(" ", "")
+    for suffix, factor in (("kib", KIB), ("mib", KIB * KIB), ("kb", 1000), ("mb", 1000_000)):
+        if text.endswith(suffix):
+            return int(float(text[: -len(suffix)]) * factor)
+    return int(text.removesuffix("b"))
+
+
+class Settings(BaseSettings):
+    """Every knob reflow has; each field is the REFLOW_<NAME> environment variable."""
+
+    model_config = SettingsConfigDict(env_prefix="REFLOW_", extra="ignore", frozen=True)
+
+    env: Environment = Environment.PRODUCTION
+    database_url: str = "sqlite:///./reflow.db"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    bootstrap_key: SecretStr | None = None
+    # Where `serve` keeps the first team's key so a second start can print it again (dev).
+    dev_key_file: Path = Path(".reflow-dev-key")
+    log_retention: float = parse_duration("7d")
+    step_output_cap: int = 256 * KIB
+    max_body_bytes: int = 10 * KIB * KIB
+    execution_timeout: float = parse_duration("1h")
+    lease_seconds: float = 30.0
+    worker_concurrency: int = Field(default=64, ge=1, le=10_000)
+    purge_interval: float = 60.0
+    http_timeout: float = 30.0
+    http_allow_networks: Annotated[
+        tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode
+    ] = ()
+    # Values every expression sees as `env` (a JSON object), e.g. a target's base URL.
+    expression_env: dict[str, Any] = Field(default_factory=dict)
+    # FULL survives power loss; NORMAL (WAL) survives a process crash and is much faster.
+    sqlite_synchronous: str = "NORMAL"
+
+    @field_validator("log_retention", "execution_timeout", "lease_seconds", "purge_interval",
+                     "http_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @field_validator("step_output_cap", "max_body_bytes", mode="before")
+    @classmethod
+    def _bytes(cls, value: Any) -> int:
+        return _size(value)
+
+    @field_validator("http_allow_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        if isinstance(value, str):
+            value = [part for part in value.replace(" ", "").split(",") if part]
+        return tuple(ipaddress.ip_network(item, strict=False) for item in value)
+
+    @field_validator("sqlite_synchronous")
+    @classmethod
+    def _synchronous(cls, value: str) -> str:
+        if value.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise ValueError("must be one of OFF, NORMAL, FULL, EXTRA")
+        return value.upper()
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if not value.startswith("sqlite:///"):
+            raise ValueError("only sqlite:///<path> is supported (PostgreSQL comes later)")
+        return value
+
+    @property
+    def sqlite_path(self) -> str:
+        """The SQLite file path from the database URL (``:memory:`` allowed for tests)."""
+        return self.database_url.removeprefix("sqlite:///")
+
+    @property
+    def base_url(self) -> str:
+        """Where the API listens, as a client would call it."""
+        return f"http://{self.host}:{self.port}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment (plus overrides, e.g. CLI flags); bad values raise SettingsError."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"REFLOW_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from exc

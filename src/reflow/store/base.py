@@ -1,0 +1,112 @@
+"""The Store protocol: the narrow interface every backend implements.
+
+All logic lives in the services above it. Every method that reads a team's data takes the
+team id, so tenancy is enforced here and not remembered in each route.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from reflow.domain.executions import ExecutionRecord, StepRecord
+from reflow.domain.records import ApiKey, Installation, Team, User, Workflow, WorkflowVersion
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionQuery:
+    """Which executions a logs page shows."""
+
+    team_id: str
+    workflow_id: str
+    installation_id: str | None = None
+    failed_only: bool = False
+    descending: bool = True
+    offset: int = 0
+    limit: int = 10
+
+
+class Store(Protocol):
+    """Persistence for reflow; implementations: SQLite (embedded) and, later, PostgreSQL."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+    # Teams and keys
+    async def count_teams(self) -> int:
+        """How many teams exist (zero means a new database)."""
+    async def create_team(self, team: Team) -> None:
+        """Insert a team."""
+    async def get_team(self, team_id: str) -> Team | None:
+        """A team by id."""
+    async def list_teams(self) -> list[Team]:
+        """Every team, oldest first."""
+    async def create_api_key(self, key: ApiKey, key_hash: str) -> None:
+        """Insert a key (only its hash is stored)."""
+    async def find_api_key(self, key_hash: str) -> ApiKey | None:
+        """The live (not revoked) key with this hash."""
+    async def list_api_keys(self, team_id: str) -> list[ApiKey]:
+        """A team's keys, revoked ones included."""
+    async def revoke_api_key(self, team_id: str, id_or_prefix: str, now: int) -> bool:
+        """Revoke a live key; False when there was none."""
+
+    # Users
+    async def create_user(self, user: User) -> None:
+        """Insert a user; a taken username raises Conflict."""
+    async def get_user(self, team_id: str, id_or_username: str) -> User | None:
+        """A user by id or username."""
+
+    # Workflows and versions
+    async def create_workflow(self, workflow: Workflow, version: WorkflowVersion) -> None:
+        """Insert a workflow with its first version; a taken name raises Conflict."""
+    async def add_version(
+        self, workflow: Workflow, definition: bytes, digest: str, now: int
+    ) -> WorkflowVersion:
+        """Append the next version (name and integration follow the definition)."""
+    async def get_workflow(self, team_id: str, id_or_name: str) -> Workflow | None:
+        """A workflow by id or name."""
+    async def list_workflows(self, team_id: str) -> list[Workflow]:
+        """A team's workflows by name."""
+    async def get_version(
+        self, team_id: str, workflow_id: str, version: int
+    ) -> WorkflowVersion | None:
+        """One version of a workflow."""
+    async def list_versions(self, team_id: str, workflow_id: str) -> list[WorkflowVersion]:
+        """Every version of a workflow, oldest first."""
+
+    # Installations
+    async def get_installation(
+        self, team_id: str, workflow_id: str, user_id: str
+    ) -> Installation | None:
+        """A user's installation of a workflow."""
+    async def get_installation_by_id(
+        self, team_id: str, installation_id: str
+    ) -> Installation | None:
+        """An installation by its own id."""
+    async def save_installation(self, installation: Installation) -> None:
+        """Insert or update an installation."""
+
+    # Executions
+    async def insert_execution(self, execution: ExecutionRecord) -> None:
+        """Insert an execution with the steps it already has, in one transaction."""
+    async def save_execution(
+        self, execution: ExecutionRecord, new_steps: Sequence[StepRecord]
+    ) -> None:
+        """Update an execution's status fields and append steps, in one transaction."""
+    async def claim_executions(
+        self, owner: str, now: int, lease_until: int, limit: int
+    ) -> list[ExecutionRecord]:
+        """Lease up to ``limit`` queued or abandoned executions, with their steps."""
+    async def renew_leases(self, owner: str, ids: Sequence[str], lease_until: int) -> None:
+        """Extend this owner's leases."""
+    async def release_leases(self) -> int:
+        """Forget every lease (a single-process backend at start: the owners are gone)."""
+    async def get_execution(self, team_id: str, execution_id: str) -> ExecutionRecord | None:
+        """One execution with its steps and the ids of its reruns."""
+    async def execution_status(self, execution_id: str) -> str | None:
+        """Just the status (for waiting on a run)."""
+    async def list_executions(self, query: ExecutionQuery) -> list[ExecutionRecord]:
+        """A page of executions with their steps and reruns."""
+    async def purge_executions(self, stopped_before: int, limit: int) -> int:
+        """Delete up to ``limit`` finished executions stopped before a time, with steps."""

@@ -1,0 +1,424 @@
+"""The SQLite store (embedded mode): one connection, WAL, used from the event loop thread.
+
+SQLite calls are short and made directly from async methods: no thread hop per query,
+which is what keeps a run's overhead low. One process owns a database file for running
+executions (``acquire_runner_lock``); CLI reads and writes may share it meanwhile.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from reflow.domain.executions import (
+    ExecutionRecord,
+    ExecutionStatus,
+    StepRecord,
+    StepStatus,
+    TriggerMode,
+)
+from reflow.domain.records import ApiKey, Installation, Team, User, Workflow, WorkflowVersion
+from reflow.errors import Conflict, StoreError
+from reflow.store.base import ExecutionQuery
+from reflow.store.queries import load_queries
+
+Q = load_queries(Path(__file__).parent / "queries.sql")
+
+
+def _team(row: sqlite3.Row) -> Team:
+    retention = row["log_retention_s"]
+    return Team(row["id"], row["name"], row["created_at"], None if retention is None else retention)
+
+
+def _key(row: sqlite3.Row) -> ApiKey:
+    return ApiKey(*row)
+
+
+def _user(row: sqlite3.Row) -> User:
+    return User(*row)
+
+
+def _workflow(row: sqlite3.Row) -> Workflow:
+    return Workflow(*row)
+
+
+def _version(row: sqlite3.Row) -> WorkflowVersion:
+    return WorkflowVersion(*row)
+
+
+def _installation(row: sqlite3.Row) -> Installation:
+    r = tuple(row)
+    return Installation(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7])
+
+
+def _step(row: sqlite3.Row) -> StepRecord:
+    return StepRecord(
+        seq=row[1],
+        block_id=row[2],
+        status=StepStatus(row[3]),
+        attempts=row[4],
+        started_at=row[5],
+        stopped_at=row[6],
+        input=row[7],
+        output=row[8],
+        error=row[9],
+        reused=bool(row[10]),
+        truncated=bool(row[11]),
+    )
+
+
+def _execution(row: sqlite3.Row) -> ExecutionRecord:
+    return ExecutionRecord(
+        id=row["id"],
+        team_id=row["team_id"],
+        workflow_id=row["workflow_id"],
+        installation_id=row["installation_id"],
+        user_id=row["user_id"],
+        version=row["version"],
+        mode=TriggerMode(row["mode"]),
+        trigger=row["trigger"],
+        status=ExecutionStatus(row["status"]),
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        stopped_at=row["stopped_at"],
+        output=row["output"],
+        response_status=row["response_status"],
+        error=row["error"],
+        rerun_of=row["rerun_of"],
+        lease_owner=row["lease_owner"],
+        lease_expires=row["lease_expires"],
+    )
+
+
+def _step_params(execution_id: str, s: StepRecord) -> tuple[Any, ...]:
+    return (
+        execution_id, s.seq, s.block_id, s.status.value, s.attempts, s.started_at,
+        s.stopped_at, s.input, s.output, s.error, s.reused, s.truncated,
+    )
+
+
+def _execution_params(e: ExecutionRecord) -> tuple[Any, ...]:
+    return (
+        e.id, e.team_id, e.workflow_id, e.installation_id, e.user_id, e.version, e.mode.value,
+        e.trigger, e.status.value, e.created_at, e.started_at, e.stopped_at, e.output,
+        e.response_status, e.error, e.rerun_of, e.lease_owner, e.lease_expires,
+    )
+
+
+class SqliteStore:
+    """The Store protocol on one SQLite file."""
+
+    def __init__(self, path: str, *, synchronous: str = "NORMAL") -> None:
+        self.path = path
+        try:
+            self._db = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, cached_statements=256
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite database {path!r}: {exc}") from exc
+        self._db.row_factory = sqlite3.Row
+        for pragma in (
+            "journal_mode = WAL",
+            f"synchronous = {synchronous}",
+            "busy_timeout = 5000",
+            "foreign_keys = ON",
+            "cache_size = -65536",
+            "temp_store = MEMORY",
+        ):
+            self._db.execute(f"PRAGMA {pragma}")
+        self._lock_file: IO[str] | None = None
+
+    def acquire_runner_lock(self) -> bool:
+        """Take the file's runner lock (one executing process per SQLite database)."""
+        if self.path == ":memory:":
+            return True
+        handle = open(f"{self.path}.lock", "w")  # held for the process life
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return False
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._lock_file = handle
+        return True
+
+    async def close(self) -> None:
+        """Close the connection and drop the runner lock."""
+        self._db.close()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _one(self, name: str, params: Sequence[Any]) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self._db.execute(Q[name], params).fetchone()
+        return row
+
+    def _all(self, name: str, params: Sequence[Any]) -> list[sqlite3.Row]:
+        return self._db.execute(Q[name], params).fetchall()
+
+    def _write(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> None:
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for name, params in statements:
+                    db.execute(Q[name], params)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"database write failed: {exc}") from exc
+
+    # -- teams and keys --------------------------------------------------------------------
+
+    async def count_teams(self) -> int:
+        """How many teams exist."""
+        row = self._one("count_teams", ())
+        return int(row[0]) if row else 0
+
+    async def create_team(self, team: Team) -> None:
+        """Insert a team."""
+        retention = None if team.log_retention is None else int(team.log_retention)
+        self._write([("insert_team", (team.id, team.name, team.created_at, retention))])
+
+    async def get_team(self, team_id: str) -> Team | None:
+        """A team by id."""
+        row = self._one("get_team", (team_id,))
+        return _team(row) if row else None
+
+    async def list_teams(self) -> list[Team]:
+        """Every team."""
+        return [_team(r) for r in self._all("list_teams", ())]
+
+    async def create_api_key(self, key: ApiKey, key_hash: str) -> None:
+        """Insert a key."""
+        params = (key.id, key.team_id, key.name, key.prefix, key_hash, key.created_at)
+        self._write([("insert_api_key", params)])
+
+    async def find_api_key(self, key_hash: str) -> ApiKey | None:
+        """The live key with this hash."""
+        row = self._one("find_api_key", (key_hash,))
+        return _key(row) if row else None
+
+    async def list_api_keys(self, team_id: str) -> list[ApiKey]:
+        """A team's keys."""
+        return [_key(r) for r in self._all("list_api_keys", (team_id,))]
+
+    async def revoke_api_key(self, team_id: str, id_or_prefix: str, now: int) -> bool:
+        """Revoke a live key."""
+        cursor = self._db.execute(Q["revoke_api_key"], (now, team_id, id_or_prefix, id_or_prefix))
+        return cursor.rowcount > 0
+
+    # -- users -----------------------------------------------------------------------------
+
+    async def create_user(self, user: User) -> None:
+        """Insert a user; a taken username is a Conflict."""
+        params = (user.id, user.team_id, user.username, user.full_name, user.created_at)
+        try:
+            self._write([("insert_user", params)])
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"username {user.username!r} is already taken") from exc
+
+    async def get_user(self, team_id: str, id_or_username: str) -> User | None:
+        """A user by id or username."""
+        key = id_or_username
+        row = self._one("get_user", (team_id, key, key, key))
+        return _user(row) if row else None
+
+    # -- workflows -------------------------------------------------------------------------
+
+    async def create_workflow(self, workflow: Workflow, version: WorkflowVersion) -> None:
+        """Insert a workflow and its first version."""
+        w, v = workflow, version
+        try:
+            self._write([
+                ("insert_workflow", (w.id, w.team_id, w.name, w.integration, w.latest_version,
+                                     w.created_at, w.updated_at)),
+                ("insert_version", (v.workflow_id, v.version, v.definition, v.digest,
+                                    v.created_at)),
+            ])
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"a workflow named {w.name!r} already exists") from exc
+
+    async def add_version(
+        self, workflow: Workflow, definition: bytes, digest: str, now: int
+    ) -> WorkflowVersion:
+        """Append the next version."""
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                row = db.execute(
+                    Q["bump_workflow_version"],
+                    (now, workflow.name, workflow.integration, workflow.team_id, workflow.id),
+                ).fetchone()
+                version = WorkflowVersion(workflow.id, int(row[0]), definition, digest, now)
+                db.execute(Q["insert_version"], (workflow.id, version.version, definition,
+                                                 digest, now))
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"a workflow named {workflow.name!r} already exists") from exc
+        except sqlite3.Error as exc:
+            raise StoreError(f"database write failed: {exc}") from exc
+        return version
+
+    async def get_workflow(self, team_id: str, id_or_name: str) -> Workflow | None:
+        """A workflow by id or name."""
+        key = id_or_name
+        row = self._one("get_workflow", (team_id, key, key, key))
+        return _workflow(row) if row else None
+
+    async def list_workflows(self, team_id: str) -> list[Workflow]:
+        """A team's workflows."""
+        return [_workflow(r) for r in self._all("list_workflows", (team_id,))]
+
+    async def get_version(
+        self, team_id: str, workflow_id: str, version: int
+    ) -> WorkflowVersion | None:
+        """One version."""
+        row = self._one("get_version", (team_id, workflow_id, version))
+        return _version(row) if row else None
+
+    async def list_versions(self, team_id: str, workflow_id: str) -> list[WorkflowVersion]:
+        """Every version."""
+        return [_version(r) for r in self._all("list_versions", (team_id, workflow_id))]
+
+    # -- installations ---------------------------------------------------------------------
+
+    async def get_installation(
+        self, team_id: str, workflow_id: str, user_id: str
+    ) -> Installation | None:
+        """A user's installation of a workflow."""
+        row = self._one("get_installation", (team_id, workflow_id, user_id))
+        return _installation(row) if row else None
+
+    async def get_installation_by_id(
+        self, team_id: str, installation_id: str
+    ) -> Installation | None:
+        """An installation by id."""
+        row = self._one("get_installation_by_id", (team_id, installation_id))
+        return _installation(row) if row else None
+
+    async def save_installation(self, installation: Installation) -> None:
+        """Insert or update an installation."""
+        i = installation
+        self._write([("upsert_installation", (i.id, i.team_id, i.workflow_id, i.user_id,
+                                              i.installed_version, i.active, i.installed_at,
+                                              i.updated_at))])
+
+    # -- executions ------------------------------------------------------------------------
+
+    async def insert_execution(self, execution: ExecutionRecord) -> None:
+        """Insert an execution and its steps."""
+        statements: list[tuple[str, Sequence[Any]]] = [
+            ("insert_execution", _execution_params(execution))
+        ]
+        statements.extend(("insert_step", _step_params(execution.id, s)) for s in execution.steps)
+        self._write(statements)
+
+    async def save_execution(
+        self, execution: ExecutionRecord, new_steps: Sequence[StepRecord]
+    ) -> None:
+        """Update an execution and append steps."""
+        e = execution
+        statements: list[tuple[str, Sequence[Any]]] = [
+            ("insert_step", _step_params(e.id, s)) for s in new_steps
+        ]
+        statements.append(("update_execution", (
+            e.status.value, e.started_at, e.stopped_at, e.output, e.response_status, e.error,
+            e.lease_owner, e.lease_expires, e.id,
+        )))
+        self._write(statements)
+
+    async def claim_executions(
+        self, owner: str, now: int, lease_until: int, limit: int
+    ) -> list[ExecutionRecord]:
+        """Lease queued or abandoned executions."""
+        ids = [r[0] for r in self._all("claimable_executions", (now, limit))]
+        if not ids:
+            return []
+        claimed: list[str] = []
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for execution_id in ids:
+                cursor = db.execute(Q["claim_execution"],
+                                    (owner, lease_until, now, execution_id, now))
+                if cursor.rowcount:
+                    claimed.append(execution_id)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return self._with_steps(
+            [_execution(r) for i in claimed if (r := self._one("get_execution_any_team", (i,)))]
+        )
+
+    async def renew_leases(self, owner: str, ids: Sequence[str], lease_until: int) -> None:
+        """Extend leases."""
+        self._write([("renew_lease", (lease_until, i, owner)) for i in ids])
+
+    async def release_leases(self) -> int:
+        """Forget every lease."""
+        return self._db.execute(Q["release_leases"]).rowcount
+
+    async def get_execution(self, team_id: str, execution_id: str) -> ExecutionRecord | None:
+        """One execution with steps and reruns."""
+        row = self._one("get_execution", (team_id, execution_id))
+        if row is None:
+            return None
+        return self._with_steps([_execution(row)])[0]
+
+    async def execution_status(self, execution_id: str) -> str | None:
+        """Just the status."""
+        row = self._one("execution_status", (execution_id,))
+        return None if row is None else str(row[0])
+
+    async def list_executions(self, query: ExecutionQuery) -> list[ExecutionRecord]:
+        """A page of executions."""
+        order = "desc" if query.descending else "asc"
+        if query.installation_id is not None:
+            name, key = f"list_by_installation_{order}", query.installation_id
+        else:
+            name, key = f"list_by_workflow_{order}", query.workflow_id
+        rows = self._all(name, (key, query.team_id, int(query.failed_only), query.limit,
+                                query.offset))
+        return self._with_steps([_execution(r) for r in rows])
+
+    def _with_steps(self, executions: list[ExecutionRecord]) -> list[ExecutionRecord]:
+        if not executions:
+            return executions
+        by_id = {e.id: e for e in executions}
+        ids = orjson.dumps(list(by_id))
+        for row in self._all("steps_of_many", (ids,)):
+            by_id[row[0]].steps.append(_step(row))
+        for rerun_of, rerun_id in self._all("reruns_of_many", (ids,)):
+            by_id[rerun_of].reruns.append(rerun_id)
+        return executions
+
+    async def purge_executions(self, stopped_before: int, limit: int) -> int:
+        """Delete a batch of old finished executions and their steps."""
+        ids = [r[0] for r in self._all("purge_batch", (stopped_before, limit))]
+        if not ids:
+            return 0
+        encoded = orjson.dumps(ids)
+        self._write([("delete_steps_of_many", (encoded,)),
+                     ("delete_executions_many", (encoded,))])
+        # Give freed pages back so the file does not grow without bound.
+        self._db.execute("PRAGMA incremental_vacuum(256)")
+        return len(ids)

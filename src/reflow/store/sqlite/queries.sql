@@ -1,0 +1,177 @@
+-- name: count_teams
+SELECT count(*) FROM teams;
+
+-- name: insert_team
+INSERT INTO teams (id, name, created_at, log_retention_s) VALUES (?, ?, ?, ?);
+
+-- name: get_team
+SELECT id, name, created_at, log_retention_s FROM teams WHERE id = ?;
+
+-- name: list_teams
+SELECT id, name, created_at, log_retention_s FROM teams ORDER BY created_at, id;
+
+-- name: insert_api_key
+INSERT INTO api_keys (id, team_id, name, prefix, hash, created_at) VALUES (?, ?, ?, ?, ?, ?);
+
+-- name: find_api_key
+SELECT id, team_id, name, prefix, created_at, revoked_at FROM api_keys
+WHERE hash = ? AND revoked_at IS NULL;
+
+-- name: list_api_keys
+SELECT id, team_id, name, prefix, created_at, revoked_at FROM api_keys
+WHERE team_id = ? ORDER BY created_at, id;
+
+-- name: revoke_api_key
+UPDATE api_keys SET revoked_at = ? WHERE team_id = ? AND (id = ? OR prefix = ?) AND revoked_at IS NULL;
+
+-- name: insert_user
+INSERT INTO users (id, team_id, username, full_name, created_at) VALUES (?, ?, ?, ?, ?);
+
+-- name: get_user
+SELECT id, team_id, username, full_name, created_at FROM users
+WHERE team_id = ? AND (id = ? OR username = ?)
+ORDER BY id = ? DESC LIMIT 1;
+
+-- name: insert_workflow
+INSERT INTO workflows (id, team_id, name, integration, latest_version, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?);
+
+-- name: get_workflow
+SELECT id, team_id, name, integration, latest_version, created_at, updated_at FROM workflows
+WHERE team_id = ? AND (id = ? OR name = ?)
+ORDER BY id = ? DESC LIMIT 1;
+
+-- name: list_workflows
+SELECT id, team_id, name, integration, latest_version, created_at, updated_at FROM workflows
+WHERE team_id = ? ORDER BY name, id;
+
+-- name: bump_workflow_version
+UPDATE workflows SET latest_version = latest_version + 1, updated_at = ?, name = ?, integration = ?
+WHERE team_id = ? AND id = ?
+RETURNING latest_version;
+
+-- name: insert_version
+INSERT INTO workflow_versions (workflow_id, version, definition, digest, created_at)
+VALUES (?, ?, ?, ?, ?);
+
+-- name: get_version
+SELECT v.workflow_id, v.version, v.definition, v.digest, v.created_at
+FROM workflow_versions v JOIN workflows w ON w.id = v.workflow_id
+WHERE w.team_id = ? AND v.workflow_id = ? AND v.version = ?;
+
+-- name: list_versions
+SELECT v.workflow_id, v.version, v.definition, v.digest, v.created_at
+FROM workflow_versions v JOIN workflows w ON w.id = v.workflow_id
+WHERE w.team_id = ? AND v.workflow_id = ? ORDER BY v.version;
+
+-- name: get_installation
+SELECT id, team_id, workflow_id, user_id, installed_version, active, installed_at, updated_at
+FROM installations WHERE team_id = ? AND workflow_id = ? AND user_id = ?;
+
+-- name: get_installation_by_id
+SELECT id, team_id, workflow_id, user_id, installed_version, active, installed_at, updated_at
+FROM installations WHERE team_id = ? AND id = ?;
+
+-- name: upsert_installation
+INSERT INTO installations
+    (id, team_id, workflow_id, user_id, installed_version, active, installed_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    installed_version = excluded.installed_version,
+    active = excluded.active,
+    updated_at = excluded.updated_at;
+
+-- name: insert_execution
+INSERT INTO executions
+    (id, team_id, workflow_id, installation_id, user_id, version, mode, trigger, status,
+     created_at, started_at, stopped_at, output, response_status, error, rerun_of,
+     lease_owner, lease_expires)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: update_execution
+UPDATE executions SET status = ?, started_at = ?, stopped_at = ?, output = ?,
+    response_status = ?, error = ?, lease_owner = ?, lease_expires = ?
+WHERE id = ?;
+
+-- name: insert_step
+INSERT INTO steps
+    (execution_id, seq, block_id, status, attempts, started_at, stopped_at, input, output,
+     error, reused, truncated)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: claimable_executions
+SELECT id FROM executions
+WHERE status IN ('queued', 'running', 'waiting')
+  AND (status = 'queued' OR lease_expires IS NULL OR lease_expires < ?)
+ORDER BY id LIMIT ?;
+
+-- name: claim_execution
+UPDATE executions SET status = 'running', lease_owner = ?, lease_expires = ?,
+    started_at = coalesce(started_at, ?)
+WHERE id = ? AND status IN ('queued', 'running', 'waiting')
+  AND (status = 'queued' OR lease_expires IS NULL OR lease_expires < ?);
+
+-- name: renew_lease
+UPDATE executions SET lease_expires = ? WHERE id = ? AND lease_owner = ?;
+
+-- name: release_leases
+UPDATE executions SET lease_owner = NULL, lease_expires = NULL
+WHERE status IN ('queued', 'running', 'waiting') AND lease_owner IS NOT NULL;
+
+-- name: get_execution
+SELECT * FROM executions WHERE team_id = ? AND id = ?;
+
+-- name: get_execution_any_team
+SELECT * FROM executions WHERE id = ?;
+
+-- name: execution_status
+SELECT status FROM executions WHERE id = ?;
+
+-- name: steps_of
+SELECT execution_id, seq, block_id, status, attempts, started_at, stopped_at, input, output,
+       error, reused, truncated
+FROM steps WHERE execution_id = ? ORDER BY seq;
+
+-- name: reruns_of
+SELECT id FROM executions WHERE rerun_of = ? ORDER BY id;
+
+-- name: purge_batch
+SELECT id FROM executions
+WHERE stopped_at < ? AND status IN ('succeeded', 'failed', 'canceled')
+ORDER BY stopped_at LIMIT ?;
+
+-- name: list_by_workflow_desc
+SELECT * FROM executions
+WHERE workflow_id = ? AND team_id = ? AND (? = 0 OR status = 'failed')
+ORDER BY id DESC LIMIT ? OFFSET ?;
+
+-- name: list_by_workflow_asc
+SELECT * FROM executions
+WHERE workflow_id = ? AND team_id = ? AND (? = 0 OR status = 'failed')
+ORDER BY id ASC LIMIT ? OFFSET ?;
+
+-- name: list_by_installation_desc
+SELECT * FROM executions
+WHERE installation_id = ? AND team_id = ? AND (? = 0 OR status = 'failed')
+ORDER BY id DESC LIMIT ? OFFSET ?;
+
+-- name: list_by_installation_asc
+SELECT * FROM executions
+WHERE installation_id = ? AND team_id = ? AND (? = 0 OR status = 'failed')
+ORDER BY id ASC LIMIT ? OFFSET ?;
+
+-- name: steps_of_many
+SELECT execution_id, seq, block_id, status, attempts, started_at, stopped_at, input, output,
+       error, reused, truncated
+FROM steps WHERE execution_id IN (SELECT value FROM json_each(?))
+ORDER BY execution_id, seq;
+
+-- name: reruns_of_many
+SELECT rerun_of, id FROM executions
+WHERE rerun_of IN (SELECT value FROM json_each(?)) ORDER BY id;
+
+-- name: delete_steps_of_many
+DELETE FROM steps WHERE execution_id IN (SELECT value FROM json_each(?));
+
+-- name: delete_executions_many
+DELETE FROM executions WHERE id IN (SELECT value FROM json_each(?));

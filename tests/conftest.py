@@ -1,0 +1,132 @@
+"""Shared fixtures: a migrated database, a running app, and factories that clean up."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from reflow.api import create_app
+from reflow.services import Reflow
+from reflow.settings import Settings, load_settings
+from reflow.store.migrate import upgrade
+
+API_VERSION = "2025-09"
+TEST_KEY = "rf_test_key_0123456789abcdef"
+
+# A workflow equal to the benchmark's: label upper-cased and counted, values summed.
+ORDER_SUMMARY: dict[str, Any] = {
+    "name": "Order summary",
+    "trigger": {"type": "api"},
+    "blocks": [
+        {"id": "label", "type": "transform", "with": {"value": {
+            "label_upper": "{{ $uppercase(trigger.data.label) }}",
+            "value_count": "{{ $count(trigger.data.values) }}",
+        }}},
+        {"id": "total", "type": "transform", "with": {"value": "{{ $sum(trigger.data.values) }}"}},
+        {"id": "done", "type": "respond", "with": {"body": {
+            "label_upper": "{{ label.label_upper }}",
+            "value_count": "{{ label.value_count }}",
+            "total": "{{ total }}",
+        }}},
+    ],
+}
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    """Settings on a fresh SQLite file in the test's folder, plus overrides."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "database_url": f"sqlite:///{tmp_path / 'reflow.db'}",
+            "bootstrap_key": TEST_KEY,
+            "dev_key_file": tmp_path / "dev-key",
+            "purge_interval": 3600,
+        }
+        values.update(overrides)
+        return load_settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    """Default test settings."""
+    return make_settings()
+
+
+@pytest.fixture
+def reflow_client(settings: Settings) -> Iterator[tuple[Reflow, TestClient]]:
+    """A migrated database, a started Reflow with its first team, and a client to its API."""
+    upgrade(settings.database_url)
+    reflow = Reflow.open(settings)
+    app = create_app(reflow)
+    headers = {"authorization": f"bearer {TEST_KEY}", "x-api-version": API_VERSION}
+    with TestClient(app, headers=headers, raise_server_exceptions=False) as client:
+        client.portal.call(reflow.bootstrap)  # type: ignore[union-attr]
+        yield reflow, client
+
+
+@pytest.fixture
+def client(reflow_client: tuple[Reflow, TestClient]) -> TestClient:
+    """The API client (authenticated, versioned)."""
+    return reflow_client[1]
+
+
+@pytest.fixture
+def reflow(reflow_client: tuple[Reflow, TestClient]) -> Reflow:
+    """The Reflow behind ``client``."""
+    return reflow_client[0]
+
+
+@pytest.fixture
+def make_user(client: TestClient) -> Callable[..., str]:
+    """Create a user through the API; returns its userId."""
+    counter = iter(range(1_000_000))
+
+    def make(username: str | None = None, full_name: str | None = None) -> str:
+        body: dict[str, Any] = {"username": username or f"user{next(counter)}@example.com"}
+        if full_name is not None:
+            body["fullName"] = full_name
+        response = client.post("/users", json=body)
+        assert response.status_code == 200, response.text
+        user_id: str = response.json()["userId"]
+        return user_id
+
+    return make
+
+
+@pytest.fixture
+def make_workflow(client: TestClient) -> Callable[..., str]:
+    """Create a workflow from a definition (a dict); returns its workflowId."""
+
+    def make(definition: dict[str, Any] | None = None, **changes: Any) -> str:
+        body = dict(definition or ORDER_SUMMARY)
+        body.update(changes)
+        response = client.post("/workflows", json=body)
+        assert response.status_code == 200, response.text
+        workflow_id: str = response.json()["workflowId"]
+        return workflow_id
+
+    return make
+
+
+@pytest.fixture
+def installed(
+    client: TestClient, make_user: Callable[..., str], make_workflow: Callable[..., str]
+) -> Callable[..., tuple[str, str]]:
+    """A workflow activated for a new user; returns (workflowId, userId)."""
+
+    def make(definition: dict[str, Any] | None = None, **changes: Any) -> tuple[str, str]:
+        workflow_id = make_workflow(definition, **changes)
+        user_id = make_user()
+        response = client.put("/workflows/activate",
+                              json={"userId": user_id, "workflowId": workflow_id})
+        assert response.status_code == 200, response.text
+        return workflow_id, user_id
+
+    return make

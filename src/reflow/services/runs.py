@@ -76,8 +76,13 @@ class RunService:
         *,
         mode: TriggerMode = TriggerMode.API,
         wait: float | None = None,
+        queue: bool = False,
     ) -> Started:
-        """Start a run of the user's installation; with ``wait``, wait that long for its end."""
+        """Start a run of the user's installation; with ``wait``, wait that long for its end.
+
+        ``queue`` only commits it as queued, for the process that runs executions to claim
+        (what a CLI does while ``serve`` runs).
+        """
         target = await self._target(team, workflow_ref, user_ref)
         installation = target.installation
         assert installation is not None  # installation() guarantees it
@@ -99,11 +104,13 @@ class RunService:
             team.id, installation.workflow_id, installation.id, installation.user_id,
             installation.installed_version, mode, orjson.dumps({"data": data}), None,
         )
+        if queue:
+            return await self._enqueue(record)
         return await self._start(record, {"data": data}, wait)
 
     async def rerun(
         self, team: Team, workflow_ref: str, execution_id: str, user_ref: str | None,
-        *, wait: float | None = None,
+        *, wait: float | None = None, queue: bool = False,
     ) -> Started:
         """A new execution of the same installation and version with the original trigger."""
         source = await self.store.get_execution(team.id, execution_id)
@@ -127,6 +134,8 @@ class RunService:
             team.id, source.workflow_id, source.installation_id, source.user_id,
             source.version, TriggerMode.RERUN, source.trigger, source.id,
         )
+        if queue:
+            return await self._enqueue(record)
         return await self._start(record, orjson.loads(source.trigger), wait)
 
     def _missing(self, execution_id: str) -> NotFound:
@@ -160,6 +169,13 @@ class RunService:
             lease_owner=self.worker.owner,
             lease_expires=self.worker.lease_until(),
         )
+
+    async def _enqueue(self, record: ExecutionRecord) -> Started:
+        record.status = ExecutionStatus.QUEUED
+        record.started_at = record.lease_owner = record.lease_expires = None
+        await self.store.insert_execution(record)
+        self.worker.wake()
+        return Started(record.id)
 
     async def _start(self, record: ExecutionRecord, trigger: Any, wait: float | None) -> Started:
         compiled = await self.workflows.compiled(record.team_id, record.workflow_id,

@@ -1,0 +1,396 @@
+"""JSONata expressions and ``{{ }}`` templates: compiled once, evaluated within a budget.
+
+This is the only module that imports ``jsonata`` (the jsonata-rs engine), so the engine can
+be swapped here alone. docs/expressions.md says why this engine, what the budget bounds and
+what it does not.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+import jsonata
+
+from reflow.errors import ExpressionError, Problem
+
+DEFAULT_TIMEOUT_MS: Final = 1000
+# Counted in engine evaluation frames (a recursive call costs two or three). The engine
+# recurses on the native stack and crashes the process near 6,500 frames on an 8 MiB stack,
+# so the default keeps a wide margin while allowing ~200 levels of user recursion.
+DEFAULT_MAX_DEPTH: Final = 500
+_CACHE_SIZE: Final = 4096
+
+# $error() and $assert() carry the author's own message, which is then the whole message.
+_AUTHORED_CODES: Final = frozenset({"D3137", "D3141"})
+_TIMEOUT_CODE: Final = "TIMEOUT"
+_TOO_DEEP_CODE: Final = "STACK_OVERFLOW"
+
+_OPEN: Final = "{{"
+_CLOSE: Final = "}}"
+
+
+class Expression:
+    """A compiled JSONata expression; ``evaluate`` runs it within its time and depth budget."""
+
+    __slots__ = ("_local", "max_depth", "source", "timeout_ms")
+
+    def __init__(
+        self,
+        source: str,
+        *,
+        timeout_ms: int = DEFAULT_TIMEOUT_MS,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+    ) -> None:
+        self.source = source
+        self.timeout_ms = timeout_ms
+        self.max_depth = max_depth
+        # A jsonata-rs object panics when used from a thread other than its creator's, so
+        # each thread compiles its own copy on first use (thread-local storage is freed
+        # with the thread, unlike a dict keyed by reusable thread idents).
+        self._local = threading.local()
+        self._compile()
+
+    def __repr__(self) -> str:
+        return f"Expression({self.source!r})"
+
+    def evaluate(
+        self, context: Mapping[str, Any], *, bindings: Mapping[str, Any] | None = None
+    ) -> Any:
+        """Evaluate against ``context`` (``$`` variables from ``bindings``); undefined is None."""
+        try:
+            compiled = self._local.compiled
+        except AttributeError:
+            compiled = self._compile()
+        if not isinstance(context, dict) and isinstance(context, Mapping):
+            context = dict(context)  # the engine converts only real dicts
+        try:
+            return compiled.evaluate(context, None if bindings is None else dict(bindings))
+        except jsonata.JsonataError as error:
+            raise ExpressionError(self._failure_message(error)) from error
+        except (ValueError, OverflowError) as error:
+            # The engine's conversion of the context: a set, a date, an int beyond 64 bits...
+            raise ExpressionError(f"expression input is not JSON data: {error}") from error
+
+    def _compile(self) -> jsonata.Jsonata:
+        try:
+            compiled = jsonata.Jsonata(self.source)
+        except jsonata.JsonataError as error:
+            raise ExpressionError(_syntax_message(error)) from error
+        except UnicodeError as error:
+            raise ExpressionError(f"expression is not valid text: {error}") from error
+        compiled.set_runtime_bounds(self.timeout_ms, self.max_depth)
+        self._local.compiled = compiled
+        return compiled
+
+    def _failure_message(self, error: jsonata.JsonataError) -> str:
+        code = error.code
+        if code in _AUTHORED_CODES:
+            return str(error)
+        if code == _TIMEOUT_CODE:
+            return f"expression ran past its {self.timeout_ms} ms budget (an endless loop?)"
+        if code == _TOO_DEEP_CODE:
+            return (
+                f"expression nested deeper than its budget of {self.max_depth} "
+                "(endless recursion? make the recursive call the last thing the function does)"
+            )
+        return f"{error} ({code})"
+
+
+def _syntax_message(error: jsonata.JsonataError) -> str:
+    return f"{error} at position {error.position} ({error.code})"
+
+
+def compile_expression(
+    source: str,
+    *,
+    timeout_ms: int = DEFAULT_TIMEOUT_MS,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+) -> Expression:
+    """Compile ``source``, once per source (cached); a syntax error raises ExpressionError."""
+    return _compile_cached(source, timeout_ms, max_depth)
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _compile_cached(source: str, timeout_ms: int, max_depth: int) -> Expression:
+    return Expression(source, timeout_ms=timeout_ms, max_depth=max_depth)
+
+
+# --- templates --------------------------------------------------------------------------------
+#
+# A template renders with ONE engine call, however many expressions it holds: the engine copies
+# the whole context into its own values on every call (linear in the context's size), so the
+# expressions are gathered into one JSONata object of "slots" ({"s0": (expr0), "s1": ...}) and
+# precomputed builders put the slot values into a copy of the template's constant skeleton.
+
+Build = Callable[[dict[str, Any]], Any]
+
+# Interpolated text: JSONata's own `&` gives $string formatting (3.0 -> "3", objects as compact
+# JSON) and turns undefined into ""; the null test makes null "" too instead of "null".
+_TEXT_SLOT: Final = '"" & ($v := ({}); $v = null ? "" : $v)'
+_VALUE_SLOT: Final = "({})"
+
+
+class Template:
+    """A compiled ``with`` value: ``render(context)`` gives it with every ``{{ }}`` evaluated.
+
+    Constant parts are built once and returned shared by every render: callers must not
+    mutate what ``render`` returns (copy it first).
+    """
+
+    __slots__ = ("_build", "_expression", "_value", "expressions", "is_constant")
+
+    def __init__(
+        self,
+        value: Any,
+        expression: Expression | None,
+        build: Build | None,
+        expressions: tuple[Expression, ...],
+    ) -> None:
+        self._value = value
+        self._expression = expression
+        self._build = build
+        self.expressions = expressions
+        self.is_constant = expression is None
+
+    def __repr__(self) -> str:
+        sources = [e.source for e in self.expressions]
+        return f"Template(constant={self.is_constant}, expressions={sources!r})"
+
+    def render(self, context: Mapping[str, Any]) -> Any:
+        """The value with each expression evaluated on ``context``; raises ExpressionError."""
+        expression = self._expression
+        if expression is None:
+            return self._value
+        result = expression.evaluate(context)
+        build = self._build
+        return result if build is None else build(result)
+
+
+def compile_template(
+    value: Any,
+    *,
+    timeout_ms: int = DEFAULT_TIMEOUT_MS,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+) -> Template:
+    """Compile a template value once; any syntax problem raises ExpressionError naming its path."""
+    compiler = _TemplateCompiler(timeout_ms, max_depth)
+    node = compiler.node(value, "")
+    if compiler.problems:
+        raise ExpressionError("; ".join(str(p) for p in compiler.problems))
+    expressions = tuple(compiler.expressions)
+    if node.build is None:
+        return Template(node.value, None, None, expressions)
+    if node.single is not None:
+        # A lone "{{ expr }}" at the root is that expression: no slot object to unpack.
+        return Template(None, node.single, None, expressions)
+    slots = ", ".join(f'"{name}": {source}' for name, source in compiler.slots)
+    combined = Expression("{" + slots + "}", timeout_ms=timeout_ms, max_depth=max_depth)
+    return Template(None, combined, node.build, expressions)
+
+
+def compile_template_problems(value: Any, path: str) -> list[Problem]:
+    """Every template syntax problem in ``value``, each at its path (``blocks[1].with.url``)."""
+    compiler = _TemplateCompiler(DEFAULT_TIMEOUT_MS, DEFAULT_MAX_DEPTH)
+    compiler.node(value, path)
+    return compiler.problems
+
+
+class _Node:
+    """A compiled template part: a constant ``value``, or a ``build`` over the slot values."""
+
+    __slots__ = ("build", "single", "value")
+
+    def __init__(
+        self,
+        value: Any = None,
+        build: Build | None = None,
+        single: Expression | None = None,
+    ) -> None:
+        self.value = value
+        self.build = build
+        self.single = single
+
+
+class _TemplateCompiler:
+    """Walks a template value once, collecting slots, expressions and problems."""
+
+    def __init__(self, timeout_ms: int, max_depth: int) -> None:
+        self.timeout_ms = timeout_ms
+        self.max_depth = max_depth
+        self.problems: list[Problem] = []
+        self.expressions: list[Expression] = []
+        self.slots: list[tuple[str, str]] = []
+
+    def node(self, value: Any, path: str) -> _Node:
+        if isinstance(value, str):
+            return self._string(value, path)
+        if isinstance(value, Mapping):
+            return self._mapping(value, path)
+        if isinstance(value, list | tuple):
+            return self._sequence(value, path)
+        return _Node(value)
+
+    def _mapping(self, value: Mapping[Any, Any], path: str) -> _Node:
+        skeleton: dict[Any, Any] = {}
+        dynamic: list[tuple[Any, Build]] = []
+        for key, item in value.items():
+            child = self.node(item, f"{path}.{key}" if path else str(key))
+            skeleton[key] = child.value
+            if child.build is not None:
+                dynamic.append((key, child.build))
+        if not dynamic:
+            return _Node(skeleton)
+        parts = tuple(dynamic)
+
+        def build(slots: dict[str, Any]) -> dict[Any, Any]:
+            # Assigning over the skeleton's placeholder keys keeps the written key order.
+            out = skeleton.copy()
+            for key, part in parts:
+                out[key] = part(slots)
+            return out
+
+        return _Node(build=build)
+
+    def _sequence(self, value: list[Any] | tuple[Any, ...], path: str) -> _Node:
+        skeleton: list[Any] = []
+        dynamic: list[tuple[int, Build]] = []
+        for index, item in enumerate(value):
+            child = self.node(item, f"{path}[{index}]")
+            skeleton.append(child.value)
+            if child.build is not None:
+                dynamic.append((index, child.build))
+        if not dynamic:
+            return _Node(skeleton)
+        parts = tuple(dynamic)
+
+        def build(slots: dict[str, Any]) -> list[Any]:
+            out = skeleton.copy()
+            for index, part in parts:
+                out[index] = part(slots)
+            return out
+
+        return _Node(build=build)
+
+    def _string(self, text: str, path: str) -> _Node:
+        try:
+            pieces = _split(text)
+        except _Unclosed as problem:
+            self.problems.append(Problem(path, problem.reason))
+            return _Node(text)
+        holes = [piece for piece in pieces if isinstance(piece, _Hole)]
+        if not holes:
+            return _Node(text)
+        expressions = [self._expression(hole.source, path) for hole in holes]
+        if None in expressions:
+            return _Node(text)  # the problem is recorded; nothing will render this template
+        lone = len(holes) == 1 and all(isinstance(p, _Hole) or p.isspace() for p in pieces)
+        if lone and expressions[0] is not None:
+            name = self._slot(_VALUE_SLOT.format(expressions[0].source))
+            return _Node(build=operator.methodcaller("get", name), single=expressions[0])
+        # str.format_map fills the text in C; the literal text's braces are escaped for it.
+        form = []
+        for piece in pieces:
+            if isinstance(piece, _Hole):
+                form.append("{" + self._slot(_TEXT_SLOT.format(piece.source)) + "}")
+            else:
+                form.append(piece.replace("{", "{{").replace("}", "}}"))
+        return _Node(build="".join(form).format_map)
+
+    def _expression(self, source: str, path: str) -> Expression | None:
+        if not source:
+            self.problems.append(Problem(path, "empty expression in '{{ }}'"))
+            return None
+        try:
+            expression = compile_expression(
+                source, timeout_ms=self.timeout_ms, max_depth=self.max_depth
+            )
+        except ExpressionError as error:
+            self.problems.append(Problem(path, f"invalid expression {source!r}: {error.message}"))
+            return None
+        self.expressions.append(expression)
+        return expression
+
+    def _slot(self, source: str) -> str:
+        name = f"s{len(self.slots)}"
+        self.slots.append((name, source))
+        return name
+
+
+class _Hole:
+    """One ``{{ ... }}`` in a string: the expression inside it."""
+
+    __slots__ = ("source",)
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+
+class _Unclosed(Exception):
+    """A ``{{`` without its ``}}``."""
+
+    def __init__(self, start: int) -> None:
+        self.reason = f"'{_OPEN}' at position {start} has no matching '{_CLOSE}'"
+        super().__init__(self.reason)
+
+
+def _split(text: str) -> list[str | _Hole]:
+    """The text cut into literal strings and holes; raises _Unclosed for a ``{{`` left open."""
+    pieces: list[str | _Hole] = []
+    done = 0
+    while (start := text.find(_OPEN, done)) != -1:
+        end = _closing(text, start + len(_OPEN))
+        if end == -1:
+            raise _Unclosed(start)
+        if start > done:
+            pieces.append(text[done:start])
+        pieces.append(_Hole(text[start + len(_OPEN) : end].strip()))
+        done = end + len(_CLOSE)
+    if done < len(text):
+        pieces.append(text[done:])
+    return pieces
+
+
+def _closing(text: str, index: int) -> int:
+    """Where the ``}}`` closing a hole starts: the first one outside JSONata strings, comments
+    and braces, so ``{{ {"a": {"b": 1}} }}`` closes at the end; -1 if there is none."""
+    depth = 0
+    size = len(text)
+    while index < size:
+        char = text[index]
+        if char in "\"'`":
+            index = _after_quoted(text, index)
+            continue
+        if text.startswith("/*", index):
+            end = text.find("*/", index + 2)
+            index = size if end == -1 else end + 2
+            continue
+        if char == "\\":
+            index += 2  # an escaped brace in a regex literal does not nest
+            continue
+        if char == "{":
+            depth += 1
+        elif char == "}":
+            if depth == 0 and text.startswith(_CLOSE, index):
+                return index
+            depth = max(depth - 1, 0)
+        index += 1
+    return -1
+
+
+def _after_quoted(text: str, index: int) -> int:
+    quote = text[index]
+    index += 1
+    size = len(text)
+    while index < size:
+        char = text[index]
+        if char == "\\" and quote != "`":
+            index += 2
+            continue
+        if char == quote:
+            return index + 1
+        index += 1
+    return size

@@ -1,0 +1,57 @@
+# Two commands for a fresh machine: `make run` and `make test` (see README.md).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SHOP_PORT ?= 8090
+INSTALLED := $(VENV)/.installed
+TEST_INSTALLED := $(VENV)/.test-installed
+
+.PHONY: run test lint typecheck pytest bench bench-quick lock clean
+
+$(INSTALLED): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e .
+	touch $@
+
+$(TEST_INSTALLED): $(INSTALLED)
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	touch $@
+
+## run: install, migrate, load the examples and serve on 127.0.0.1 (Ctrl-C stops)
+run: $(INSTALLED)
+	@$(BIN)/python examples/shop.py --port $(SHOP_PORT) & shop=$$!; \
+	trap 'kill $$shop 2>/dev/null' EXIT INT TERM; \
+	REFLOW_ENV=$${REFLOW_ENV:-dev} \
+	REFLOW_HTTP_ALLOW_NETWORKS=$${REFLOW_HTTP_ALLOW_NETWORKS:-127.0.0.0/8} \
+	REFLOW_EXPRESSION_ENV=$${REFLOW_EXPRESSION_ENV:-'{"shopUrl": "http://127.0.0.1:$(SHOP_PORT)"}'} \
+	$(BIN)/reflow serve --apply examples/ --demo-user demo@example.com
+
+## test: install the test dependencies, then lint, type check and run every test
+test: $(TEST_INSTALLED) lint typecheck pytest
+
+lint: $(TEST_INSTALLED)
+	$(BIN)/ruff check src tests bench examples
+
+typecheck: $(TEST_INSTALLED)
+	$(BIN)/mypy
+
+pytest: $(TEST_INSTALLED)
+	$(BIN)/python -m pytest
+
+## bench: the benchmark suite (prints a table, writes bench/results/latest.json)
+bench: $(INSTALLED)
+	$(BIN)/python -m bench
+
+bench-quick: $(INSTALLED)
+	$(BIN)/python -m bench --quick
+
+## lock: refresh constraints.txt from a clean resolve of pyproject.toml
+lock:
+	rm -rf /tmp/reflow-lock && $(PYTHON) -m venv /tmp/reflow-lock
+	/tmp/reflow-lock/bin/python -m pip install -q --upgrade pip
+	/tmp/reflow-lock/bin/python -m pip install -q -e '.[test]'
+	/tmp/reflow-lock/bin/python -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache

@@ -8,9 +8,12 @@ what it does not.
 from __future__ import annotations
 
 import functools
+import json
+import math
 import operator
 import threading
 from collections.abc import Callable, Mapping
+from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any, Final
 
 import jsonata
@@ -128,10 +131,9 @@ def _compile_cached(source: str, timeout_ms: int, max_depth: int) -> Expression:
 
 Build = Callable[[dict[str, Any]], Any]
 
-# Interpolated text: JSONata's own `&` gives $string formatting (3.0 -> "3", objects as compact
-# JSON) and turns undefined into ""; the null test makes null "" too instead of "null".
-_TEXT_SLOT: Final = '"" & ($v := ({}); $v = null ? "" : $v)'
-_VALUE_SLOT: Final = "({})"
+# $string writes numbers with 15 significant digits; integers below this need no rounding.
+_EXACT_INT: Final = 10**15
+_PRECISION_15: Final = Context(prec=15, rounding=ROUND_HALF_UP)
 
 
 class Template:
@@ -284,21 +286,13 @@ class _TemplateCompiler:
         holes = [piece for piece in pieces if isinstance(piece, _Hole)]
         if not holes:
             return _Node(text)
-        expressions = [self._expression(hole.source, path) for hole in holes]
-        if None in expressions:
+        compiled = [e for e in (self._expression(h.source, path) for h in holes) if e is not None]
+        if len(compiled) < len(holes):
             return _Node(text)  # the problem is recorded; nothing will render this template
-        lone = len(holes) == 1 and all(isinstance(p, _Hole) or p.isspace() for p in pieces)
-        if lone and expressions[0] is not None:
-            name = self._slot(_VALUE_SLOT.format(expressions[0].source))
-            return _Node(build=operator.methodcaller("get", name), single=expressions[0])
-        # str.format_map fills the text in C; the literal text's braces are escaped for it.
-        form = []
-        for piece in pieces:
-            if isinstance(piece, _Hole):
-                form.append("{" + self._slot(_TEXT_SLOT.format(piece.source)) + "}")
-            else:
-                form.append(piece.replace("{", "{{").replace("}", "}}"))
-        return _Node(build="".join(form).format_map)
+        names = [self._slot(expression.source) for expression in compiled]
+        if len(holes) == 1 and all(isinstance(p, _Hole) or p.isspace() for p in pieces):
+            return _Node(build=operator.methodcaller("get", names[0]), single=compiled[0])
+        return _Node(build=_interpolation(pieces, names))
 
     def _expression(self, source: str, path: str) -> Expression | None:
         if not source:
@@ -316,8 +310,109 @@ class _TemplateCompiler:
 
     def _slot(self, source: str) -> str:
         name = f"s{len(self.slots)}"
-        self.slots.append((name, source))
+        # Parenthesised, the expression is a block of its own: its variables stay inside.
+        self.slots.append((name, f"({source})"))
         return name
+
+
+def _interpolation(pieces: list[str | _Hole], names: list[str]) -> Build:
+    if len(names) == 1:
+        # The common "https://host/{{ id }}" shape, without a format string to parse.
+        before, after = _around_hole(pieces)
+        name = names[0]
+
+        def build_one(slots: dict[str, Any]) -> str:
+            return before + _text(slots.get(name)) + after
+
+        return build_one
+    # Literal text goes through str.format, so its own braces are escaped for it.
+    form = "".join(
+        "{}" if isinstance(piece, _Hole) else piece.replace("{", "{{").replace("}", "}}")
+        for piece in pieces
+    )
+
+    def build(slots: dict[str, Any]) -> str:
+        return form.format(*map(_text, map(slots.get, names)))
+
+    return build
+
+
+def _around_hole(pieces: list[str | _Hole]) -> tuple[str, str]:
+    """The literal text before and after the one hole in ``pieces``."""
+    at = next(i for i, piece in enumerate(pieces) if isinstance(piece, _Hole))
+    return "".join(map(str, pieces[:at])), "".join(map(str, pieces[at + 1 :]))
+
+
+def _text(value: Any) -> str:
+    """``value`` as interpolated text: as JSONata's ``$string`` writes it, but null is ""."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    return _json_text(value)
+
+
+def _json_text(value: Any) -> str:
+    """Compact JSON as JSONata's ``$string`` writes it (numbers to 15 significant digits).
+
+    Done here rather than by the engine: a call to its ``$string`` costs more than a render.
+    """
+    kind = type(value)  # exact types first: these are what the engine returns
+    if kind is float:
+        return _number_text(value)
+    if kind is int:
+        return str(value) if -_EXACT_INT < value < _EXACT_INT else _number_text(float(value))
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is str:
+        return json.dumps(value, ensure_ascii=False)
+    if value is None:
+        return "null"
+    if isinstance(value, Mapping):
+        items = (f"{_json_text(str(k))}:{_json_text(v)}" for k, v in value.items())
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_json_text(item) for item in value) + "]"
+    if isinstance(value, int | float):
+        return _number_text(float(value))
+    return ""  # a function: JSONata writes it as ""
+
+
+def _number_text(number: float) -> str:
+    """JavaScript's Number(n.toPrecision(15)).toString(), which JSONata's ``$string`` uses."""
+    if not math.isfinite(number):
+        raise ExpressionError(f"cannot write {number} as text (D3001)")
+    if number == 0:
+        return "0"  # -0 too, as in JavaScript
+    text = repr(number)  # the shortest round trip, as in JavaScript
+    if "e" not in text and len(text) - ("." in text) - (text[0] == "-") <= 15:
+        # 15 digits or fewer survive toPrecision(15) unchanged, and in this range Python and
+        # JavaScript both write plain decimals.
+        return text[:-2] if text.endswith(".0") else text
+    # toPrecision rounds the exact binary value half away from zero; Decimal does it exactly.
+    text = repr(float(_PRECISION_15.plus(Decimal(number))))
+    sign = ""
+    if text[0] == "-":
+        sign, text = "-", text[1:]
+    mantissa, _, exponent = text.partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = whole + fraction
+    significant = digits.lstrip("0")
+    # The value is 0.<significant> x 10**point.
+    point = len(whole) + int(exponent or 0) - (len(digits) - len(significant))
+    significant = significant.rstrip("0")
+    size = len(significant)
+    if size <= point <= 21:
+        body = significant + "0" * (point - size)
+    elif 0 < point <= 21:
+        body = f"{significant[:point]}.{significant[point:]}"
+    elif -6 < point <= 0:
+        body = "0." + "0" * -point + significant
+    else:
+        power = point - 1
+        head = significant[0] + (f".{significant[1:]}" if size > 1 else "")
+        body = f"{head}e{'+' if power > 0 else '-'}{abs(power)}"
+    return sign + body
 
 
 class _Hole:

@@ -33,7 +33,7 @@ def new_execution_id(now_ms: int | None = None) -> str:
 
 def execution_id_time_ms(execution_id: str) -> int | None:
     """When an execution id was minted (ms since epoch), or None if it is not one of ours."""
-    if not _EXECUTION_ID.match(execution_id):
+    if not _EXECUTION_ID.fullmatch(execution_id):
         return None
     ms = 0
     for char in execution_id[:_TIME_CHARS]:
@@ -48,4 +48,4 @@ def new_object_id() -> str:
 
 def is_object_id(value: str) -> bool:
     """True when ``value`` has the shape of a 24-hex object id."""
-    return bool(_OBJECT_ID.match(value))
+    return bool(_OBJECT_ID.fullmatch(value))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 from reflow.domain.durations import parse_duration
 from reflow.errors import SettingsError
@@ -47,14 +49,14 @@ class Settings(BaseSettings):
     bootstrap_key: SecretStr | None = None
     # Where `serve` keeps the first team's key so a second start can print it again (dev).
     dev_key_file: Path = Path(".reflow-dev-key")
-    log_retention: float = parse_duration("7d")
-    step_output_cap: int = 256 * KIB
-    max_body_bytes: int = 10 * KIB * KIB
-    execution_timeout: float = parse_duration("1h")
-    lease_seconds: float = 30.0
+    log_retention: float = Field(default=parse_duration("7d"), gt=0)
+    step_output_cap: int = Field(default=256 * KIB, ge=1024)
+    max_body_bytes: int = Field(default=10 * KIB * KIB, ge=1024)
+    execution_timeout: float = Field(default=parse_duration("1h"), gt=0)
+    lease_seconds: float = Field(default=30.0, ge=1)
     worker_concurrency: int = Field(default=64, ge=1, le=10_000)
-    purge_interval: float = 60.0
-    http_timeout: float = 30.0
+    purge_interval: float = Field(default=60.0, gt=0)
+    http_timeout: float = Field(default=30.0, gt=0)
     http_allow_networks: Annotated[
         tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode
     ] = ()
@@ -67,6 +69,12 @@ class Settings(BaseSettings):
                      "http_timeout", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
+        # Environment values are text: a bare number there means seconds.
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
         return parse_duration(value)
 
     @field_validator("step_output_cap", "max_body_bytes", mode="before")
@@ -110,6 +118,11 @@ def load_settings(**overrides: Any) -> Settings:
     """Read the environment (plus overrides, e.g. CLI flags); bad values raise SettingsError."""
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except PydanticSettingsError as exc:
+        # Raised before validation, e.g. for a JSON setting that is not JSON.
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = f"REFLOW_{field.group(1).upper()}" if field else "a REFLOW_ variable"
+        raise SettingsError(f"invalid settings: {name}: cannot parse its value") from exc
     except ValidationError as exc:
         problems = "; ".join(
             f"REFLOW_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"

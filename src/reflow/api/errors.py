@@ -10,6 +10,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from reflow.errors import DefinitionInvalid, ReflowError
@@ -72,6 +73,11 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404 and message == "Not Found":
             message = "no such endpoint"
         return json_response({"message": message}, exc.status_code, exc.headers)
+
+    @app.exception_handler(ClientDisconnect)
+    async def disconnected(_: Request, exc: ClientDisconnect) -> Response:
+        # The client left, or the body limit cut the body off and already answered 413.
+        return json_response({"message": "client disconnected"}, 400)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> Response:

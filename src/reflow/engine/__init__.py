@@ -207,6 +207,7 @@ class Engine:
     ) -> tuple[Outcome | None, str | None, int]:
         block, definition = compiled.block, compiled.definition
         policy = definition.retry
+        limit = definition.timeout or self.config.http_timeout
         attempt = 0
         while True:
             attempt += 1
@@ -220,7 +221,6 @@ class Engine:
             )
             try:
                 if block.side_effects or definition.timeout is not None:
-                    limit = definition.timeout or self.config.http_timeout
                     remaining = state.deadline - time.monotonic()
                     async with asyncio.timeout(max(0.0, min(limit, remaining))):
                         return await block.run(params, ctx), None, attempt
@@ -230,7 +230,7 @@ class Engine:
             except ExpressionError as exc:
                 error, retryable = exc.message, False
             except TimeoutError:
-                error, retryable = f"timed out after {definition.timeout or 'the limit'}", True
+                error, retryable = f"timed out after {limit:g}s", True
                 if time.monotonic() >= state.deadline:
                     raise ExecutionTimeoutError from None
             except Exception as exc:  # a block's own bug must fail the step, not the worker

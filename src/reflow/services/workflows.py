@@ -74,10 +74,10 @@ class WorkflowService:
     async def create(self, team: Team, definition: WorkflowDefinition) -> Applied:
         """A new workflow at version 1; a taken name is a Conflict."""
         now = now_ms()
-        body = canonical_json(definition.raw)
+        body, digest = _stored(definition)
         workflow = Workflow(new_object_id(), team.id, definition.name, definition.integration,
                             1, now, now)
-        version = WorkflowVersion(workflow.id, 1, body, _digest(body), now)
+        version = WorkflowVersion(workflow.id, 1, body, digest, now)
         existing = await self.store.get_workflow(team.id, definition.name)
         if existing is not None and existing.name == definition.name:
             raise Conflict(
@@ -104,9 +104,9 @@ class WorkflowService:
     async def _add_version(
         self, team: Team, workflow: Workflow, definition: WorkflowDefinition
     ) -> Applied:
-        body = canonical_json(definition.raw)
+        body, digest = _stored(definition)
         latest = await self.store.get_version(team.id, workflow.id, workflow.latest_version)
-        if latest is not None and latest.digest == _digest(body):
+        if latest is not None and latest.digest == digest:
             return Applied(workflow, workflow.latest_version, False)
         if definition.name != workflow.name:
             other = await self.store.get_workflow(team.id, definition.name)
@@ -114,7 +114,7 @@ class WorkflowService:
                 raise Conflict(f"a workflow named {definition.name!r} already exists")
         renamed = Workflow(workflow.id, team.id, definition.name, definition.integration,
                            workflow.latest_version, workflow.created_at, workflow.updated_at)
-        version = await self.store.add_version(renamed, body, _digest(body), now_ms())
+        version = await self.store.add_version(renamed, body, digest, now_ms())
         return Applied(renamed, version.version, True)
 
     async def get(self, team: Team, workflow_ref: str) -> Workflow:
@@ -210,5 +210,8 @@ class WorkflowService:
         return compiled
 
 
-def _digest(body: bytes) -> str:
-    return hashlib.sha256(body).hexdigest()
+def _stored(definition: WorkflowDefinition) -> tuple[bytes, str]:
+    # Stored as written, so a respond body keeps its key order; compared canonically, so
+    # reordering keys in a file is not a new version.
+    body = orjson.dumps(definition.raw)
+    return body, hashlib.sha256(canonical_json(definition.raw)).hexdigest()

@@ -1,0 +1,1049 @@
+"""The ``reflow`` command: a thin shell over the services.
+
+Every command loads Settings (flags override the REFLOW_* environment), opens a Reflow,
+calls service methods and prints a table (or ``key: value`` lines), or JSON with
+``--json``. ReflowErrors become a message on stderr and an exit code in one place
+(``ReflowGroup.invoke``); a traceback means a bug.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import glob
+import logging
+import shlex
+import signal
+import sys
+import threading
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import orjson
+import uvicorn
+import uvloop
+
+from reflow.domain.definitions import TriggerType, WorkflowDefinition
+from reflow.domain.executions import ExecutionRecord, ExecutionStatus, TriggerMode
+from reflow.domain.records import Team, User
+from reflow.engine import now_ms
+from reflow.errors import (
+    Conflict,
+    DefinitionInvalid,
+    InvalidRequest,
+    NotFound,
+    Problem,
+    ReflowError,
+    SettingsError,
+)
+from reflow.ids import new_execution_id
+from reflow.services import Bootstrap, Reflow
+from reflow.services.logs import LogsPage, execution_detail, iso
+from reflow.services.workflows import Applied, definition_from_text
+from reflow.settings import CURRENT_API_VERSION, Settings, load_settings
+from reflow.store import migrate
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+log = logging.getLogger("reflow.serve")
+
+_OVERRIDES = "reflow.settings_overrides"
+_TEAM = "reflow.team"
+_WORKFLOW_SUFFIXES = (".yaml", ".yml", ".json")
+_POLL_SECONDS = 0.2
+_DEMO_WORKFLOW = "order summary"
+
+# -- errors: one handler, one exit code per kind ---------------------------------------------
+
+EXIT_ERROR, EXIT_INVALID, EXIT_SETTINGS, EXIT_NOT_FOUND, EXIT_CONFLICT = 1, 2, 3, 4, 5
+
+
+def exit_code(exc: ReflowError) -> int:
+    """The process exit code for an error (documented in ``reflow --help``)."""
+    if isinstance(exc, NotFound):
+        return EXIT_NOT_FOUND
+    if isinstance(exc, InvalidRequest):
+        return EXIT_INVALID
+    if isinstance(exc, Conflict):
+        return EXIT_CONFLICT
+    if isinstance(exc, SettingsError):
+        return EXIT_SETTINGS
+    return EXIT_ERROR
+
+
+def _report(exc: ReflowError) -> None:
+    if isinstance(exc, DefinitionInvalid):
+        click.echo("error: invalid workflow definition", err=True)
+        for problem in exc.problems:
+            click.echo(f"  {problem}", err=True)
+    else:
+        click.echo(f"error: {exc.message}", err=True)
+
+
+class ReflowGroup(click.Group):
+    """The root group: turns a ReflowError from any subcommand into a message and exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the subcommand; a ReflowError exits with its code, never a traceback."""
+        try:
+            return super().invoke(ctx)
+        except ReflowError as exc:
+            _report(exc)
+            raise click.exceptions.Exit(exit_code(exc)) from None
+
+
+class DefaultListGroup(click.Group):
+    """A group where an argument that names no subcommand means ``list ARGUMENT...``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Route ``reflow logs WORKFLOW`` to ``reflow logs list WORKFLOW``."""
+        if args and args[0] not in self.commands and args[0] not in ctx.help_option_names:
+            args = ["list", *args]
+        return super().parse_args(ctx, args)
+
+
+# -- options ---------------------------------------------------------------------------------
+
+
+def _remember_setting(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    if value is not None:
+        ctx.meta.setdefault(_OVERRIDES, {})[param.name] = value
+
+
+def _remember_team(ctx: click.Context, _: click.Parameter, value: str | None) -> None:
+    ctx.meta[_TEAM] = value
+
+
+def setting_option(flag: str, field: str, help_text: str, **kwargs: Any) -> Callable[[F], F]:
+    """A flag that overrides the Settings field ``field`` (its help names REFLOW_<FIELD>)."""
+    return click.option(
+        flag, field, default=None, expose_value=False, callback=_remember_setting,
+        help=f"{help_text} [env: REFLOW_{field.upper()}]", **kwargs,
+    )
+
+
+database_option = setting_option(
+    "--database-url", "database_url", "Database URL, e.g. sqlite:///./reflow.db.",
+    metavar="URL",
+)
+team_option = click.option(
+    "--team", "team", default=None, expose_value=False, metavar="TEAM_ID",
+    callback=_remember_team,
+    help="Team id (default: the first team).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def _settings() -> Settings:
+    overrides: dict[str, Any] = click.get_current_context().meta.get(_OVERRIDES, {})
+    return load_settings(**overrides)
+
+
+def _session(work: Callable[[Reflow, Team], Awaitable[T]]) -> T:
+    """Open settings and Reflow, resolve ``--team``, run ``work``, close."""
+    settings = _settings()
+    team_id: str | None = click.get_current_context().meta.get(_TEAM)
+
+    async def go() -> T:
+        reflow = Reflow.open(settings)
+        try:
+            return await work(reflow, await reflow.keys.team(team_id))
+        finally:
+            await reflow.close()
+
+    return asyncio.run(go())
+
+
+# -- output ----------------------------------------------------------------------------------
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
+
+
+def _echo_table(columns: Sequence[str], rows: Sequence[Sequence[str]], empty: str) -> None:
+    if not rows:
+        click.echo(empty)
+        return
+    widths = [max(len(row[i]) for row in (columns, *rows)) for i in range(len(columns))]
+    for row in (columns, *rows):
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+                   .rstrip())
+
+
+def _echo_fields(fields: Sequence[tuple[str, Any]]) -> None:
+    width = max(len(name) for name, _ in fields) + 1
+    for name, value in fields:
+        click.echo(f"{name + ':':<{width}} {_text(value)}")
+
+
+def _echo_record(fields: dict[str, Any], *, as_json: bool) -> None:
+    if as_json:
+        _echo_json(fields)
+    else:
+        _echo_fields(list(fields.items()))
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bytes):  # stored JSON
+        return value.decode()
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def _fragment(raw: bytes | None) -> Any:
+    return None if raw is None else orjson.Fragment(raw)
+
+
+def _duration(record: ExecutionRecord) -> str:
+    started = record.started_at or record.created_at
+    if record.stopped_at is None:
+        return "-"
+    ms = record.stopped_at - started
+    return f"{ms} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
+
+
+def _error_text(record: ExecutionRecord) -> str:
+    if record.error is None:
+        return "-"
+    error = orjson.loads(record.error)
+    message = str(error.get("message", ""))
+    block = error.get("blockId")
+    return f"{block}: {message}" if block else message
+
+
+def _parse_json_object(text: str | bytes, source: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"{source}: not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"{source}: must be a JSON object")
+    return value
+
+
+# -- workflow files --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedFile:
+    """One workflow file stored: its definition and what storing it did."""
+
+    path: Path
+    definition: WorkflowDefinition
+    applied: Applied
+
+
+def workflow_files(patterns: Sequence[str]) -> list[Path]:
+    """The files named by paths, directories (their *.yaml/*.yml/*.json) and globs."""
+    files: list[Path] = []
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix in _WORKFLOW_SUFFIXES)
+        elif path.is_file():
+            found = [path]
+        else:
+            found = sorted(Path(p) for p in glob.glob(pattern, recursive=True)
+                           if Path(p).is_file())
+        if not found:
+            raise InvalidRequest(f"{pattern}: no workflow file matches")
+        files.extend(p for p in found if p not in files)
+    return files
+
+
+async def apply_files(
+    reflow: Reflow, team: Team, patterns: Sequence[str]
+) -> tuple[list[AppliedFile], list[Problem]]:
+    """Store every valid file (idempotent); the others' problems are returned by path."""
+    done: list[AppliedFile] = []
+    problems: list[Problem] = []
+    for path in workflow_files(patterns):
+        content_type = "application/json" if path.suffix == ".json" else None
+        try:
+            definition = definition_from_text(path.read_bytes(), content_type)
+        except DefinitionInvalid as exc:
+            problems.extend(
+                Problem(f"{path}: {p.path}" if p.path else str(path), p.reason)
+                for p in exc.problems
+            )
+            continue
+        except OSError as exc:
+            problems.append(Problem(str(path), f"cannot read it ({exc.strerror})"))
+            continue
+        done.append(AppliedFile(path, definition, await reflow.workflows.apply(team, definition)))
+    return done, problems
+
+
+def _echo_applied(done: Sequence[AppliedFile], *, as_json: bool) -> None:
+    if as_json:
+        _echo_json([
+            {"file": str(a.path), "name": a.applied.workflow.name,
+             "workflowId": a.applied.workflow.id, "version": a.applied.version,
+             "created": a.applied.created}
+            for a in done
+        ])
+        return
+    _echo_table(
+        ("FILE", "NAME", "WORKFLOW ID", "VERSION", "RESULT"),
+        [(str(a.path), a.applied.workflow.name, a.applied.workflow.id, str(a.applied.version),
+          "created" if a.applied.created else "unchanged") for a in done],
+        empty="nothing applied",
+    )
+
+
+# -- the command tree ------------------------------------------------------------------------
+
+
+@click.group(cls=ReflowGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """reflow: self-hosted embedded integration workflows (Alloy Embedded API 2025-09).
+
+    \b
+    Start here:
+      reflow serve --apply examples/ --demo-user demo
+    \b
+    Exit codes: 0 ok, 1 error, 2 invalid input or definition, 3 bad settings,
+    4 not found, 5 conflict.
+    """
+
+
+# db ------------------------------------------------------------------------------------------
+
+
+@cli.group()
+def db() -> None:
+    """The database schema."""
+
+
+def _migrate(database_url: str) -> list[str]:
+    """Run the migrations; returns what alembic applied (empty when already up to date)."""
+    # migrate.upgrade() reports nothing; alembic logs each step it runs, so listen to that.
+    applied: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            message = record.getMessage()
+            if message.startswith("Running upgrade"):
+                applied.append(message.removeprefix("Running upgrade").strip())
+
+    logger = logging.getLogger("alembic.runtime.migration")
+    handler, level, propagate = Collect(), logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        migrate.upgrade(database_url)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+    return applied
+
+
+@db.command("upgrade")
+@database_option
+@json_option
+def db_upgrade(as_json: bool) -> None:
+    """Create or upgrade the database schema, and make the first team and key.
+
+    Idempotent: on an up-to-date database it changes nothing. The first run on a new
+    database creates team "default" and prints its API key once.
+
+    \b
+    Example:
+      reflow db upgrade --database-url sqlite:///./reflow.db
+    """
+    settings = _settings()
+    applied = _migrate(settings.database_url)
+
+    async def go() -> Bootstrap:
+        reflow = Reflow.open(settings)
+        try:
+            return await reflow.bootstrap()
+        finally:
+            await reflow.close()
+
+    boot = asyncio.run(go())
+    key = boot.key if boot.created else None
+    if as_json:
+        _echo_json({"databaseUrl": settings.database_url, "migrations": applied,
+                    "teamId": boot.team_id, "teamCreated": boot.created, "apiKey": key})
+        return
+    _echo_fields([
+        ("database", settings.database_url),
+        ("migrations", "; ".join(applied) if applied else "already up to date"),
+        ("team", f"{boot.team_id} ({'created' if boot.created else 'exists'})"),
+        *([("API key", f"{key}  (shown once: keep it)")] if key else []),
+    ])
+
+
+# keys ----------------------------------------------------------------------------------------
+
+
+@cli.group()
+def keys() -> None:
+    """API keys (sent as "authorization: bearer KEY")."""
+
+
+@keys.command("create")
+@click.option("--name", default="cli", show_default=True, help="A label for the key.")
+@team_option
+@database_option
+@json_option
+def keys_create(name: str, as_json: bool) -> None:
+    """Create an API key and print it (the only time it is shown).
+
+    \b
+    Example:
+      reflow keys create --name backend
+    """
+    created = _session(lambda reflow, team: reflow.keys.create_key(team, name))
+    key = created.key
+    if as_json:
+        _echo_json({"id": key.id, "name": key.name, "prefix": key.prefix,
+                    "createdAt": iso(key.created_at), "key": created.raw})
+        return
+    _echo_fields([("id", key.id), ("name", key.name), ("prefix", key.prefix),
+                  ("key", created.raw)])
+    click.echo("This is the only time the key is shown: store it now.", err=True)
+
+
+@keys.command("list")
+@team_option
+@database_option
+@json_option
+def keys_list(as_json: bool) -> None:
+    """List the team's API keys (prefixes only), revoked ones included.
+
+    \b
+    Example:
+      reflow keys list
+    """
+    found = _session(lambda reflow, team: reflow.keys.list_keys(team))
+    if as_json:
+        _echo_json([{"id": k.id, "name": k.name, "prefix": k.prefix,
+                     "createdAt": iso(k.created_at), "revokedAt": iso(k.revoked_at)}
+                    for k in found])
+        return
+    _echo_table(("ID", "NAME", "PREFIX", "CREATED", "REVOKED"),
+                [(k.id, k.name, k.prefix, _text(iso(k.created_at)), _text(iso(k.revoked_at)))
+                 for k in found],
+                empty="no API keys")
+
+
+@keys.command("revoke")
+@click.argument("id_or_prefix")
+@team_option
+@database_option
+@json_option
+def keys_revoke(id_or_prefix: str, as_json: bool) -> None:
+    """Revoke an API key by id or prefix (it stops working within seconds).
+
+    \b
+    Example:
+      reflow keys revoke rf_AbCdEfG
+    """
+    _session(lambda reflow, team: reflow.keys.revoke_key(team, id_or_prefix))
+    if as_json:
+        _echo_json({"revoked": id_or_prefix})
+    else:
+        click.echo(f"revoked {id_or_prefix}")
+
+
+# users ---------------------------------------------------------------------------------------
+
+
+@cli.group()
+def users() -> None:
+    """End users of your product (who run workflows)."""
+
+
+def _user_fields(user: User) -> dict[str, Any]:
+    return {"userId": user.id, "username": user.username, "fullName": user.full_name}
+
+
+@users.command("create")
+@click.argument("username")
+@click.option("--full-name", default=None, help="The user's display name.")
+@team_option
+@database_option
+@json_option
+def users_create(username: str, full_name: str | None, as_json: bool) -> None:
+    """Create a user (the username must be new in the team).
+
+    \b
+    Example:
+      reflow users create jane@example.com --full-name "Jane Doe"
+    """
+    user = _session(lambda reflow, team: reflow.users.create(team, username, full_name))
+    _echo_record(_user_fields(user), as_json=as_json)
+
+
+# workflows -----------------------------------------------------------------------------------
+
+
+@cli.group()
+def workflows() -> None:
+    """Workflow definitions, their versions, and users' copies."""
+
+
+@workflows.command("apply")
+@click.argument("paths", nargs=-1, required=True, metavar="FILE...")
+@team_option
+@database_option
+@json_option
+def workflows_apply(paths: tuple[str, ...], as_json: bool) -> None:
+    """Store workflow definitions: files, directories (*.yaml, *.yml, *.json) or globs.
+
+    A new name creates the workflow; a changed definition adds a version; an unchanged
+    one adds nothing. An invalid file is not stored: every problem is listed with its
+    path, and the command exits 2 after applying the valid files.
+
+    \b
+    Example:
+      reflow workflows apply examples/ 'more/*.yaml'
+    """
+    done, problems = _session(lambda reflow, team: apply_files(reflow, team, paths))
+    _echo_applied(done, as_json=as_json)
+    if problems:
+        raise DefinitionInvalid(problems)
+
+
+@workflows.command("list")
+@team_option
+@database_option
+@json_option
+def workflows_list(as_json: bool) -> None:
+    """List the team's workflows.
+
+    \b
+    Example:
+      reflow workflows list --json
+    """
+    found = _session(lambda reflow, team: reflow.workflows.all(team))
+    if as_json:
+        _echo_json([{"workflowId": w.id, "name": w.name, "latestVersion": w.latest_version,
+                     "updatedAt": iso(w.updated_at)} for w in found])
+        return
+    _echo_table(("ID", "NAME", "LATEST VERSION", "UPDATED"),
+                [(w.id, w.name, str(w.latest_version), _text(iso(w.updated_at)))
+                 for w in found],
+                empty="no workflows: add one with `reflow workflows apply FILE`")
+
+
+@workflows.command("activate")
+@click.argument("workflow")
+@click.option("--user", "user_ref", required=True, help="User id or username.")
+@team_option
+@database_option
+@json_option
+def workflows_activate(workflow: str, user_ref: str, as_json: bool) -> None:
+    """Install a workflow's latest version for a user (or reactivate their copy).
+
+    \b
+    Example:
+      reflow workflows activate "Order summary" --user jane@example.com
+    """
+    installation = _session(
+        lambda reflow, team: reflow.workflows.activate(team, user_ref, workflow)
+    )
+    fields = {"installationId": installation.id, "workflowId": installation.workflow_id,
+              "userId": installation.user_id,
+              "installedVersion": installation.installed_version,
+              "active": installation.active}
+    _echo_record(fields, as_json=as_json)
+
+
+# run and rerun -------------------------------------------------------------------------------
+
+# --- BEGIN queue-only runs: to move into RunService (see the CLI report) --------------------
+# The CLI is not the process that runs executions (`reflow serve` holds the runner lock), so
+# a run it starts is committed as `queued` without a lease; the server's worker claims it
+# within its poll interval. RunService.run/rerun always lease the record to the local
+# worker and spawn it, so the checks below repeat theirs until RunService grows a
+# `queue_only` flag; then these two functions become one call each.
+
+
+def _queued_record(
+    team_id: str, workflow_id: str, installation_id: str, user_id: str, version: int,
+    mode: TriggerMode, trigger: bytes, rerun_of: str | None,
+) -> ExecutionRecord:
+    now = now_ms()
+    return ExecutionRecord(
+        id=new_execution_id(now), team_id=team_id, workflow_id=workflow_id,
+        installation_id=installation_id, user_id=user_id, version=version, mode=mode,
+        trigger=trigger, status=ExecutionStatus.QUEUED, created_at=now, rerun_of=rerun_of,
+    )
+
+
+async def enqueue_run(
+    reflow: Reflow, team: Team, workflow_ref: str, user_ref: str, data: Any, mode: TriggerMode
+) -> str:
+    """Commit a run as queued for the runner process; returns its execution id."""
+    target = await reflow.workflows.installation(team, workflow_ref, user_ref)
+    installation = target.installation
+    assert installation is not None  # installation() guarantees it
+    if not installation.active:
+        raise Conflict(f"workflow {target.workflow.name!r} is not active for this user; "
+                       "reactivate it with `reflow workflows activate`")
+    compiled = await reflow.workflows.compiled(team.id, installation.workflow_id,
+                                               installation.installed_version)
+    trigger = compiled.definition.trigger
+    if trigger.type is TriggerType.EVENT:
+        raise Conflict(f"workflow {target.workflow.name!r} is triggered by the event "
+                       f"{trigger.event!r}: fire that event instead of running it directly")
+    record = _queued_record(team.id, installation.workflow_id, installation.id,
+                            installation.user_id, installation.installed_version, mode,
+                            orjson.dumps({"data": data}), None)
+    await reflow.store.insert_execution(record)
+    return record.id
+
+
+async def enqueue_rerun(
+    reflow: Reflow, team: Team, workflow_ref: str, execution_id: str, user_ref: str | None
+) -> str:
+    """Commit a rerun as queued for the runner process; returns the new execution id."""
+    source = await reflow.logs.execution(team, execution_id)
+    target = await reflow.workflows.resolve(team, workflow_ref, user_ref)
+    by_parent = workflow_ref in (target.workflow.id, target.workflow.name)
+    same_workflow = (
+        target.workflow.id == source.workflow_id
+        if by_parent or target.installation is None
+        else target.installation.id == source.installation_id
+    )
+    if not same_workflow or (target.user is not None and target.user.id != source.user_id):
+        raise NotFound(f"execution {execution_id} not found")
+    if not source.finished:
+        raise Conflict(f"execution {execution_id} is still {source.status.value}; "
+                       "rerun it once it has finished")
+    record = _queued_record(team.id, source.workflow_id, source.installation_id,
+                            source.user_id, source.version, TriggerMode.RERUN, source.trigger,
+                            source.id)
+    await reflow.store.insert_execution(record)
+    return record.id
+
+
+# --- END queue-only runs --------------------------------------------------------------------
+
+
+async def _poll(reflow: Reflow, execution_id: str, wait: float) -> None:
+    """Wait (at most ``wait`` seconds) for another process to finish an execution."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while True:
+        status = await reflow.store.execution_status(execution_id)
+        remaining = deadline - loop.time()
+        if status is None or ExecutionStatus(status).finished or remaining <= 0:
+            return
+        await asyncio.sleep(min(_POLL_SECONDS, remaining))
+
+
+async def _start_or_enqueue(
+    reflow: Reflow,
+    team: Team,
+    wait: float | None,
+    here: Callable[[], Awaitable[str]],
+    queue: Callable[[], Awaitable[str]],
+) -> ExecutionRecord:
+    """Run in this process when no server holds the runner lock and we wait; else enqueue."""
+    if wait is None:
+        execution_id = await queue()
+    else:
+        try:
+            await reflow.start()
+        except SettingsError:  # a `reflow serve` runs executions on this database
+            execution_id = await queue()
+            await _poll(reflow, execution_id, wait)
+        else:
+            execution_id = await here()
+    return await reflow.logs.execution(team, execution_id)
+
+
+def _echo_run(record: ExecutionRecord, *, as_json: bool) -> None:
+    if as_json:
+        _echo_json({"executionId": record.id, "status": record.status.value,
+                    "output": _fragment(record.output), "error": _fragment(record.error)})
+        return
+    fields: list[tuple[str, Any]] = [("executionId", record.id),
+                                     ("status", record.status.value)]
+    if record.status is ExecutionStatus.QUEUED:
+        fields.append(("note", "a running `reflow serve` on this database will run it"))
+    elif not record.finished:
+        fields.append(("note", "still running at the deadline: see `reflow logs show`"))
+    fields.append(("output", record.output))
+    if record.error is not None:
+        fields.append(("error", _error_text(record)))
+    _echo_fields(fields)
+
+
+wait_option = click.option(
+    "--wait", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+    help="Wait up to SECONDS for the end and print the output. Without a running "
+         "`reflow serve`, the run happens in this process.",
+)
+
+
+def _run_data(data: str | None, data_file: Path | None) -> dict[str, Any]:
+    if data is not None and data_file is not None:
+        raise InvalidRequest("give --data or --data-file, not both")
+    if data_file is not None:
+        try:
+            return _parse_json_object(data_file.read_bytes(), str(data_file))
+        except OSError as exc:
+            raise InvalidRequest(f"{data_file}: cannot read it ({exc.strerror})") from None
+    return _parse_json_object(data, "--data") if data is not None else {}
+
+
+@cli.command("run")
+@click.argument("workflow")
+@click.option("--user", "user_ref", required=True, help="User id or username.")
+@click.option("--data", default=None, metavar="JSON", help="Trigger data, a JSON object.")
+@click.option("--data-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Read the trigger data from a JSON file.")
+@wait_option
+@team_option
+@database_option
+@json_option
+def run(
+    workflow: str, user_ref: str, data: str | None, data_file: Path | None,
+    wait: float | None, as_json: bool,
+) -> None:
+    """Run a user's copy of a workflow (trigger mode "manual").
+
+    Without --wait the execution is committed as queued and a running `reflow serve`
+    runs it; with --wait the command prints how it ended.
+
+    \b
+    Example:
+      reflow run "Order summary" --user demo --data '{"label": "a", "values": [1, 2]}' --wait 10
+    """
+    payload = _run_data(data, data_file)
+
+    async def work(reflow: Reflow, team: Team) -> ExecutionRecord:
+        async def here() -> str:
+            started = await reflow.runs.run(team, workflow, user_ref, payload,
+                                            mode=TriggerMode.MANUAL, wait=wait)
+            return started.execution_id
+
+        return await _start_or_enqueue(
+            reflow, team, wait, here,
+            lambda: enqueue_run(reflow, team, workflow, user_ref, payload, TriggerMode.MANUAL),
+        )
+
+    _echo_run(_session(work), as_json=as_json)
+
+
+@cli.command("rerun")
+@click.argument("workflow")
+@click.argument("execution_id")
+@click.option("--user", "user_ref", default=None, help="User id or username.")
+@wait_option
+@team_option
+@database_option
+@json_option
+def rerun(
+    workflow: str, execution_id: str, user_ref: str | None, wait: float | None, as_json: bool
+) -> None:
+    """Rerun a finished execution: same user, version and trigger data (rerunOf is set).
+
+    \b
+    Example:
+      reflow rerun "Order summary" 0Ab3dEf9GhIjKlMnOpQrS --wait 10
+    """
+
+    async def work(reflow: Reflow, team: Team) -> ExecutionRecord:
+        async def here() -> str:
+            started = await reflow.runs.rerun(team, workflow, execution_id, user_ref, wait=wait)
+            return started.execution_id
+
+        return await _start_or_enqueue(
+            reflow, team, wait, here,
+            lambda: enqueue_rerun(reflow, team, workflow, execution_id, user_ref),
+        )
+
+    _echo_run(_session(work), as_json=as_json)
+
+
+# logs ----------------------------------------------------------------------------------------
+
+
+@cli.group(cls=DefaultListGroup)
+def logs() -> None:
+    """Execution logs: `reflow logs WORKFLOW` lists, `reflow logs show ID` details.
+
+    \b
+    Examples:
+      reflow logs "Order summary" --failed
+      reflow logs show 0Ab3dEf9GhIjKlMnOpQrS
+    """
+
+
+@logs.command("list")
+@click.argument("workflow")
+@click.option("--user", "user_ref", default=None, help="Only this user's (id or username).")
+@click.option("--limit", type=int, default=10, show_default=True, help="Rows per page (1-30).")
+@click.option("--page", type=int, default=1, show_default=True, help="Page number.")
+@click.option("--order", type=click.Choice(["desc", "asc"]), default="desc",
+              show_default=True, help="Newest first (desc) or oldest first.")
+@click.option("--failed", is_flag=True, help="Only failed executions.")
+@team_option
+@database_option
+@json_option
+def logs_list(
+    workflow: str, user_ref: str | None, limit: int, page: int, order: str, failed: bool,
+    as_json: bool,
+) -> None:
+    """List a workflow's executions (one user's with --user).
+
+    \b
+    Example:
+      reflow logs list "Order summary" --user demo --limit 20
+    """
+    query = LogsPage(page=page, limit=limit, order=order, failed_only=failed)
+    found = _session(lambda reflow, team: reflow.logs.workflow_logs(team, workflow, user_ref,
+                                                                    query))
+    if as_json:
+        _echo_json([{
+            "executionId": e.id, "startedAt": iso(e.started_at or e.created_at),
+            "stoppedAt": iso(e.stopped_at), "status": e.status.value, "mode": e.mode.value,
+            "workflowVersion": e.version, "userId": e.user_id, "rerunOf": e.rerun_of,
+            "error": _fragment(e.error),
+        } for e in found])
+        return
+    _echo_table(
+        ("EXECUTION ID", "STARTED", "DURATION", "STATUS", "MODE", "VERSION", "RERUN OF",
+         "ERROR"),
+        [(e.id, _text(iso(e.started_at or e.created_at)), _duration(e), e.status.value,
+          e.mode.value, str(e.version), _text(e.rerun_of), _error_text(e)) for e in found],
+        empty="no executions",
+    )
+
+
+@logs.command("show")
+@click.argument("execution_id")
+@team_option
+@database_option
+@json_option
+def logs_show(execution_id: str, as_json: bool) -> None:
+    """Show one execution: trigger, output, error, and every step's input and output.
+
+    \b
+    Example:
+      reflow logs show 0Ab3dEf9GhIjKlMnOpQrS --json
+    """
+    record = _session(lambda reflow, team: reflow.logs.execution(team, execution_id))
+    if as_json:
+        _echo_json(execution_detail(record))
+        return
+    _echo_fields([
+        ("executionId", record.id), ("workflowId", record.workflow_id),
+        ("userId", record.user_id), ("version", record.version), ("mode", record.mode.value),
+        ("status", record.status.value), ("started", iso(record.started_at)),
+        ("stopped", iso(record.stopped_at)), ("duration", _duration(record)),
+        ("rerunOf", record.rerun_of), ("reruns", ", ".join(record.reruns) or None),
+        ("trigger", record.trigger), ("output", record.output),
+        ("error", _error_text(record) if record.error else None),
+    ])
+    for step in record.steps:
+        click.echo("")
+        click.echo(f"step {step.seq}: {step.block_id}  {step.status.value}  "
+                   f"attempts {step.attempts}{'  reused' if step.reused else ''}")
+        _echo_fields([("  input", step.input), ("  output", step.output),
+                      *([("  error", step.error)] if step.error else [])])
+
+
+# serve ---------------------------------------------------------------------------------------
+
+
+@cli.command("serve")
+@setting_option("--host", "host", "Interface to listen on.")
+@setting_option("--port", "port", "Port to listen on.", type=int)
+@database_option
+@click.option("--apply", "apply_paths", multiple=True, metavar="PATH",
+              help="Apply workflow files before serving: a file, a directory or a glob "
+                   "(repeatable; idempotent).")
+@click.option("--demo-user", default=None, metavar="USERNAME",
+              help="Create this user if missing and activate every applied workflow for it.")
+def serve(apply_paths: tuple[str, ...], demo_user: str | None) -> None:
+    """Migrate the database and serve the API (and run executions) in one process.
+
+    Prints the base URL, an API key and a ready-to-paste curl once listening; stops
+    gracefully on SIGTERM or Ctrl+C.
+
+    \b
+    Example:
+      reflow serve --port 8080 --apply examples/ --demo-user demo
+    """
+    settings = _settings()
+    _configure_logging()
+    applied = _migrate(settings.database_url)
+    log.info("database %s: %s", settings.database_url,
+             ("migrated " + "; ".join(applied)) if applied else "schema up to date")
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(_serve(settings, apply_paths, demo_user))
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+async def _serve(settings: Settings, apply_paths: Sequence[str], demo_user: str | None) -> None:
+    # Imported here: FastAPI costs every other command a noticeable start-up delay.
+    from reflow.api import create_app
+
+    reflow = Reflow.open(settings)
+    try:
+        # Started here rather than by the app's lifespan: a second server on the same
+        # database then fails as a ReflowError (exit 3), before anything is written.
+        await reflow.start()
+        boot = await reflow.bootstrap()
+        team = await reflow.keys.team(boot.team_id)
+        done, problems = await apply_files(reflow, team, apply_paths)
+        if problems:
+            raise DefinitionInvalid(problems)
+        user = await _demo_user(reflow, team, demo_user, done) if demo_user else None
+        config = uvicorn.Config(
+            create_app(reflow, manage=False), host=settings.host, port=settings.port,
+            loop="uvloop", http="httptools", access_log=False, lifespan="on", log_config=None,
+        )
+        server = uvicorn.Server(config)
+        banner = asyncio.create_task(_announce(server, Banner(settings, boot, done, user)))
+        try:
+            with _signals_end_serving():
+                await server.serve()
+        except SystemExit:  # uvicorn exits when it cannot listen; it logged why
+            raise SettingsError(f"cannot serve on {settings.host}:{settings.port} "
+                                "(see the log above)") from None
+        finally:
+            banner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await banner
+    finally:
+        await reflow.close()
+
+
+async def _demo_user(
+    reflow: Reflow, team: Team, username: str, done: Sequence[AppliedFile]
+) -> User:
+    try:
+        user = await reflow.users.get(team, username)
+    except NotFound:
+        user = await reflow.users.create(team, username, None)
+    for item in done:
+        await reflow.workflows.activate(team, user.id, item.applied.workflow.id)
+    return user
+
+
+@contextlib.contextmanager
+def _signals_end_serving() -> Iterator[None]:
+    """While serving, SIGINT/SIGTERM only stop the server (then reflow exits 0).
+
+    uvicorn handles them during serve() and raises the signal again once it returns, so
+    the previous handler runs after the graceful shutdown: that handler must do nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, lambda *_: None)
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@dataclass(frozen=True, slots=True)
+class Banner:
+    """What ``serve`` prints once it listens."""
+
+    settings: Settings
+    boot: Bootstrap
+    applied: Sequence[AppliedFile]
+    user: User | None
+
+    @property
+    def base_url(self) -> str:
+        """The URL a client on this machine calls (a wildcard host becomes loopback)."""
+        host = self.settings.host
+        if host in ("0.0.0.0", "", "::"):
+            host = "127.0.0.1"
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.settings.port}"
+
+    def demo(self) -> AppliedFile | None:
+        """The applied workflow the curl runs: api or webhook, "Order summary" first."""
+        runnable = [a for a in self.applied
+                    if a.definition.trigger.type in (TriggerType.API, TriggerType.WEBHOOK)]
+        named = [a for a in runnable if _DEMO_WORKFLOW in a.definition.name.lower()]
+        candidates = named or runnable
+        return candidates[0] if candidates else None
+
+    def lines(self) -> list[str]:
+        """The banner text."""
+        base, key = self.base_url, self.boot.key
+        out = [f"reflow is serving {base}", ""]
+        if key is not None:
+            out.append(f"  API key:  {key}")
+        else:
+            out += ["  API key:  not shown (it was printed when this database was created);",
+                    "            make another with: reflow keys create --name NAME"]
+        demo = self.demo()
+        logs_target = shlex.quote(demo.definition.name) if demo else "WORKFLOW"
+        out += [f"  docs:     {base}/docs", f"  logs:     reflow logs {logs_target}"
+                + self._database_flag()]
+        if demo is not None:
+            out += ["", *self._curl(demo, key)]
+        elif not self.applied:
+            out += ["", "Serve with --apply FILE --demo-user NAME for a ready-to-run curl."]
+        return out
+
+    def _database_flag(self) -> str:
+        url = self.settings.database_url
+        if url == Settings.model_fields["database_url"].default:
+            return ""
+        return f" --database-url {shlex.quote(url)}"
+
+    def _curl(self, demo: AppliedFile, key: str | None) -> list[str]:
+        user = self.user.username if self.user else "USER_ID"
+        body = orjson.dumps({
+            "workflowName": demo.definition.name,
+            "userId": user,
+            "data": demo.definition.trigger.schema or {},
+        }).decode()
+        header = f'Run "{demo.definition.name}" for user {user} and print its output:'
+        if self.user is None:
+            header += " (activate it for a user first: reflow workflows activate)"
+        url = f"{self.base_url}/run/workflow?wait=10"
+        headers = (f"authorization: bearer {key or 'API_KEY'}",
+                   f"x-api-version: {CURRENT_API_VERSION}", "content-type: application/json")
+        return [
+            header,
+            f"  curl -sS -X POST {shlex.quote(url)} \\",
+            *(f"    -H {shlex.quote(h)} \\" for h in headers),
+            f"    -d {shlex.quote(body)}",
+        ]
+
+
+async def _announce(server: uvicorn.Server, banner: Banner) -> None:
+    """Print the banner once uvicorn listens (this task is cancelled if it never does)."""
+    while not server.started:
+        await asyncio.sleep(0.05)
+    click.echo("\n".join(banner.lines()))
+    sys.stdout.flush()
+
+
+def main() -> None:
+    """The ``reflow`` console script."""
+    cli(prog_name="reflow")

@@ -129,7 +129,7 @@ def _compile_cached(source: str, timeout_ms: int, max_depth: int) -> Expression:
 # expressions are gathered into one JSONata object of "slots" ({"s0": (expr0), "s1": ...}) and
 # precomputed builders put the slot values into a copy of the template's constant skeleton.
 
-Build = Callable[[dict[str, Any]], Any]
+_Build = Callable[[dict[str, Any]], Any]
 
 # $string writes numbers with 15 significant digits; integers below this need no rounding.
 _EXACT_INT: Final = 10**15
@@ -149,7 +149,7 @@ class Template:
         self,
         value: Any,
         expression: Expression | None,
-        build: Build | None,
+        build: _Build | None,
         expressions: tuple[Expression, ...],
     ) -> None:
         self._value = value
@@ -209,7 +209,7 @@ class _Node:
     def __init__(
         self,
         value: Any = None,
-        build: Build | None = None,
+        build: _Build | None = None,
         single: Expression | None = None,
     ) -> None:
         self.value = value
@@ -238,7 +238,7 @@ class _TemplateCompiler:
 
     def _mapping(self, value: Mapping[Any, Any], path: str) -> _Node:
         skeleton: dict[Any, Any] = {}
-        dynamic: list[tuple[Any, Build]] = []
+        dynamic: list[tuple[Any, _Build]] = []
         for key, item in value.items():
             child = self.node(item, f"{path}.{key}" if path else str(key))
             skeleton[key] = child.value
@@ -259,7 +259,7 @@ class _TemplateCompiler:
 
     def _sequence(self, value: list[Any] | tuple[Any, ...], path: str) -> _Node:
         skeleton: list[Any] = []
-        dynamic: list[tuple[int, Build]] = []
+        dynamic: list[tuple[int, _Build]] = []
         for index, item in enumerate(value):
             child = self.node(item, f"{path}[{index}]")
             skeleton.append(child.value)
@@ -315,7 +315,7 @@ class _TemplateCompiler:
         return name
 
 
-def _interpolation(pieces: list[str | _Hole], names: list[str]) -> Build:
+def _interpolation(pieces: list[str | _Hole], names: list[str]) -> _Build:
     if len(names) == 1:
         # The common "https://host/{{ id }}" shape, without a format string to parse.
         before, after = _around_hole(pieces)

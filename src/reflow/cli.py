@@ -29,7 +29,6 @@ import uvloop
 from reflow.domain.definitions import TriggerType, WorkflowDefinition
 from reflow.domain.executions import ExecutionRecord, ExecutionStatus, TriggerMode
 from reflow.domain.records import Team, User
-from reflow.engine import now_ms
 from reflow.errors import (
     Conflict,
     DefinitionInvalid,
@@ -39,9 +38,9 @@ from reflow.errors import (
     ReflowError,
     SettingsError,
 )
-from reflow.ids import new_execution_id
 from reflow.services import Bootstrap, Reflow
 from reflow.services.logs import LogsPage, execution_detail, iso
+from reflow.services.runs import Started
 from reflow.services.workflows import Applied, definition_from_text
 from reflow.settings import CURRENT_API_VERSION, Settings, load_settings
 from reflow.store import migrate
@@ -564,74 +563,11 @@ def workflows_activate(workflow: str, user_ref: str, as_json: bool) -> None:
 
 # run and rerun -------------------------------------------------------------------------------
 
-# --- BEGIN queue-only runs: to move into RunService (see the CLI report) --------------------
-# The CLI is not the process that runs executions (`reflow serve` holds the runner lock), so
-# a run it starts is committed as `queued` without a lease; the server's worker claims it
-# within its poll interval. RunService.run/rerun always lease the record to the local
-# worker and spawn it, so the checks below repeat theirs until RunService grows a
-# `queue_only` flag; then these two functions become one call each.
 
 
-def _queued_record(
-    team_id: str, workflow_id: str, installation_id: str, user_id: str, version: int,
-    mode: TriggerMode, trigger: bytes, rerun_of: str | None,
-) -> ExecutionRecord:
-    now = now_ms()
-    return ExecutionRecord(
-        id=new_execution_id(now), team_id=team_id, workflow_id=workflow_id,
-        installation_id=installation_id, user_id=user_id, version=version, mode=mode,
-        trigger=trigger, status=ExecutionStatus.QUEUED, created_at=now, rerun_of=rerun_of,
-    )
-
-
-async def enqueue_run(
-    reflow: Reflow, team: Team, workflow_ref: str, user_ref: str, data: Any, mode: TriggerMode
-) -> str:
-    """Commit a run as queued for the runner process; returns its execution id."""
-    target = await reflow.workflows.installation(team, workflow_ref, user_ref)
-    installation = target.installation
-    assert installation is not None  # installation() guarantees it
-    if not installation.active:
-        raise Conflict(f"workflow {target.workflow.name!r} is not active for this user; "
-                       "reactivate it with `reflow workflows activate`")
-    compiled = await reflow.workflows.compiled(team.id, installation.workflow_id,
-                                               installation.installed_version)
-    trigger = compiled.definition.trigger
-    if trigger.type is TriggerType.EVENT:
-        raise Conflict(f"workflow {target.workflow.name!r} is triggered by the event "
-                       f"{trigger.event!r}: fire that event instead of running it directly")
-    record = _queued_record(team.id, installation.workflow_id, installation.id,
-                            installation.user_id, installation.installed_version, mode,
-                            orjson.dumps({"data": data}), None)
-    await reflow.store.insert_execution(record)
-    return record.id
-
-
-async def enqueue_rerun(
-    reflow: Reflow, team: Team, workflow_ref: str, execution_id: str, user_ref: str | None
-) -> str:
-    """Commit a rerun as queued for the runner process; returns the new execution id."""
-    source = await reflow.logs.execution(team, execution_id)
-    target = await reflow.workflows.resolve(team, workflow_ref, user_ref)
-    by_parent = workflow_ref in (target.workflow.id, target.workflow.name)
-    same_workflow = (
-        target.workflow.id == source.workflow_id
-        if by_parent or target.installation is None
-        else target.installation.id == source.installation_id
-    )
-    if not same_workflow or (target.user is not None and target.user.id != source.user_id):
-        raise NotFound(f"execution {execution_id} not found")
-    if not source.finished:
-        raise Conflict(f"execution {execution_id} is still {source.status.value}; "
-                       "rerun it once it has finished")
-    record = _queued_record(team.id, source.workflow_id, source.installation_id,
-                            source.user_id, source.version, TriggerMode.RERUN, source.trigger,
-                            source.id)
-    await reflow.store.insert_execution(record)
-    return record.id
-
-
-# --- END queue-only runs --------------------------------------------------------------------
+async def _queued(started: Awaitable[Started]) -> str:
+    # Committed as queued: the process that holds the runner lock (`reflow serve`) runs it.
+    return (await started).execution_id
 
 
 async def _poll(reflow: Reflow, execution_id: str, wait: float) -> None:
@@ -735,7 +671,8 @@ def run(
 
         return await _start_or_enqueue(
             reflow, team, wait, here,
-            lambda: enqueue_run(reflow, team, workflow, user_ref, payload, TriggerMode.MANUAL),
+            lambda: _queued(reflow.runs.run(team, workflow, user_ref, payload,
+                                            mode=TriggerMode.MANUAL, queue=True)),
         )
 
     _echo_run(_session(work), as_json=as_json)
@@ -766,7 +703,8 @@ def rerun(
 
         return await _start_or_enqueue(
             reflow, team, wait, here,
-            lambda: enqueue_rerun(reflow, team, workflow, execution_id, user_ref),
+            lambda: _queued(reflow.runs.rerun(team, workflow, execution_id, user_ref,
+                                              queue=True)),
         )
 
     _echo_run(_session(work), as_json=as_json)

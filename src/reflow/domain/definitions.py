@@ -12,7 +12,7 @@ import difflib
 import json
 import math
 import re
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeAlias, TypeVar
@@ -368,11 +368,20 @@ _DEFAULT_RETRY = RetryPolicy()
 _E = TypeVar("_E", bound=StrEnum)
 
 
-def validate_definition(doc: Any, block_specs: Mapping[str, BlockSpec]) -> WorkflowDefinition:
-    """Check a parsed document against the rules and block specs; DefinitionInvalid lists all."""
+ParamsCheck = Callable[[Mapping[str, Any], str], list[Problem]]
+
+
+def validate_definition(
+    doc: Any, block_specs: Mapping[str, BlockSpec], check_params: ParamsCheck | None = None
+) -> WorkflowDefinition:
+    """Check a parsed document against the rules and block specs; DefinitionInvalid lists all.
+
+    ``check_params`` sees each block's own parameters with their path (``blocks[1].with``),
+    e.g. to compile templates, so its problems are listed with the structural ones.
+    """
     if not isinstance(doc, dict):
         raise _invalid("", "a definition must be a mapping with name, trigger and blocks")
-    validator = _Validator(block_specs)
+    validator = _Validator(block_specs, check_params)
     validator.problems.extend(_json_problems(doc))
     definition = validator.workflow(doc)
     if validator.problems:
@@ -383,9 +392,12 @@ def validate_definition(doc: Any, block_specs: Mapping[str, BlockSpec]) -> Workf
 class _Validator:
     """Walks one document, collecting problems; parts return defaults where they fail."""
 
-    def __init__(self, block_specs: Mapping[str, BlockSpec]) -> None:
+    def __init__(
+        self, block_specs: Mapping[str, BlockSpec], check_params: ParamsCheck | None
+    ) -> None:
         self.problems: list[Problem] = []
         self._specs = block_specs
+        self._check_params = check_params
         self._id_paths: dict[str, str] = {}
         self._block_count = 0
 
@@ -610,6 +622,8 @@ class _Validator:
             for key in child_keys
         }
         own = {key: item for key, item in params.items() if key not in spec.child_lists}
+        if self._check_params is not None:
+            self.problems.extend(self._check_params(own, path))
         return own, children
 
     def retry(self, value: Any, path: str) -> RetryPolicy:

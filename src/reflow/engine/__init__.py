@@ -232,7 +232,9 @@ class Engine:
             except TimeoutError:
                 error, retryable = f"timed out after {limit:g}s", True
                 if time.monotonic() >= state.deadline:
-                    raise ExecutionTimeoutError from None
+                    # Record the block that hung, so the logs show where the time went.
+                    overall = state.workflow.definition.timeout or self.config.execution_timeout
+                    return None, f"execution timed out after {overall:g}s", attempt
             except Exception as exc:  # a block's own bug must fail the step, not the worker
                 error, retryable = f"{type(exc).__name__}: {exc}", True
             if not retryable or attempt >= policy.attempts:

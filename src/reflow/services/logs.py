@@ -15,6 +15,7 @@ from reflow.services.workflows import WorkflowService
 from reflow.store.base import ExecutionQuery, Store
 
 MAX_LIMIT = 30
+MAX_PAGE = 10_000_000
 
 
 def iso(ms: int | None) -> str | None:
@@ -108,8 +109,8 @@ class LogsPage:
     def __post_init__(self) -> None:
         if not 1 <= self.limit <= MAX_LIMIT:
             raise InvalidRequest(f"limit: must be between 1 and {MAX_LIMIT}, got {self.limit}")
-        if self.page < 0:
-            raise InvalidRequest(f"page: must be 1 or more, got {self.page}")
+        if not 0 <= self.page <= MAX_PAGE:
+            raise InvalidRequest(f"page: must be between 1 and {MAX_PAGE}, got {self.page}")
         if self.order not in ("asc", "desc"):
             raise InvalidRequest(f"order: must be 'asc' or 'desc', got {self.order!r}")
 

@@ -24,6 +24,15 @@ from reflow.worker import Worker
 _TARGET_CACHE_SECONDS = 5.0
 
 
+def describe_duration(seconds: float) -> str:
+    """A retention window for people: "7 days", "12 hours", "90 seconds"."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds:g} seconds"
+
+
 @dataclass(frozen=True, slots=True)
 class Started:
     """A run as answered: its execution, and its result when it finished in time."""
@@ -141,10 +150,9 @@ class RunService:
     def _missing(self, execution_id: str) -> NotFound:
         minted = execution_id_time_ms(execution_id)
         if minted is not None and minted < now_ms() - self.log_retention * 1000:
-            days = self.log_retention / 86400
             return NotFound(
                 f"execution {execution_id} is no longer available: logs are kept for "
-                f"{days:g} days"
+                f"{describe_duration(self.log_retention)}"
             )
         return NotFound(f"execution {execution_id} not found")
 

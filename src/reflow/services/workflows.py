@@ -18,7 +18,7 @@ from reflow.domain.definitions import (
 from reflow.domain.records import Installation, Team, User, Workflow, WorkflowVersion
 from reflow.engine import now_ms
 from reflow.engine.compiled import CompiledWorkflow, compile_workflow
-from reflow.errors import Conflict, DefinitionInvalid, NotFound, Problem
+from reflow.errors import Conflict, NotFound
 from reflow.expressions import compile_template_problems
 from reflow.ids import new_object_id
 from reflow.services.users import UserService
@@ -34,13 +34,7 @@ def definition_from_text(text: str | bytes, content_type: str | None = None) -> 
 
 def definition_from_document(doc: object) -> WorkflowDefinition:
     """Validate a parsed definition, templates included."""
-    definition = validate_definition(doc, block_specs())
-    problems: list[Problem] = []
-    for block in definition.iter_blocks():
-        problems.extend(compile_template_problems(dict(block.params), f"{block.path}.with"))
-    if problems:
-        raise DefinitionInvalid(problems)
-    return definition
+    return validate_definition(doc, block_specs(), compile_template_problems)
 
 
 @dataclass(frozen=True, slots=True)

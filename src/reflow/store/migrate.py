@@ -9,6 +9,8 @@ from alembic.config import Config
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 
+from reflow.errors import SettingsError
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -27,6 +29,10 @@ def _engine(database_url: str) -> Engine:
 
 def upgrade(database_url: str, revision: str = "head") -> None:
     """Bring the database at ``database_url`` to ``revision`` (creating it if new)."""
+    path = database_url.removeprefix("sqlite:///")
+    if database_url.startswith("sqlite:///") and path != ":memory:":
+        if not Path(path).parent.exists():
+            raise SettingsError(f"REFLOW_DATABASE_URL: folder of {path!r} does not exist")
     engine = _engine(database_url)
     try:
         with engine.begin() as connection:

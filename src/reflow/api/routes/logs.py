@@ -9,10 +9,11 @@ from starlette.responses import Response
 
 from reflow.api.deps import CurrentTeam, ReflowDep
 from reflow.api.errors import json_response
+from reflow.api.routing import OrjsonRoute
 from reflow.api.schemas import Execution, Logs
 from reflow.services.logs import MAX_LIMIT, LogsPage, execution_detail, log_item
 
-router = APIRouter(tags=["logs"])
+router = APIRouter(tags=["logs"], route_class=OrjsonRoute)
 
 
 @router.get("/workflows/{workflowId}/logs", response_model=Logs, summary="Workflow logs")

@@ -10,10 +10,11 @@ from starlette.responses import Response
 
 from reflow.api.deps import CurrentTeam, ReflowDep
 from reflow.api.errors import json_response
+from reflow.api.routing import OrjsonRoute
 from reflow.api.schemas import RunAccepted, RunFinished, RunWorkflow
 from reflow.services.runs import Started
 
-router = APIRouter(tags=["runs"])
+router = APIRouter(tags=["runs"], route_class=OrjsonRoute)
 
 MAX_WAIT = 300.0
 WaitQuery = Annotated[

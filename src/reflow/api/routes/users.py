@@ -7,9 +7,10 @@ from starlette.responses import Response
 
 from reflow.api.deps import CurrentTeam, ReflowDep
 from reflow.api.errors import json_response
+from reflow.api.routing import OrjsonRoute
 from reflow.api.schemas import UserCreate, UserCreated, UserPublic
 
-router = APIRouter(tags=["users"])
+router = APIRouter(tags=["users"], route_class=OrjsonRoute)
 
 
 @router.post("/users", response_model=UserCreated, summary="Create a user")

@@ -8,11 +8,12 @@ from starlette.responses import Response
 
 from reflow.api.deps import CurrentTeam, ReflowDep
 from reflow.api.errors import json_response
+from reflow.api.routing import OrjsonRoute
 from reflow.api.schemas import Activated, VersionCreated, Versions, WorkflowRef
 from reflow.services.logs import iso
 from reflow.services.workflows import Applied, definition_from_text
 
-router = APIRouter(tags=["workflows"])
+router = APIRouter(tags=["workflows"], route_class=OrjsonRoute)
 
 _DEFINITION_BODY = {
     "requestBody": {

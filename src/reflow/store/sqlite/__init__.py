@@ -158,12 +158,20 @@ class SqliteStore:
 
     # -- helpers ---------------------------------------------------------------------------
 
+    def _execute(self, name: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        try:
+            return self._db.execute(Q[name], params)
+        except sqlite3.OperationalError as exc:
+            hint = " (is the database migrated? run `reflow db upgrade`)" if "no such" in str(
+                exc) else ""
+            raise StoreError(f"database query {name} failed: {exc}{hint}") from exc
+
     def _one(self, name: str, params: Sequence[Any]) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self._db.execute(Q[name], params).fetchone()
+        row: sqlite3.Row | None = self._execute(name, params).fetchone()
         return row
 
     def _all(self, name: str, params: Sequence[Any]) -> list[sqlite3.Row]:
-        return self._db.execute(Q[name], params).fetchall()
+        return self._execute(name, params).fetchall()
 
     def _write(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> None:
         db = self._db
@@ -218,7 +226,7 @@ class SqliteStore:
 
     async def revoke_api_key(self, team_id: str, id_or_prefix: str, now: int) -> bool:
         """Revoke a live key."""
-        cursor = self._db.execute(Q["revoke_api_key"], (now, team_id, id_or_prefix, id_or_prefix))
+        cursor = self._execute("revoke_api_key", (now, team_id, id_or_prefix, id_or_prefix))
         return cursor.rowcount > 0
 
     # -- users -----------------------------------------------------------------------------
@@ -375,7 +383,7 @@ class SqliteStore:
 
     async def release_leases(self) -> int:
         """Forget every lease."""
-        return self._db.execute(Q["release_leases"]).rowcount
+        return self._execute("release_leases").rowcount
 
     async def get_execution(self, team_id: str, execution_id: str) -> ExecutionRecord | None:
         """One execution with steps and reruns."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import glob
 import logging
 import shlex
@@ -855,6 +856,7 @@ async def _serve(settings: Settings, apply_paths: Sequence[str], demo_user: str 
             loop="uvloop", http="httptools", access_log=False, lifespan="on", log_config=None,
         )
         server = uvicorn.Server(config)
+        _tune_garbage_collector()
         banner = asyncio.create_task(_announce(server, Banner(settings, boot, done, user)))
         try:
             with _signals_end_serving():
@@ -868,6 +870,15 @@ async def _serve(settings: Settings, apply_paths: Sequence[str], demo_user: str 
                 await banner
     finally:
         await reflow.close()
+
+
+def _tune_garbage_collector() -> None:
+    # Everything loaded so far lives as long as the process: keep the collector off it,
+    # and collect the young generation less often (each run allocates many small objects,
+    # almost none of them in cycles). Measured: GC was ~10% of the server's CPU under load.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 async def _demo_user(

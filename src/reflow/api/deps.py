@@ -15,8 +15,8 @@ from reflow.services import Reflow
 _bearer = HTTPBearer(auto_error=False, description="Authorization: bearer <API key>")
 
 
-def get_reflow(request: Request) -> Reflow:
-    """The Reflow this app serves."""
+async def get_reflow(request: Request) -> Reflow:
+    """The Reflow this app serves (async: a sync dependency would cost a thread hop)."""
     reflow: Reflow = request.app.state.reflow
     return reflow
 

@@ -36,11 +36,11 @@ async def _answer(send: Send, status: int, message: str, headers: list[Any] | No
     await send({"type": "http.response.body", "body": body})
 
 
-def _declared_length(scope: Scope) -> int:
+def _declared_length(scope: Scope) -> int | None:
     for name, value in scope["headers"]:
         if name == b"content-length":
-            return int(value) if value.isdigit() else 0
-    return 0
+            return int(value) if value.isdigit() else None
+    return None
 
 
 def _is_optional(path: str) -> bool:
@@ -100,8 +100,13 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         limit = self.max_bytes
-        if _declared_length(scope) > limit:
-            await _answer(send, 413, f"request body is over the limit of {limit} bytes")
+        declared = _declared_length(scope)
+        if declared is not None:
+            # The HTTP parser delivers exactly the declared length, so checking it is enough.
+            if declared > limit:
+                await _answer(send, 413, f"request body is over the limit of {limit} bytes")
+                return
+            await self.app(scope, receive, send)
             return
         received = 0
         refused = False

@@ -128,7 +128,7 @@ class Engine:
             workflow=workflow,
             context=context,
             recorded={s.block_id: s for s in steps if s.status is StepStatus.SUCCEEDED},
-            next_seq=max((s.seq for s in steps), default=-1) + 1,
+            next_seq=steps[-1].seq + 1 if steps else 0,
             deadline=time.monotonic() + timeout,
         )
 

@@ -7,6 +7,7 @@ executions (``acquire_runner_lock``); CLI reads and writes may share it meanwhil
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import sqlite3
@@ -133,6 +134,8 @@ class SqliteStore:
         ):
             self._db.execute(f"PRAGMA {pragma}")
         self._lock_file: IO[str] | None = None
+        self._pending: list[tuple[list[tuple[str, Sequence[Any]]], asyncio.Future[None]]] = []
+        self._flush_scheduled = False
 
     def acquire_runner_lock(self) -> bool:
         """Take the file's runner lock (one executing process per SQLite database)."""
@@ -188,6 +191,61 @@ class SqliteStore:
             raise
         except sqlite3.Error as exc:
             raise StoreError(f"database write failed: {exc}") from exc
+
+    async def _write_grouped(self, statements: list[tuple[str, Sequence[Any]]]) -> None:
+        """Write in the next group commit: every execution write that becomes ready in the
+        same event-loop turn shares one transaction, which is what keeps a commit's fixed
+        cost (WAL frames for each touched page) from being paid per execution."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self._pending.append((statements, done))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        await done
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        pending, self._pending = self._pending, []
+        db = self._db
+        outcomes: list[BaseException | None] = []
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for statements, _ in pending:
+                outcomes.append(self._run_group(statements, savepoint=len(pending) > 1))
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            failure = StoreError(f"database write failed: {exc}")
+            outcomes = [failure] * len(pending)
+        for (_, done), outcome in zip(pending, outcomes, strict=True):
+            if done.cancelled():
+                continue
+            if outcome is None:
+                done.set_result(None)
+            else:
+                done.set_exception(outcome)
+
+    def _run_group(
+        self, statements: list[tuple[str, Sequence[Any]]], *, savepoint: bool
+    ) -> BaseException | None:
+        # A savepoint per writer, so one writer's error does not undo the others' work.
+        db = self._db
+        if savepoint:
+            db.execute("SAVEPOINT writer")
+        try:
+            for name, params in statements:
+                db.execute(Q[name], params)
+        except sqlite3.Error as exc:
+            if not savepoint:
+                raise
+            db.execute("ROLLBACK TO writer")
+            db.execute("RELEASE writer")
+            return StoreError(f"database write failed: {exc}")
+        if savepoint:
+            db.execute("RELEASE writer")
+        return None
 
     # -- teams and keys --------------------------------------------------------------------
 
@@ -337,7 +395,7 @@ class SqliteStore:
             ("insert_execution", _execution_params(execution))
         ]
         statements.extend(("insert_step", _step_params(execution.id, s)) for s in execution.steps)
-        self._write(statements)
+        await self._write_grouped(statements)
 
     async def save_execution(
         self, execution: ExecutionRecord, new_steps: Sequence[StepRecord]
@@ -351,7 +409,7 @@ class SqliteStore:
             e.status.value, e.started_at, e.stopped_at, e.output, e.response_status, e.error,
             e.lease_owner, e.lease_expires, e.id,
         )))
-        self._write(statements)
+        await self._write_grouped(statements)
 
     async def claim_executions(
         self, owner: str, now: int, lease_until: int, limit: int

@@ -41,6 +41,7 @@ pytest: $(TEST_INSTALLED)
 
 ## bench: the benchmark suite (prints a table, writes bench/results/latest.json)
 bench: $(INSTALLED)
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[bench]'
 	$(BIN)/python -m bench
 
 bench-quick: $(INSTALLED)
@@ -50,7 +51,7 @@ bench-quick: $(INSTALLED)
 lock:
 	rm -rf /tmp/reflow-lock && $(PYTHON) -m venv /tmp/reflow-lock
 	/tmp/reflow-lock/bin/python -m pip install -q --upgrade pip
-	/tmp/reflow-lock/bin/python -m pip install -q -e '.[test]'
+	/tmp/reflow-lock/bin/python -m pip install -q -e '.[test,bench]'
 	/tmp/reflow-lock/bin/python -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
 
 clean:

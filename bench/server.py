@@ -1,0 +1,150 @@
+"""Start and stop reflow as a real server process on a fresh database, and read its figures."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.client import Connection
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOW_FILE = ROOT / "examples" / "order-summary.yaml"
+API_KEY = "rf_bench_key_0123456789abcdef0123"
+API_VERSION = "2025-09"
+HEADERS = {"authorization": f"bearer {API_KEY}", "x-api-version": API_VERSION}
+_START_SECONDS = 30.0
+_STOP_SECONDS = 15.0
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    """``reflow serve`` on one SQLite file, on 127.0.0.1, with the benchmark workflow applied.
+
+    Run as a user runs it (``python -m reflow serve --apply <file>``, production settings),
+    so what is measured includes whatever ``serve`` sets up (uvloop, httptools, GC tuning).
+    """
+
+    folder: Path
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite file."""
+        return self.folder / "reflow.db"
+
+    @property
+    def log_path(self) -> Path:
+        """Where the server's stdout and stderr go."""
+        return self.folder / "server.log"
+
+    @property
+    def pid(self) -> int:
+        """The server's process id."""
+        if self.process is None:
+            raise RuntimeError("server is not running")
+        return self.process.pid
+
+    def command(self) -> list[str]:
+        """The command line that starts the server."""
+        return [sys.executable, "-m", "reflow", "serve", "--apply", str(WORKFLOW_FILE)]
+
+    def _environment(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REFLOW_")}
+        env.update({
+            "REFLOW_ENV": "production",
+            "REFLOW_DATABASE_URL": f"sqlite:///{self.db_path}",
+            "REFLOW_HOST": "127.0.0.1",
+            "REFLOW_PORT": str(self.port),
+            "REFLOW_BOOTSTRAP_KEY": API_KEY,
+            "REFLOW_DEV_KEY_FILE": str(self.folder / "dev-key"),
+        })
+        return env
+
+    async def start(self) -> None:
+        """Start the process and wait until ``/health`` answers."""
+        self.port = self.port or _free_port()
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.command(), cwd=self.folder, env=self._environment(),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + _START_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.tail()}")
+            with contextlib.suppress(OSError):
+                async with Connection("127.0.0.1", self.port, HEADERS) as conn:
+                    if (await conn.request("GET", "/health")).status == 200:
+                        return
+            await asyncio.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"server did not answer /health in {_START_SECONDS:g} s:\n{self.tail()}")
+
+    def stop(self) -> int | None:
+        """Ask the process to stop (SIGINT, as Ctrl-C), kill it if it does not; its exit code."""
+        process, self.process = self.process, None
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(_STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(_STOP_SECONDS)
+        return process.returncode
+
+    def tail(self, lines: int = 30) -> str:
+        """The end of the server's log."""
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no server log)"
+
+    def memory_kib(self) -> dict[str, int]:
+        """VmHWM (peak resident) and VmRSS of the server process, in KiB."""
+        found: dict[str, int] = {}
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name in ("VmHWM", "VmRSS"):
+                found[name] = int(value.split()[0])
+        return found
+
+    def cpu_seconds(self) -> tuple[float, float]:
+        """CPU time (user plus system) the server has used: its main thread, other threads.
+
+        The main thread runs the event loop; the others are thread pools (a request that
+        hops to one shows up there).
+        """
+        main = others = 0.0
+        for task in Path(f"/proc/{self.pid}/task").iterdir():
+            with contextlib.suppress(OSError):  # a thread may end while being read
+                seconds = _cpu_seconds(task / "stat")
+                if task.name == str(self.pid):
+                    main += seconds
+                else:
+                    others += seconds
+        return main, others
+
+
+def _cpu_seconds(stat: Path) -> float:
+    # Field 2 (comm) may hold spaces; the fields after its closing parenthesis are fixed.
+    fields = stat.read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS

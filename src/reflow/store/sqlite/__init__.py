@@ -8,9 +8,12 @@ executions (``acquire_runner_lock``); CLI reads and writes may share it meanwhil
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
+import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -29,6 +32,7 @@ from reflow.errors import Conflict, StoreError
 from reflow.store.base import ExecutionQuery
 from reflow.store.queries import load_queries
 
+log = logging.getLogger(__name__)
 Q = load_queries(Path(__file__).parent / "queries.sql")
 
 
@@ -112,6 +116,36 @@ def _execution_params(e: ExecutionRecord) -> tuple[Any, ...]:
     )
 
 
+class _Checkpointer(threading.Thread):
+    """Checkpoints the WAL every second from its own connection."""
+
+    def __init__(self, path: str, interval: float = 1.0) -> None:
+        super().__init__(name="sqlite checkpointer", daemon=True)
+        self._path = path
+        self._interval = interval
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        """Checkpoint until stopped, then truncate the WAL."""
+        db = sqlite3.connect(self._path, isolation_level=None)
+        try:
+            db.execute("PRAGMA busy_timeout = 5000")
+            while not self._stopping.wait(self._interval):
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error:
+                    log.exception("WAL checkpoint failed; retrying in %ss", self._interval)
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        finally:
+            db.close()
+
+    def stop(self) -> None:
+        """Checkpoint once more and end the thread."""
+        self._stopping.set()
+        self.join(10)
+
+
 class SqliteStore:
     """The Store protocol on one SQLite file."""
 
@@ -131,11 +165,14 @@ class SqliteStore:
             "foreign_keys = ON",
             "cache_size = -65536",
             "temp_store = MEMORY",
+            # After a checkpoint resets the WAL, shrink its file back to this size.
+            "journal_size_limit = 67108864",
         ):
             self._db.execute(f"PRAGMA {pragma}")
         self._lock_file: IO[str] | None = None
         self._pending: list[tuple[list[tuple[str, Sequence[Any]]], asyncio.Future[None]]] = []
         self._flush_scheduled = False
+        self._checkpointer: _Checkpointer | None = None
 
     def acquire_runner_lock(self) -> bool:
         """Take the file's runner lock (one executing process per SQLite database)."""
@@ -150,10 +187,21 @@ class SqliteStore:
         handle.write(str(os.getpid()))
         handle.flush()
         self._lock_file = handle
+        self._start_checkpointer()
         return True
+
+    def _start_checkpointer(self) -> None:
+        # The runner writes all the time: move WAL checkpoints (and their fsync) off the
+        # event loop to a thread with its own connection, instead of inside some commit.
+        self._db.execute("PRAGMA wal_autocheckpoint = 0")
+        self._checkpointer = _Checkpointer(self.path)
+        self._checkpointer.start()
 
     async def close(self) -> None:
         """Close the connection and drop the runner lock."""
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         self._db.close()
         if self._lock_file is not None:
             self._lock_file.close()
@@ -170,7 +218,11 @@ class SqliteStore:
             raise StoreError(f"database query {name} failed: {exc}{hint}") from exc
 
     def _one(self, name: str, params: Sequence[Any]) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self._execute(name, params).fetchone()
+        cursor = self._execute(name, params)
+        row: sqlite3.Row | None = cursor.fetchone()
+        # A statement left unfinished keeps a read snapshot open, which stops checkpoints
+        # from ever resetting the WAL: finish it now.
+        cursor.close()
         return row
 
     def _all(self, name: str, params: Sequence[Any]) -> list[sqlite3.Row]:

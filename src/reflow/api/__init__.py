@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from starlette.responses import Response
 
 from reflow import __version__
@@ -43,6 +45,21 @@ def create_app(reflow: Reflow, *, manage: bool = True) -> FastAPI:
     install_error_handlers(app)
     for module in (users, workflows, runs, logs):
         app.include_router(module.router)
+
+    def openapi() -> dict[str, Any]:
+        # Every operation takes the bearer key; declared here rather than as a dependency.
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version,
+                                 description=app.description, routes=app.routes)
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "Authorization: bearer <API key>"},
+            }
+            schema["security"] = [{"bearer": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/health", include_in_schema=False)
     async def health() -> Response:

@@ -872,6 +872,15 @@ async def _serve(settings: Settings, apply_paths: Sequence[str], demo_user: str 
         await reflow.close()
 
 
+def _command() -> str:
+    # How the user can type this command again: `.venv/bin/reflow` after `make run`.
+    invoked = sys.argv[0] if sys.argv else ""
+    if invoked.endswith("/reflow") and "/" in invoked:
+        with contextlib.suppress(ValueError):
+            return shlex.quote(str(Path(invoked).resolve().relative_to(Path.cwd())))
+    return "reflow"
+
+
 def _tune_garbage_collector() -> None:
     # Everything loaded so far lives as long as the process: keep the collector off it,
     # and collect the young generation less often (each run allocates many small objects,
@@ -947,10 +956,10 @@ class Banner:
             out.append(f"  API key:  {key}")
         else:
             out += ["  API key:  not shown (it was printed when this database was created);",
-                    "            make another with: reflow keys create --name NAME"]
+                    f"            make another with: {_command()} keys create --name NAME"]
         demo = self.demo()
         logs_target = shlex.quote(demo.definition.name) if demo else "WORKFLOW"
-        out += [f"  docs:     {base}/docs", f"  logs:     reflow logs {logs_target}"
+        out += [f"  docs:     {base}/docs", f"  logs:     {_command()} logs {logs_target}"
                 + self._database_flag()]
         if demo is not None:
             out += ["", *self._curl(demo, key)]

@@ -7,6 +7,7 @@ execution skips the blocks whose steps were recorded as succeeded and reuses the
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,12 +26,14 @@ from reflow.domain.executions import (
 )
 from reflow.engine.compiled import CompiledBlock, CompiledWorkflow
 from reflow.engine.recorder import Recorder
-from reflow.errors import BlockFailed, ExpressionError
+from reflow.errors import BlockFailed, ExpressionError, StoreError
 
 if TYPE_CHECKING:
     import httpx
 
 __all__ = ["Engine", "EngineConfig", "Recorder", "RunState"]
+
+log = logging.getLogger(__name__)
 
 
 def now_ms() -> int:
@@ -146,6 +149,14 @@ class Engine:
             limit = state.workflow.definition.timeout or self.config.execution_timeout
             self._finish(record, ExecutionStatus.FAILED,
                          f"execution timed out after {limit:g}s", None)
+        except StoreError:
+            raise  # the lease runs out and the execution resumes once the database is back
+        except Exception as exc:
+            # A bug in reflow, not in the workflow: fail this execution with a clear
+            # message rather than leaving it to be claimed and crash again forever.
+            log.exception("execution %s failed on an internal error", record.id)
+            self._finish(record, ExecutionStatus.FAILED,
+                         f"internal error: {type(exc).__name__}: {exc}", None)
         else:
             self._finish(record, ExecutionStatus.SUCCEEDED, None, None)
         await state.recorder.flush()

@@ -40,10 +40,9 @@ class Bootstrap:
 class Reflow:
     """One process's reflow: settings, store, engine, worker and the services over them."""
 
-    def __init__(self, settings: Settings, store: SqliteStore) -> None:
+    def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
-        self.store: Store = store
-        self._sqlite = store
+        self.store = store
         self.http = create_http_client(HttpPolicy(
             allow_networks=settings.http_allow_networks, timeout=settings.http_timeout
         ))
@@ -83,13 +82,7 @@ class Reflow:
 
     async def start(self) -> None:
         """Become the process that runs executions: resume abandoned ones, start the worker."""
-        if not self._sqlite.acquire_runner_lock():
-            raise SettingsError(
-                f"another reflow process is already running executions on {self._sqlite.path}; "
-                "SQLite mode runs one process (use PostgreSQL to scale out)"
-            )
-        # This process holds the runner lock, so whoever leased these is gone.
-        released = await self.store.release_leases()
+        released = await self.store.start_runner()
         if released:
             log.info("resuming %d unfinished executions", released)
         await self.worker.start()

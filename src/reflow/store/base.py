@@ -102,6 +102,12 @@ class Store(Protocol):
         """Extend this owner's leases."""
     async def release_leases(self) -> int:
         """Forget every lease (a single-process backend at start: the owners are gone)."""
+    async def start_runner(self) -> int:
+        """Make this process one that runs executions; returns how many it must resume.
+
+        Raises SettingsError when the backend allows no more runners (SQLite: one per
+        database file, whose leases this releases since their owner is gone).
+        """
     async def get_execution(self, team_id: str, execution_id: str) -> ExecutionRecord | None:
         """One execution with its steps and the ids of its reruns."""
     async def execution_status(self, execution_id: str) -> str | None:

@@ -2,7 +2,7 @@
 
 SQLite calls are short and made directly from async methods: no thread hop per query,
 which is what keeps a run's overhead low. One process owns a database file for running
-executions (``acquire_runner_lock``); CLI reads and writes may share it meanwhile.
+executions (``start_runner``); CLI reads and writes may share it meanwhile.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from reflow.domain.executions import (
     TriggerMode,
 )
 from reflow.domain.records import ApiKey, Installation, Team, User, Workflow, WorkflowVersion
-from reflow.errors import Conflict, StoreError
+from reflow.errors import Conflict, SettingsError, StoreError
 from reflow.store.base import ExecutionQuery
 from reflow.store.queries import load_queries
 
@@ -174,8 +174,17 @@ class SqliteStore:
         self._flush_scheduled = False
         self._checkpointer: _Checkpointer | None = None
 
-    def acquire_runner_lock(self) -> bool:
-        """Take the file's runner lock (one executing process per SQLite database)."""
+    async def start_runner(self) -> int:
+        """Take the file's runner lock, then release the leases of the runner before us."""
+        if not self._acquire_runner_lock():
+            raise SettingsError(
+                f"another reflow process is already running executions on {self.path}; "
+                "SQLite mode runs one process (use PostgreSQL to scale out)"
+            )
+        # This process holds the runner lock, so whoever leased these is gone.
+        return await self.release_leases()
+
+    def _acquire_runner_lock(self) -> bool:
         if self.path == ":memory:":
             return True
         handle = open(f"{self.path}.lock", "w")  # held for the process life

@@ -127,8 +127,7 @@ class LogService:
     ) -> list[ExecutionRecord]:
         """A page of a workflow's executions (one user's when ``user_ref`` is given)."""
         target = await self.workflows.resolve(team, workflow_ref, user_ref)
-        by_parent = workflow_ref in (target.workflow.id, target.workflow.name)
-        if target.user is not None or not by_parent:
+        if target.user is not None or target.via_installation:
             if target.installation is None:
                 return []
             installation_id: str | None = target.installation.id

@@ -126,11 +126,10 @@ class RunService:
         if source is None:
             raise self._missing(execution_id)
         target = await self.workflows.resolve(team, workflow_ref, user_ref)
-        by_parent = workflow_ref in (target.workflow.id, target.workflow.name)
         same_workflow = (
-            target.workflow.id == source.workflow_id
-            if by_parent or target.installation is None
-            else target.installation.id == source.installation_id
+            target.installation.id == source.installation_id
+            if target.via_installation and target.installation is not None
+            else target.workflow.id == source.workflow_id
         )
         if not same_workflow or (target.user is not None and target.user.id != source.user_id):
             raise self._missing(execution_id)

@@ -53,6 +53,8 @@ class Target:
     workflow: Workflow
     installation: Installation | None
     user: User | None
+    # True when the reference was an installation id (a user's copy), not the parent.
+    via_installation: bool = False
 
 
 class WorkflowService:
@@ -171,7 +173,8 @@ class WorkflowService:
         installation = await self.store.get_installation_by_id(team.id, workflow_ref)
         if installation is None or (user is not None and installation.user_id != user.id):
             raise NotFound(f"workflow {workflow_ref!r} not found")
-        return Target(await self.get(team, installation.workflow_id), installation, user)
+        workflow = await self.get(team, installation.workflow_id)
+        return Target(workflow, installation, user, via_installation=True)
 
     async def installation(self, team: Team, workflow_ref: str, user_ref: str | None) -> Target:
         """Like ``resolve``, but the user must have the workflow installed."""

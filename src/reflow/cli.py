@@ -41,7 +41,7 @@ from reflow.errors import (
 )
 from reflow.services import Bootstrap, Reflow
 from reflow.services.logs import LogsPage, execution_detail, iso
-from reflow.services.runs import Started
+from reflow.services.runs import RerunOptions, Started
 from reflow.services.workflows import Applied, definition_from_text
 from reflow.settings import CURRENT_API_VERSION, Settings, load_settings
 from reflow.store import migrate
@@ -683,29 +683,43 @@ def run(
 @click.argument("workflow")
 @click.argument("execution_id")
 @click.option("--user", "user_ref", default=None, help="User id or username.")
+@click.option("--from", "start_from", default="start", show_default=True,
+              help="'start', 'failed' (the failed block) or a block id: the steps before it "
+                   "are copied from the source instead of running again.")
+@click.option("--version", "version", default="original", show_default=True,
+              type=click.Choice(["original", "installed", "latest"]),
+              help="Which version runs: the source's, the user's installed one, or the latest.")
+@click.option("--data", default=None, metavar="JSON",
+              help="Replace the trigger data (a JSON object).")
 @wait_option
 @team_option
 @database_option
 @json_option
 def rerun(
-    workflow: str, execution_id: str, user_ref: str | None, wait: float | None, as_json: bool
+    workflow: str, execution_id: str, user_ref: str | None, start_from: str, version: str,
+    data: str | None, wait: float | None, as_json: bool,
 ) -> None:
-    """Rerun a finished execution: same user, version and trigger data (rerunOf is set).
+    """Rerun a finished execution as a new one (rerunOf is set); by default on the same
+    version with the same trigger data, from the start.
 
     \b
-    Example:
+    Examples:
       reflow rerun "Order summary" 0Ab3dEf9GhIjKlMnOpQrS --wait 10
+      reflow rerun "Ship paid order" 0Ab3dEf9GhIjKlMnOpQrS --from failed --version latest
     """
+    payload = _parse_json_object(data, "--data") if data is not None else None
+    options = RerunOptions(start_from, version, payload)
 
     async def work(reflow: Reflow, team: Team) -> ExecutionRecord:
         async def here() -> str:
-            started = await reflow.runs.rerun(team, workflow, execution_id, user_ref, wait=wait)
+            started = await reflow.runs.rerun(team, workflow, execution_id, user_ref,
+                                              options=options, wait=wait)
             return started.execution_id
 
         return await _start_or_enqueue(
             reflow, team, wait, here,
             lambda: _queued(reflow.runs.rerun(team, workflow, execution_id, user_ref,
-                                              queue=True)),
+                                              options=options, queue=True)),
         )
 
     _echo_run(_session(work), as_json=as_json)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -102,6 +102,25 @@ class RunWorkflow(WorkflowRef):
     """``POST /run/workflow``: the workflow, the user, and the trigger's ``data``."""
 
     data: dict[str, Any]
+
+
+class RerunBody(Strict):
+    """Optional body of a rerun (beyond the reference; an empty body is a plain rerun)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_: str = Field(
+        default="start", alias="from", min_length=1,
+        description="'start', 'failed' (the source's failed block) or a block id: steps "
+                    "before it are copied from the source (reused) instead of running again",
+    )
+    version: Literal["original", "installed", "latest"] = Field(
+        default="original",
+        description="the source's version, the user's installed one, or the latest",
+    )
+    data: dict[str, Any] | None = Field(default=None, description="replaces the trigger data")
+    wait: float | None = Field(default=None, gt=0, le=300,
+                               description="seconds to wait for the new execution to finish")
 
 
 class RunAccepted(BaseModel):

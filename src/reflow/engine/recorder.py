@@ -16,12 +16,16 @@ from reflow.store.base import Store
 class Recorder:
     """Buffers an execution's new steps and writes them with the execution's state."""
 
-    __slots__ = ("_lock", "_store", "pending", "persisted", "record")
+    __slots__ = ("_idempotency_key", "_lock", "_store", "pending", "persisted", "record")
 
-    def __init__(self, store: Store, record: ExecutionRecord, *, persisted: bool) -> None:
+    def __init__(
+        self, store: Store, record: ExecutionRecord, *, persisted: bool,
+        idempotency_key: str | None = None,
+    ) -> None:
         self._store = store
         self.record = record
         self.persisted = persisted
+        self._idempotency_key = idempotency_key
         self.pending: list[StepRecord] = []
         self._lock = asyncio.Lock()
 
@@ -37,7 +41,7 @@ class Recorder:
                 await self._store.save_execution(self.record, steps)
             else:
                 self.record.steps.extend(steps)
-                await self._store.insert_execution(self.record)
+                await self._store.insert_execution(self.record, self._idempotency_key)
                 self.persisted = True
 
     async def ensure_persisted(self) -> None:

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
 
 from reflow.domain.definitions import TriggerType
-from reflow.domain.executions import ExecutionRecord, ExecutionStatus, TriggerMode
+from reflow.domain.executions import (
+    ExecutionRecord,
+    ExecutionStatus,
+    StepRecord,
+    StepStatus,
+    TriggerMode,
+)
 from reflow.domain.records import Team
 from reflow.engine import Engine, Recorder, RunState, now_ms
-from reflow.errors import Conflict, NotFound
+from reflow.engine.compiled import CompiledWorkflow
+from reflow.errors import Conflict, InvalidRequest, NotFound
 from reflow.ids import execution_id_time_ms, new_execution_id
 from reflow.services.workflows import Target, WorkflowService
 from reflow.store.base import Store
@@ -22,6 +29,50 @@ from reflow.worker import Worker
 # Resolved (workflow, user) references are reused briefly: the run path then costs no
 # catalogue query. Activation changes made here clear it at once.
 _TARGET_CACHE_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class RerunOptions:
+    """How a rerun differs from its source (DESIGN "Rerun")."""
+
+    # "start", "failed" (the source's failed block) or a block id: the steps before it are
+    # copied from the source (marked reused) instead of running again.
+    start_from: str = "start"
+    # "original" (the source's version), "installed" (the user's now) or "latest".
+    version: str = "original"
+    # Replaces the trigger's data when given.
+    data: Any = None
+
+
+def _reused_steps(
+    source: ExecutionRecord, compiled: CompiledWorkflow, start_from: str
+) -> list[StepRecord]:
+    """The source's steps before ``start_from``, copied for the new execution."""
+    if start_from == "start":
+        return []
+    if start_from == "failed":
+        failed = [s for s in source.steps if s.status is StepStatus.FAILED]
+        if not failed:
+            raise InvalidRequest(
+                f"from: execution {source.id} has no failed step; rerun it from 'start' "
+                "or from a block id"
+            )
+        start = failed[0]
+    else:
+        if not any(b.id == start_from for b in compiled.definition.iter_blocks()):
+            raise InvalidRequest(
+                f"from: version {compiled.version} has no block {start_from!r}"
+            )
+        ran = [s for s in source.steps if s.block_id == start_from]
+        if not ran:
+            raise InvalidRequest(
+                f"from: block {start_from!r} did not run in execution {source.id}"
+            )
+        start = ran[0]
+    known = {b.id for b in compiled.definition.iter_blocks()}
+    before = [s for s in source.steps if s.seq < start.seq and s.status is StepStatus.SUCCEEDED
+              and s.block_id in known]
+    return [replace(s, seq=i, reused=True) for i, s in enumerate(before)]
 
 
 def describe_duration(seconds: float) -> str:
@@ -119,9 +170,42 @@ class RunService:
 
     async def rerun(
         self, team: Team, workflow_ref: str, execution_id: str, user_ref: str | None,
-        *, wait: float | None = None, queue: bool = False,
+        *, options: RerunOptions = RerunOptions(), wait: float | None = None,
+        queue: bool = False, idempotency_key: str | None = None,
     ) -> Started:
-        """A new execution of the same installation and version with the original trigger."""
+        """A new execution of the same installation: by default on the original version,
+        with the original trigger, from the start (``options`` says otherwise).
+
+        With an ``idempotency_key``, the same key gives back the execution it first made.
+        """
+        if idempotency_key is not None:
+            earlier = await self.store.find_idempotency_key(team.id, idempotency_key)
+            if earlier is not None:
+                return await self._earlier(team, earlier, wait)
+        try:
+            return await self._rerun(team, workflow_ref, execution_id, user_ref, options,
+                                     wait, queue, idempotency_key)
+        except Conflict:
+            # The same key, sent twice at once: the other request stored it first.
+            earlier = None
+            if idempotency_key is not None:
+                earlier = await self.store.find_idempotency_key(team.id, idempotency_key)
+            if earlier is None:
+                raise
+            return await self._earlier(team, earlier, wait)
+
+    async def _earlier(self, team: Team, execution_id: str, wait: float | None) -> Started:
+        running = self.worker.running.get(execution_id)
+        if running is not None and wait:
+            await asyncio.wait({running[0]}, timeout=wait)
+        record = await self.store.get_execution(team.id, execution_id)
+        finished = record if record is not None and record.finished and wait else None
+        return Started(execution_id, finished)
+
+    async def _rerun(
+        self, team: Team, workflow_ref: str, execution_id: str, user_ref: str | None,
+        options: RerunOptions, wait: float | None, queue: bool, idempotency_key: str | None,
+    ) -> Started:
         source = await self.store.get_execution(team.id, execution_id)
         if source is None:
             raise self._missing(execution_id)
@@ -138,13 +222,29 @@ class RunService:
                 f"execution {execution_id} is still {source.status.value}; "
                 "rerun it once it has finished"
             )
+        version = await self._rerun_version(team, target, source, options.version)
+        compiled = await self.workflows.compiled(team.id, source.workflow_id, version)
+        trigger = source.trigger if options.data is None else orjson.dumps({"data": options.data})
         record = self._new_record(
             team.id, source.workflow_id, source.installation_id, source.user_id,
-            source.version, TriggerMode.RERUN, source.trigger, source.id,
+            version, TriggerMode.RERUN, trigger, source.id,
         )
+        record.steps = _reused_steps(source, compiled, options.start_from)
         if queue:
-            return await self._enqueue(record)
-        return await self._start(record, orjson.loads(source.trigger), wait)
+            return await self._enqueue(record, idempotency_key)
+        return await self._start(record, orjson.loads(trigger), wait, idempotency_key)
+
+    async def _rerun_version(
+        self, team: Team, target: Target, source: ExecutionRecord, choice: str
+    ) -> int:
+        if choice == "original":
+            return source.version
+        if choice == "latest":
+            return target.workflow.latest_version
+        installation = await self.store.get_installation_by_id(team.id, source.installation_id)
+        if installation is None:
+            raise NotFound(f"the installation that ran execution {source.id} no longer exists")
+        return installation.installed_version
 
     def _missing(self, execution_id: str) -> NotFound:
         minted = execution_id_time_ms(execution_id)
@@ -177,22 +277,30 @@ class RunService:
             lease_expires=self.worker.lease_until(),
         )
 
-    async def _enqueue(self, record: ExecutionRecord) -> Started:
+    async def _enqueue(
+        self, record: ExecutionRecord, idempotency_key: str | None = None
+    ) -> Started:
         record.status = ExecutionStatus.QUEUED
         record.started_at = record.lease_owner = record.lease_expires = None
-        await self.store.insert_execution(record)
+        await self.store.insert_execution(record, idempotency_key)
         self.worker.wake()
         return Started(record.id)
 
-    async def _start(self, record: ExecutionRecord, trigger: Any, wait: float | None) -> Started:
+    async def _start(
+        self, record: ExecutionRecord, trigger: Any, wait: float | None,
+        idempotency_key: str | None = None,
+    ) -> Started:
         compiled = await self.workflows.compiled(record.team_id, record.workflow_id,
                                                  record.version)
         # A run answered only when it finishes acknowledges nothing before its commit;
-        # any other run is committed (and so acknowledged) before it starts.
-        recorder = Recorder(self.store, record, persisted=False)
-        if not wait:
+        # any other run is committed (and so acknowledged) before it starts. A keyed one
+        # is committed first too, so a second request with the key finds it at once.
+        recorder = Recorder(self.store, record, persisted=False,
+                            idempotency_key=idempotency_key)
+        if not wait or idempotency_key is not None:
             await recorder.flush()
-        state = self.engine.new_state(recorder, compiled, trigger)
+        # Steps copied from the source (a rerun from a block) count as recorded.
+        state = self.engine.new_state(recorder, compiled, trigger, list(record.steps))
         task = self.worker.spawn(state)
         if not wait:
             return Started(record.id)

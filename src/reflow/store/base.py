@@ -88,8 +88,15 @@ class Store(Protocol):
         """Insert or update an installation."""
 
     # Executions
-    async def insert_execution(self, execution: ExecutionRecord) -> None:
-        """Insert an execution with the steps it already has, in one transaction."""
+    async def insert_execution(
+        self, execution: ExecutionRecord, idempotency_key: str | None = None
+    ) -> None:
+        """Insert an execution with its steps (and idempotency key), in one transaction.
+
+        A key already used in the team raises Conflict and stores nothing.
+        """
+    async def find_idempotency_key(self, team_id: str, key: str) -> str | None:
+        """The execution an idempotency key was first used for, if any."""
     async def save_execution(
         self, execution: ExecutionRecord, new_steps: Sequence[StepRecord]
     ) -> None:

@@ -153,3 +153,15 @@ steps = Table(
     Column("truncated", Boolean, nullable=False),
     sqlite_with_rowid=False,
 )
+
+# An Idempotency-Key sent with a rerun: the same key gives back the same new execution.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("team_id", Text, primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("execution_id", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_idempotency_keys_execution", "execution_id"),
+    sqlite_with_rowid=False,
+)

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Header, Query
 from starlette.responses import Response
 
 from reflow.api.deps import CurrentTeam, ReflowDep
 from reflow.api.errors import json_response
 from reflow.api.routing import OrjsonRoute
-from reflow.api.schemas import RunAccepted, RunFinished, RunWorkflow
-from reflow.services.runs import Started
+from reflow.api.schemas import RerunBody, RunFinished, RunWorkflow
+from reflow.services.runs import RerunOptions, Started
 
 router = APIRouter(tags=["runs"], route_class=OrjsonRoute)
 
@@ -58,19 +58,40 @@ async def run_workflow(
     return _started(started, wait)
 
 
-@router.post("/workflows/{workflowId}/rerun/{executionId}", response_model=RunAccepted,
-             summary="Rerun an execution")
+@router.post(
+    "/workflows/{workflowId}/rerun/{executionId}",
+    response_model=RunFinished,
+    responses={202: {"model": RunFinished, "description": "still running at the deadline"}},
+    summary="Rerun an execution",
+)
 async def rerun(
     workflowId: str,
     executionId: str,
     team: CurrentTeam,
     reflow: ReflowDep,
+    body: RerunBody | None = None,
     userId: str | None = None,
+    wait: WaitQuery = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(alias="Idempotency-Key", max_length=255,
+               description="the same key gives back the same new execution"),
+    ] = None,
 ) -> Response:
-    """A new execution of the same copy, original version and trigger data (``rerunOf``).
+    """A new execution of the same copy, on the original version with the original trigger
+    data by default; it has ``mode: rerun`` and ``rerunOf``, and the source lists it in
+    ``reruns``. Answer: ``{"message": "success", "executionId": <new>}``; with ``wait``
+    (body or query), also ``status`` and ``output`` (202 if still running).
 
     404 for an unknown execution, another workflow's or user's, or one purged by retention
-    (the message says how long logs are kept); 409 while the source is still running.
+    (the message says how long logs are kept); 409 while the source is still running;
+    422 for an invalid body (e.g. ``from`` naming a block that did not run).
     """
-    started = await reflow.runs.rerun(team, workflowId, executionId, userId)
-    return _started(started, None)
+    options = body or RerunBody()
+    wait = options.wait or wait
+    started = await reflow.runs.rerun(
+        team, workflowId, executionId, userId,
+        options=RerunOptions(options.from_, options.version, options.data),
+        wait=wait, idempotency_key=idempotency_key,
+    )
+    return _started(started, wait)

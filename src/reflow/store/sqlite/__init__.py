@@ -116,6 +116,12 @@ def _execution_params(e: ExecutionRecord) -> tuple[Any, ...]:
     )
 
 
+def _write_error(exc: sqlite3.Error) -> Exception:
+    if isinstance(exc, sqlite3.IntegrityError):
+        return Conflict(f"already stored: {exc}")
+    return StoreError(f"database write failed: {exc}")
+
+
 class _Checkpointer(threading.Thread):
     """Checkpoints the WAL every second from its own connection."""
 
@@ -278,8 +284,7 @@ class SqliteStore:
         except sqlite3.Error as exc:
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            failure = StoreError(f"database write failed: {exc}")
-            outcomes = [failure] * len(pending)
+            outcomes = [_write_error(exc)] * len(pending)
         for (_, done), outcome in zip(pending, outcomes, strict=True):
             if done.cancelled():
                 continue
@@ -303,7 +308,7 @@ class SqliteStore:
                 raise
             db.execute("ROLLBACK TO writer")
             db.execute("RELEASE writer")
-            return StoreError(f"database write failed: {exc}")
+            return _write_error(exc)
         if savepoint:
             db.execute("RELEASE writer")
         return None
@@ -450,13 +455,23 @@ class SqliteStore:
 
     # -- executions ------------------------------------------------------------------------
 
-    async def insert_execution(self, execution: ExecutionRecord) -> None:
-        """Insert an execution and its steps."""
+    async def insert_execution(
+        self, execution: ExecutionRecord, idempotency_key: str | None = None
+    ) -> None:
+        """Insert an execution and its steps (and the key that must find it again)."""
         statements: list[tuple[str, Sequence[Any]]] = [
             ("insert_execution", _execution_params(execution))
         ]
         statements.extend(("insert_step", _step_params(execution.id, s)) for s in execution.steps)
+        if idempotency_key is not None:
+            statements.append(("insert_idempotency_key", (
+                execution.team_id, idempotency_key, execution.id, execution.created_at)))
         await self._write_grouped(statements)
+
+    async def find_idempotency_key(self, team_id: str, key: str) -> str | None:
+        """The execution an idempotency key was first used for."""
+        row = self._one("find_idempotency_key", (team_id, key))
+        return None if row is None else str(row[0])
 
     async def save_execution(
         self, execution: ExecutionRecord, new_steps: Sequence[StepRecord]
@@ -545,6 +560,7 @@ class SqliteStore:
             return 0
         encoded = orjson.dumps(ids)
         self._write([("delete_steps_of_many", (encoded,)),
+                     ("delete_idempotency_keys_of_many", (encoded,)),
                      ("delete_executions_many", (encoded,))])
         # Give freed pages back so the file does not grow without bound.
         self._db.execute("PRAGMA incremental_vacuum(256)")

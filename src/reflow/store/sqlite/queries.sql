@@ -175,3 +175,12 @@ DELETE FROM steps WHERE execution_id IN (SELECT value FROM json_each(?));
 
 -- name: delete_executions_many
 DELETE FROM executions WHERE id IN (SELECT value FROM json_each(?));
+
+-- name: insert_idempotency_key
+INSERT INTO idempotency_keys (team_id, key, execution_id, created_at) VALUES (?, ?, ?, ?);
+
+-- name: find_idempotency_key
+SELECT execution_id FROM idempotency_keys WHERE team_id = ? AND key = ?;
+
+-- name: delete_idempotency_keys_of_many
+DELETE FROM idempotency_keys WHERE execution_id IN (SELECT value FROM json_each(?));

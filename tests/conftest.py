@@ -1,4 +1,7 @@
-"""Shared fixtures: a migrated database, a running app, and factories that clean up."""
+"""Shared fixtures: a migrated database, a running app, and factories that clean up.
+
+Fixtures only; the constants they use (``TEST_KEY``, ``ORDER_SUMMARY``...) live in support.py.
+"""
 
 from __future__ import annotations
 
@@ -13,27 +16,7 @@ from reflow.api import create_app
 from reflow.services import Reflow
 from reflow.settings import Settings, load_settings
 from reflow.store.migrate import upgrade
-
-API_VERSION = "2025-09"
-TEST_KEY = "rf_test_key_0123456789abcdef"
-
-# A workflow equal to the benchmark's: label upper-cased and counted, values summed.
-ORDER_SUMMARY: dict[str, Any] = {
-    "name": "Order summary",
-    "trigger": {"type": "api"},
-    "blocks": [
-        {"id": "label", "type": "transform", "with": {"value": {
-            "label_upper": "{{ $uppercase(trigger.data.label) }}",
-            "value_count": "{{ $count(trigger.data.values) }}",
-        }}},
-        {"id": "total", "type": "transform", "with": {"value": "{{ $sum(trigger.data.values) }}"}},
-        {"id": "done", "type": "respond", "with": {"body": {
-            "label_upper": "{{ label.label_upper }}",
-            "value_count": "{{ label.value_count }}",
-            "total": "{{ total }}",
-        }}},
-    ],
-}
+from support import API_VERSION, ORDER_SUMMARY, TEST_KEY
 
 
 @pytest.fixture
@@ -116,17 +99,29 @@ def make_workflow(client: TestClient) -> Callable[..., str]:
 
 
 @pytest.fixture
+def install_for_new_user(
+    client: TestClient, make_user: Callable[..., str]
+) -> Callable[..., str]:
+    """Activate a workflow for a new user (``username`` or a generated one); returns its userId."""
+
+    def install(workflow_id: str, username: str | None = None) -> str:
+        user_id = make_user(username)
+        response = client.put("/workflows/activate",
+                              json={"userId": user_id, "workflowId": workflow_id})
+        assert response.status_code == 200, response.text
+        return user_id
+
+    return install
+
+
+@pytest.fixture
 def installed(
-    client: TestClient, make_user: Callable[..., str], make_workflow: Callable[..., str]
+    make_workflow: Callable[..., str], install_for_new_user: Callable[..., str]
 ) -> Callable[..., tuple[str, str]]:
     """A workflow activated for a new user; returns (workflowId, userId)."""
 
     def make(definition: dict[str, Any] | None = None, **changes: Any) -> tuple[str, str]:
         workflow_id = make_workflow(definition, **changes)
-        user_id = make_user()
-        response = client.put("/workflows/activate",
-                              json={"userId": user_id, "workflowId": workflow_id})
-        assert response.status_code == 200, response.text
-        return workflow_id, user_id
+        return workflow_id, install_for_new_user(workflow_id)
 
     return make

@@ -12,6 +12,7 @@ import json
 import math
 import operator
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any, Final
@@ -36,10 +37,13 @@ _OPEN: Final = "{{"
 _CLOSE: Final = "}}"
 
 
+_PER_THREAD = threading.local()
+
+
 class Expression:
     """A compiled JSONata expression; ``evaluate`` runs it within its time and depth budget."""
 
-    __slots__ = ("_local", "max_depth", "source", "timeout_ms")
+    __slots__ = ("max_depth", "source", "timeout_ms")
 
     def __init__(
         self,
@@ -51,11 +55,7 @@ class Expression:
         self.source = source
         self.timeout_ms = timeout_ms
         self.max_depth = max_depth
-        # A jsonata-rs object panics when used from a thread other than its creator's, so
-        # each thread compiles its own copy on first use (thread-local storage is freed
-        # with the thread, unlike a dict keyed by reusable thread idents).
-        self._local = threading.local()
-        self._compile()
+        self._compiled()  # a syntax error shows now, not at the first evaluation
 
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"
@@ -64,21 +64,33 @@ class Expression:
         self, context: Mapping[str, Any], *, bindings: Mapping[str, Any] | None = None
     ) -> Any:
         """Evaluate against ``context`` (``$`` variables from ``bindings``); undefined is None."""
-        try:
-            compiled = self._local.compiled
-        except AttributeError:
-            compiled = self._compile()
         if not isinstance(context, dict) and isinstance(context, Mapping):
             context = dict(context)  # the engine converts only real dicts
         try:
-            return compiled.evaluate(context, None if bindings is None else dict(bindings))
+            # No local holds the engine object: a traceback kept alive elsewhere must not
+            # carry it to another thread.
+            return self._compiled().evaluate(
+                context, None if bindings is None else dict(bindings)
+            )
         except jsonata.JsonataError as error:
             raise ExpressionError(self._failure_message(error)) from error
         except (ValueError, OverflowError) as error:
             # The engine's conversion of the context: a set, a date, an int beyond 64 bits...
             raise ExpressionError(f"expression input is not JSON data: {error}") from error
 
-    def _compile(self) -> jsonata.Jsonata:
+    def _compiled(self) -> jsonata.Jsonata:
+        # A jsonata-rs object may be used, and dropped, only on the thread that made it
+        # (dropping it elsewhere panics). So engine objects live in a bounded per-thread map that
+        # only its own thread touches and that dies with the thread; an Expression holds
+        # none, and may be dropped anywhere.
+        cache: OrderedDict[Expression, jsonata.Jsonata] | None = getattr(
+            _PER_THREAD, "cache", None
+        )
+        if cache is None:
+            cache = _PER_THREAD.cache = OrderedDict()
+        compiled = cache.get(self)
+        if compiled is not None:
+            return compiled
         try:
             compiled = jsonata.Jsonata(self.source)
         except jsonata.JsonataError as error:
@@ -86,7 +98,9 @@ class Expression:
         except UnicodeError as error:
             raise ExpressionError(f"expression is not valid text: {error}") from error
         compiled.set_runtime_bounds(self.timeout_ms, self.max_depth)
-        self._local.compiled = compiled
+        cache[self] = compiled
+        if len(cache) > _CACHE_SIZE:
+            cache.popitem(last=False)
         return compiled
 
     def _failure_message(self, error: jsonata.JsonataError) -> str:

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import TEST_KEY
 from reflow.services import Reflow
+from support import TEST_KEY
 
 SUPPORTED = ("2023-12", "2024-03", "2025-09")
 

@@ -10,8 +10,8 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import TEST_KEY
 from reflow.settings import Settings
+from support import TEST_KEY
 
 Message = MutableMapping[str, Any]
 LIMIT = 4096

@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import ORDER_SUMMARY
 from reflow.services.workflows import definition_from_text
 from reflow.settings import Settings
+from support import ORDER_SUMMARY
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.yaml"))
@@ -88,7 +88,7 @@ def settings(make_settings: Callable[..., Settings], shop_url: str) -> Settings:
 
 @pytest.fixture
 def install_example(
-    client: TestClient, make_user: Callable[..., str]
+    client: TestClient, install_for_new_user: Callable[..., str]
 ) -> Callable[[str], tuple[str, str]]:
     """Store an example file's YAML as a workflow and activate it for a new user."""
 
@@ -98,11 +98,7 @@ def install_example(
                               headers={"content-type": "application/yaml"})
         assert created.status_code == 200, created.text
         workflow_id: str = created.json()["workflowId"]
-        user_id = make_user()
-        activated = client.put("/workflows/activate",
-                               json={"userId": user_id, "workflowId": workflow_id})
-        assert activated.status_code == 200, activated.text
-        return workflow_id, user_id
+        return workflow_id, install_for_new_user(workflow_id)
 
     return install
 

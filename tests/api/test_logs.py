@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from reflow.services import Reflow
+from support import ORDER_DATA
 
 ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 REFERENCE_ITEM_FIELDS = {"executionId", "startedAt", "stoppedAt", "finished", "results", "inputs"}
 REFLOW_ITEM_FIELDS = {"status", "workflowVersion", "userId", "mode", "rerunOf", "reruns"}
 RESULT_FIELDS = {"connectorId", "startedAt", "stoppedAt", "data"}
-ORDER_DATA = {"label": "abc", "values": [1, 2, 3]}
 
 # Fails when the trigger asks it to, so one workflow has both outcomes.
 MAY_FAIL: dict[str, Any] = {
@@ -30,36 +28,6 @@ MAY_FAIL: dict[str, Any] = {
         {"id": "done", "type": "respond", "with": {"body": {"n": "{{ trigger.data.n }}"}}},
     ],
 }
-
-Runner = Callable[..., str]
-
-
-@pytest.fixture
-def run_finished(client: TestClient) -> Runner:
-    """Run a workflow for a user and wait for its end; returns the executionId."""
-
-    def run(workflow_id: str, user_id: str, data: dict[str, Any] | None = None) -> str:
-        response = client.post("/run/workflow", params={"wait": 10}, json={
-            "workflowId": workflow_id, "userId": user_id, "data": data or ORDER_DATA,
-        })
-        assert response.status_code == 200, response.text
-        # Ids order by the millisecond they were minted: keep each run in its own.
-        time.sleep(0.002)
-        execution_id: str = response.json()["executionId"]
-        return execution_id
-
-    return run
-
-
-@pytest.fixture
-def other_team_headers(client: TestClient, reflow: Reflow) -> dict[str, str]:
-    """Authorization for a second team with its own key."""
-    portal = client.portal
-    assert portal is not None
-    team = portal.call(reflow.keys.create_team, "other team")
-    created = portal.call(reflow.keys.create_key, team, "other key")
-    return {"authorization": f"bearer {created.raw}"}
-
 
 def logs(client: TestClient, workflow_id: str, **params: Any) -> list[dict[str, Any]]:
     """The items of one page of a workflow's logs (asserting a 200)."""
@@ -80,7 +48,7 @@ def ids(items: list[dict[str, Any]]) -> list[str]:
 
 
 def test_log_item_has_the_reference_fields_and_reflows_additions(
-    client: TestClient, installed: Callable[..., tuple[str, str]], run_finished: Runner
+    client: TestClient, installed: Callable[..., tuple[str, str]], run_finished: Callable[..., str]
 ) -> None:
     workflow_id, user_id = installed()
     execution_id = run_finished(workflow_id, user_id)
@@ -100,7 +68,7 @@ def test_log_item_has_the_reference_fields_and_reflows_additions(
 
 
 def test_log_results_hold_each_blocks_output_as_an_array_of_arrays(
-    client: TestClient, installed: Callable[..., tuple[str, str]], run_finished: Runner
+    client: TestClient, installed: Callable[..., tuple[str, str]], run_finished: Callable[..., str]
 ) -> None:
     workflow_id, user_id = installed()
     run_finished(workflow_id, user_id)
@@ -119,7 +87,7 @@ def test_log_results_hold_each_blocks_output_as_an_array_of_arrays(
 
 
 def test_log_inputs_hold_each_blocks_resolved_input(
-    client: TestClient, installed: Callable[..., tuple[str, str]], run_finished: Runner
+    client: TestClient, installed: Callable[..., tuple[str, str]], run_finished: Callable[..., str]
 ) -> None:
     workflow_id, user_id = installed()
     run_finished(workflow_id, user_id)
@@ -133,7 +101,7 @@ def test_log_inputs_hold_each_blocks_resolved_input(
 
 
 def test_failed_execution_log_shows_the_failing_step(
-    client: TestClient, installed: Callable[..., tuple[str, str]], run_finished: Runner
+    client: TestClient, installed: Callable[..., tuple[str, str]], run_finished: Callable[..., str]
 ) -> None:
     workflow_id, user_id = installed(MAY_FAIL)
     run_finished(workflow_id, user_id, {"fail": True, "n": 1})
@@ -159,7 +127,7 @@ def test_workflow_logs_need_the_api_version(
 
 
 def test_logs_default_to_10_items_newest_first(
-    client: TestClient, installed: Callable[..., tuple[str, str]], run_finished: Runner
+    client: TestClient, installed: Callable[..., tuple[str, str]], run_finished: Callable[..., str]
 ) -> None:
     workflow_id, user_id = installed()
     made = [run_finished(workflow_id, user_id) for _ in range(12)]
@@ -167,7 +135,7 @@ def test_logs_default_to_10_items_newest_first(
 
 
 def test_logs_limit_up_to_30_is_honoured(
-    client: TestClient, installed: Callable[..., tuple[str, str]], run_finished: Runner
+    client: TestClient, installed: Callable[..., tuple[str, str]], run_finished: Callable[..., str]
 ) -> None:
     workflow_id, user_id = installed()
     made = [run_finished(workflow_id, user_id) for _ in range(4)]
@@ -206,7 +174,7 @@ def test_logs_invalid_query_answers_422_naming_the_parameter(
 
 
 def test_logs_pages_follow_each_other_without_overlap(
-    client: TestClient, installed: Callable[..., tuple[str, str]], run_finished: Runner
+    client: TestClient, installed: Callable[..., tuple[str, str]], run_finished: Callable[..., str]
 ) -> None:
     workflow_id, user_id = installed()
     made = [run_finished(workflow_id, user_id) for _ in range(5)]
@@ -218,7 +186,7 @@ def test_logs_pages_follow_each_other_without_overlap(
 
 
 def test_logs_order_asc_and_desc(
-    client: TestClient, installed: Callable[..., tuple[str, str]], run_finished: Runner
+    client: TestClient, installed: Callable[..., tuple[str, str]], run_finished: Callable[..., str]
 ) -> None:
     workflow_id, user_id = installed()
     made = [run_finished(workflow_id, user_id) for _ in range(3)]
@@ -230,7 +198,7 @@ def test_logs_order_asc_and_desc(
 
 
 def test_logs_error_true_lists_only_failed_executions(
-    client: TestClient, installed: Callable[..., tuple[str, str]], run_finished: Runner
+    client: TestClient, installed: Callable[..., tuple[str, str]], run_finished: Callable[..., str]
 ) -> None:
     workflow_id, user_id = installed(MAY_FAIL)
     outcomes = [False, True, False, True, False]
@@ -245,11 +213,10 @@ def test_logs_error_true_lists_only_failed_executions(
 
 def test_logs_user_id_filters_to_that_users_executions(
     client: TestClient, installed: Callable[..., tuple[str, str]],
-    make_user: Callable[..., str], run_finished: Runner,
+    install_for_new_user: Callable[..., str], run_finished: Callable[..., str],
 ) -> None:
     workflow_id, jane = installed()
-    joe = make_user(username="joe@example.com")
-    client.put("/workflows/activate", json={"userId": joe, "workflowId": workflow_id})
+    joe = install_for_new_user(workflow_id, "joe@example.com")
     janes = [run_finished(workflow_id, jane) for _ in range(2)]
     joes = [run_finished(workflow_id, joe) for _ in range(3)]
     assert ids(logs(client, workflow_id, userId=jane)) == janes[::-1]
@@ -259,7 +226,7 @@ def test_logs_user_id_filters_to_that_users_executions(
 
 def test_logs_of_a_user_without_the_workflow_are_empty(
     client: TestClient, installed: Callable[..., tuple[str, str]],
-    make_user: Callable[..., str], run_finished: Runner,
+    make_user: Callable[..., str], run_finished: Callable[..., str],
 ) -> None:
     workflow_id, user_id = installed()
     run_finished(workflow_id, user_id)
@@ -268,11 +235,10 @@ def test_logs_of_a_user_without_the_workflow_are_empty(
 
 def test_installation_id_works_in_place_of_the_parent_id(
     client: TestClient, installed: Callable[..., tuple[str, str]],
-    make_user: Callable[..., str], run_finished: Runner,
+    install_for_new_user: Callable[..., str], run_finished: Callable[..., str],
 ) -> None:
     workflow_id, jane = installed()
-    joe = make_user()
-    client.put("/workflows/activate", json={"userId": joe, "workflowId": workflow_id})
+    joe = install_for_new_user(workflow_id)
     janes = [run_finished(workflow_id, jane) for _ in range(2)]
     run_finished(workflow_id, joe)
     installation_id = client.get(f"/logs/{janes[0]}").json()["data"]["installationId"]
@@ -283,7 +249,7 @@ def test_installation_id_works_in_place_of_the_parent_id(
 
 def test_installation_id_with_another_users_id_answers_404(
     client: TestClient, installed: Callable[..., tuple[str, str]],
-    make_user: Callable[..., str], run_finished: Runner,
+    make_user: Callable[..., str], run_finished: Callable[..., str],
 ) -> None:
     workflow_id, jane = installed()
     execution_id = run_finished(workflow_id, jane)
@@ -304,7 +270,7 @@ def test_logs_of_an_unknown_workflow_or_user_answer_404(
 
 
 def test_logs_of_another_teams_workflow_answer_404(
-    client: TestClient, installed: Callable[..., tuple[str, str]], run_finished: Runner,
+    client: TestClient, installed: Callable[..., tuple[str, str]], run_finished: Callable[..., str],
     other_team_headers: dict[str, str],
 ) -> None:
     workflow_id, user_id = installed()
@@ -317,7 +283,7 @@ def test_logs_of_another_teams_workflow_answer_404(
 
 
 def test_one_execution_has_every_step_in_full(
-    client: TestClient, installed: Callable[..., tuple[str, str]], run_finished: Runner
+    client: TestClient, installed: Callable[..., tuple[str, str]], run_finished: Callable[..., str]
 ) -> None:
     workflow_id, user_id = installed()
     execution_id = run_finished(workflow_id, user_id)
@@ -342,7 +308,7 @@ def test_one_execution_has_every_step_in_full(
 
 
 def test_one_execution_of_another_team_answers_404(
-    client: TestClient, installed: Callable[..., tuple[str, str]], run_finished: Runner,
+    client: TestClient, installed: Callable[..., tuple[str, str]], run_finished: Callable[..., str],
     other_team_headers: dict[str, str],
 ) -> None:
     workflow_id, user_id = installed()

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import ORDER_SUMMARY
-from reflow.services import Reflow
 from reflow.settings import Settings
+from support import (
+    ORDER_DATA,
+    ORDER_OUTPUT,
+    ORDER_SUMMARY,
+    ORDER_SUMMARY_V2,
+    SlowTarget,
+    wait_finished,
+)
 
-ORDER_DATA = {"label": "abc", "values": [1, 2, 3]}
-ORDER_OUTPUT = {"label_upper": "ABC", "value_count": 3, "total": 6}
 FAILING: dict[str, Any] = {
     "name": "Always fails",
     "trigger": {"type": "api"},
@@ -25,84 +26,10 @@ FAILING: dict[str, Any] = {
 }
 
 
-@dataclass(frozen=True)
-class SlowTarget:
-    """A local HTTP endpoint whose answers wait until ``release`` is set."""
-
-    url: str
-    release: threading.Event
-
-
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings]) -> Settings:
     """Test settings that let the http block reach the local slow server."""
     return make_settings(http_allow_networks="127.0.0.0/8")
-
-
-@pytest.fixture
-def slow_target(client: TestClient) -> Iterator[SlowTarget]:
-    """A slow local server; released before ``client`` closes (it depends on it for that)."""
-    release = threading.Event()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            release.wait(10)
-            body = b'{"slow": "done"}'
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Keep the test output quiet."""
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield SlowTarget(f"http://127.0.0.1:{server.server_address[1]}/slow", release)
-    finally:
-        release.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
-@pytest.fixture
-def other_team_headers(client: TestClient, reflow: Reflow) -> dict[str, str]:
-    """Authorization for a second team with its own key."""
-    portal = client.portal
-    assert portal is not None
-    team = portal.call(reflow.keys.create_team, "other team")
-    created = portal.call(reflow.keys.create_key, team, "other key")
-    return {"authorization": f"bearer {created.raw}"}
-
-
-def slow_workflow(target: SlowTarget) -> dict[str, Any]:
-    """A workflow whose http block waits on the slow server, then responds."""
-    return {
-        "name": "Slow fetch",
-        "trigger": {"type": "api"},
-        "blocks": [
-            {"id": "fetch", "type": "http", "with": {"method": "GET", "url": target.url}},
-            {"id": "done", "type": "respond", "with": {"body": "{{ fetch.body }}"}},
-        ],
-    }
-
-
-def wait_finished(client: TestClient, execution_id: str, timeout: float = 10.0) -> dict[str, Any]:
-    """Poll ``GET /logs/{id}`` until the execution finished (bounded); its ``data``."""
-    deadline = time.monotonic() + timeout
-    for _ in range(2000):
-        response = client.get(f"/logs/{execution_id}")
-        assert response.status_code == 200, response.text
-        data: dict[str, Any] = response.json()["data"]
-        if data["finished"] or time.monotonic() > deadline:
-            break
-        time.sleep(0.01)
-    assert data["finished"], f"execution {execution_id} still {data['status']}"
-    return data
 
 
 def run(client: TestClient, body: dict[str, Any], **params: Any) -> Any:
@@ -141,11 +68,11 @@ def test_run_executes_in_the_background_to_the_respond_body(
 
 
 def test_run_by_workflow_name_and_username(
-    client: TestClient, make_workflow: Callable[..., str], make_user: Callable[..., str]
+    client: TestClient, make_workflow: Callable[..., str],
+    install_for_new_user: Callable[..., str],
 ) -> None:
     workflow_id = make_workflow()
-    user_id = make_user(username="jane@example.com")
-    client.put("/workflows/activate", json={"userId": user_id, "workflowId": workflow_id})
+    user_id = install_for_new_user(workflow_id, "jane@example.com")
     response = run(client, {"workflowName": ORDER_SUMMARY["name"], "userId": "jane@example.com",
                             "data": ORDER_DATA}, wait=10)
     assert response.status_code == 200, response.text
@@ -184,7 +111,7 @@ def test_run_with_wait_of_a_failing_workflow_answers_status_failed(
 def test_run_still_running_at_the_wait_deadline_answers_202_running(
     client: TestClient, installed: Callable[..., tuple[str, str]], slow_target: SlowTarget
 ) -> None:
-    workflow_id, user_id = installed(slow_workflow(slow_target))
+    workflow_id, user_id = installed(slow_target.workflow())
     started = time.monotonic()
     response = run(client, {"workflowId": workflow_id, "userId": user_id, "data": {}}, wait=0.3)
     assert time.monotonic() - started < 5
@@ -347,10 +274,8 @@ def test_run_uses_the_users_installed_version_not_the_latest(
     client: TestClient, installed: Callable[..., tuple[str, str]]
 ) -> None:
     workflow_id, user_id = installed()
-    newer = {**ORDER_SUMMARY, "blocks": [
-        {"id": "done", "type": "respond", "with": {"body": {"version": 2}}},
-    ]}
-    assert client.put(f"/workflows/{workflow_id}/definition", json=newer).json()["version"] == 2
+    newer = client.put(f"/workflows/{workflow_id}/definition", json=ORDER_SUMMARY_V2)
+    assert newer.json()["version"] == 2
     response = run(client, {"workflowId": workflow_id, "userId": user_id, "data": ORDER_DATA},
                    wait=10)
     assert response.json()["output"] == ORDER_OUTPUT

@@ -9,19 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from reflow.services import Reflow
-
 OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
-
-
-@pytest.fixture
-def other_team_headers(client: TestClient, reflow: Reflow) -> dict[str, str]:
-    """Authorization for a second team with its own key."""
-    portal = client.portal
-    assert portal is not None
-    team = portal.call(reflow.keys.create_team, "other team")
-    created = portal.call(reflow.keys.create_key, team, "other key")
-    return {"authorization": f"bearer {created.raw}"}
 
 
 def test_create_user_answers_only_a_24_hex_user_id(client: TestClient) -> None:

@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import ORDER_SUMMARY
-from reflow.services import Reflow
+from support import ORDER_SUMMARY
 
 OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
 
@@ -29,16 +28,6 @@ blocks:
 """
 
 
-@pytest.fixture
-def other_team_headers(client: TestClient, reflow: Reflow) -> dict[str, str]:
-    """Authorization for a second team with its own key."""
-    portal = client.portal
-    assert portal is not None
-    team = portal.call(reflow.keys.create_team, "other team")
-    created = portal.call(reflow.keys.create_key, team, "other key")
-    return {"authorization": f"bearer {created.raw}"}
-
-
 def changed(definition: dict[str, Any], total: str) -> dict[str, Any]:
     """A copy of ``definition`` whose ``total`` block computes ``total`` instead."""
     new = copy.deepcopy(definition)
@@ -46,6 +35,24 @@ def changed(definition: dict[str, Any], total: str) -> dict[str, Any]:
         if block["id"] == "total":
             block["with"]["value"] = total
     return new
+
+
+# ORDER_SUMMARY changed enough to make a new version.
+MAX_INSTEAD_OF_SUM = changed(ORDER_SUMMARY, "{{ $max(trigger.data.values) }}")
+
+
+def activate(client: TestClient, **body: str) -> None:
+    """``PUT /workflows/activate``, asserting the reference's answer for success."""
+    response = client.put("/workflows/activate", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"activated": True}
+
+
+def installed_version(client: TestClient, workflow_id: str, user_id: str) -> int | None:
+    """The version of the workflow the user has installed, as ``/versions`` reports it."""
+    versions = client.get(f"/workflows/{workflow_id}/versions", params={"userId": user_id})
+    version: int | None = versions.json()["installedVersion"]
+    return version
 
 
 def assert_problems(response: Any, expected: dict[str, str]) -> None:
@@ -189,8 +196,7 @@ def test_put_changed_definition_creates_version_2(
     client: TestClient, make_workflow: Callable[..., str]
 ) -> None:
     workflow_id = make_workflow()
-    response = client.put(f"/workflows/{workflow_id}/definition",
-                          json=changed(ORDER_SUMMARY, "{{ $max(trigger.data.values) }}"))
+    response = client.put(f"/workflows/{workflow_id}/definition", json=MAX_INSTEAD_OF_SUM)
     assert response.status_code == 200, response.text
     assert response.json() == {"workflowId": workflow_id, "version": 2, "created": True}
 
@@ -247,8 +253,7 @@ def test_versions_lists_every_version_oldest_first(
     client: TestClient, make_workflow: Callable[..., str]
 ) -> None:
     workflow_id = make_workflow()
-    client.put(f"/workflows/{workflow_id}/definition",
-               json=changed(ORDER_SUMMARY, "{{ $max(trigger.data.values) }}"))
+    client.put(f"/workflows/{workflow_id}/definition", json=MAX_INSTEAD_OF_SUM)
     response = client.get(f"/workflows/{workflow_id}/versions")
     assert response.status_code == 200, response.text
     body = response.json()
@@ -269,8 +274,7 @@ def test_versions_with_user_id_shows_the_installed_version(
     client: TestClient, installed: Callable[..., tuple[str, str]]
 ) -> None:
     workflow_id, user_id = installed()
-    client.put(f"/workflows/{workflow_id}/definition",
-               json=changed(ORDER_SUMMARY, "{{ $max(trigger.data.values) }}"))
+    client.put(f"/workflows/{workflow_id}/definition", json=MAX_INSTEAD_OF_SUM)
     body = client.get(f"/workflows/{workflow_id}/versions", params={"userId": user_id}).json()
     assert body["version"] == 2
     assert body["installedVersion"] == 1
@@ -315,15 +319,10 @@ def test_activate_by_id_installs_the_latest_version(
     client: TestClient, make_workflow: Callable[..., str], make_user: Callable[..., str]
 ) -> None:
     workflow_id = make_workflow()
-    client.put(f"/workflows/{workflow_id}/definition",
-               json=changed(ORDER_SUMMARY, "{{ $max(trigger.data.values) }}"))
+    client.put(f"/workflows/{workflow_id}/definition", json=MAX_INSTEAD_OF_SUM)
     user_id = make_user()
-    response = client.put("/workflows/activate",
-                          json={"userId": user_id, "workflowId": workflow_id})
-    assert response.status_code == 200, response.text
-    assert response.json() == {"activated": True}
-    versions = client.get(f"/workflows/{workflow_id}/versions", params={"userId": user_id})
-    assert versions.json()["installedVersion"] == 2
+    activate(client, userId=user_id, workflowId=workflow_id)
+    assert installed_version(client, workflow_id, user_id) == 2
 
 
 def test_activate_by_workflow_name_and_username(
@@ -331,26 +330,17 @@ def test_activate_by_workflow_name_and_username(
 ) -> None:
     workflow_id = make_workflow()
     user_id = make_user(username="named@example.com")
-    response = client.put("/workflows/activate", json={"userId": "named@example.com",
-                                                       "workflowName": ORDER_SUMMARY["name"]})
-    assert response.status_code == 200, response.text
-    assert response.json() == {"activated": True}
-    versions = client.get(f"/workflows/{workflow_id}/versions", params={"userId": user_id})
-    assert versions.json()["installedVersion"] == 1
+    activate(client, userId="named@example.com", workflowName=ORDER_SUMMARY["name"])
+    assert installed_version(client, workflow_id, user_id) == 1
 
 
 def test_activating_again_keeps_the_installed_version(
     client: TestClient, installed: Callable[..., tuple[str, str]]
 ) -> None:
     workflow_id, user_id = installed()
-    client.put(f"/workflows/{workflow_id}/definition",
-               json=changed(ORDER_SUMMARY, "{{ $max(trigger.data.values) }}"))
-    response = client.put("/workflows/activate",
-                          json={"userId": user_id, "workflowId": workflow_id})
-    assert response.status_code == 200, response.text
-    assert response.json() == {"activated": True}
-    versions = client.get(f"/workflows/{workflow_id}/versions", params={"userId": user_id})
-    assert versions.json()["installedVersion"] == 1
+    client.put(f"/workflows/{workflow_id}/definition", json=MAX_INSTEAD_OF_SUM)
+    activate(client, userId=user_id, workflowId=workflow_id)
+    assert installed_version(client, workflow_id, user_id) == 1
 
 
 def test_activate_without_workflow_id_or_name_answers_422(

@@ -3,72 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, cast
 
 import orjson
 import pytest
+from engine_support import TEAM_ID, Effect, compile_doc, running_record, workflow
 
-from reflow.blocks import block_specs, load_blocks
-from reflow.blocks.base import Block, BlockContext, Outcome
+from reflow.blocks.base import BlockContext, Outcome
 from reflow.blocks.redaction import SECRET_MARK
-from reflow.domain.definitions import BlockSpec, validate_definition
-from reflow.domain.executions import (
-    ExecutionRecord,
-    ExecutionStatus,
-    StepRecord,
-    StepStatus,
-    TriggerMode,
-)
+from reflow.domain.definitions import BlockSpec
+from reflow.domain.executions import ExecutionRecord, ExecutionStatus, StepRecord, StepStatus
 from reflow.engine import Engine, EngineConfig, Recorder, now_ms
-from reflow.engine.compiled import CompiledWorkflow, compile_workflow
-from reflow.errors import BlockFailed
-from reflow.ids import new_execution_id, new_object_id
-from reflow.services.workflows import definition_from_document
+from reflow.engine.compiled import CompiledWorkflow
 from reflow.store.base import Store
-from reflow.store.migrate import upgrade
 from reflow.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.anyio
 
-TEAM_ID = new_object_id()
-WORKFLOW_ID = new_object_id()
 FAST_RETRY = {"attempts": 3, "backoff": "fixed", "initial": "10ms"}
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-# -- test blocks -------------------------------------------------------------------------
-
-
-class Effect:
-    """A side-effecting test block: outputs ``value``; fails its first ``fail_first`` calls."""
-
-    type: ClassVar[str] = "effect"
-    spec: ClassVar[BlockSpec] = BlockSpec(
-        optional=frozenset({"value", "fail_first", "retryable"})
-    )
-    side_effects: ClassVar[bool] = True
-
-    def __init__(self, on_call: Callable[[str], None] | None = None) -> None:
-        self.calls: list[tuple[Mapping[str, Any], BlockContext]] = []
-        self.on_call = on_call
-
-    async def run(self, params: Mapping[str, Any], ctx: BlockContext) -> Outcome:
-        """Record the call, then fail or output the value."""
-        self.calls.append((params, ctx))
-        if self.on_call is not None:
-            self.on_call(ctx.block_id)
-        if len(self.calls) <= params.get("fail_first", 0):
-            raise BlockFailed(f"failure {len(self.calls)}",
-                              retryable=params.get("retryable", True))
-        return Outcome(params.get("value"))
+# -- test blocks and store ---------------------------------------------------------------
 
 
 class Sleep:
@@ -98,11 +55,13 @@ class CountingStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    async def insert_execution(self, execution: ExecutionRecord) -> None:
+    async def insert_execution(
+        self, execution: ExecutionRecord, idempotency_key: str | None = None
+    ) -> None:
         """Note, then insert."""
         self.writes.append(("insert", [s.block_id for s in execution.steps],
                             execution.status.value))
-        await self.inner.insert_execution(execution)
+        await self.inner.insert_execution(execution, idempotency_key)
 
     async def save_execution(
         self, execution: ExecutionRecord, new_steps: Sequence[StepRecord]
@@ -112,69 +71,18 @@ class CountingStore:
         await self.inner.save_execution(execution, new_steps)
 
 
+@pytest.fixture
+def store(store: SqliteStore) -> CountingStore:
+    """The folder's migrated SQLite store (this overrides it), counting its writes."""
+    return CountingStore(store)
+
+
 # -- helpers -----------------------------------------------------------------------------
-
-
-def compile_doc(doc: dict[str, Any], *extra: Block) -> CompiledWorkflow:
-    """Validate and compile a definition; ``extra`` test blocks join the built-ins."""
-    if extra:
-        specs = {**block_specs(), **{b.type: b.spec for b in extra}}
-        definition = validate_definition(doc, specs)
-    else:
-        definition = definition_from_document(doc)
-    registry = {**load_blocks(), **{b.type: b for b in extra}}
-    return compile_workflow(WORKFLOW_ID, 1, definition, registry)
-
-
-def workflow(*blocks: dict[str, Any], **top: Any) -> dict[str, Any]:
-    return {"name": "Test", "trigger": {"type": "api"}, "blocks": list(blocks), **top}
-
-
-def new_record(data: Any, **changes: Any) -> ExecutionRecord:
-    """An execution record as RunService builds one for a run."""
-    now = now_ms()
-    values: dict[str, Any] = {
-        "id": new_execution_id(now),
-        "team_id": TEAM_ID,
-        "workflow_id": WORKFLOW_ID,
-        "installation_id": new_object_id(),
-        "user_id": new_object_id(),
-        "version": 1,
-        "mode": TriggerMode.API,
-        "trigger": orjson.dumps({"data": data}),
-        "status": ExecutionStatus.RUNNING,
-        "created_at": now,
-        "started_at": now,
-        "lease_owner": "test-worker",
-        "lease_expires": now + 30_000,
-    }
-    values.update(changes)
-    return ExecutionRecord(**values)
 
 
 def succeeded_step(seq: int, block_id: str, output: Any) -> StepRecord:
     return StepRecord(seq, block_id, StepStatus.SUCCEEDED, 1, now_ms(), now_ms(),
                       orjson.dumps({}), orjson.dumps(output))
-
-
-@pytest.fixture(scope="module")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A database built by the migrations once per module; each test gets a copy."""
-    path = tmp_path_factory.mktemp("template") / "engine.db"
-    upgrade(f"sqlite:///{path}")
-    return path
-
-
-@pytest.fixture
-async def store(migrated: Path, tmp_path: Path) -> AsyncIterator[CountingStore]:
-    """A migrated SQLite store that counts its writes."""
-    path = tmp_path / "engine.db"
-    shutil.copyfile(migrated, path)
-    inner = SqliteStore(str(path))
-    try:
-        yield CountingStore(inner)
-    finally:
-        await inner.close()
 
 
 class Harness:
@@ -189,7 +97,7 @@ class Harness:
         committed_first: bool = True,
     ) -> ExecutionRecord:
         """Start like ``RunService._start`` and return the execution as stored."""
-        record = new_record(data)
+        record = running_record(data)
         recorder = Recorder(self.as_store, record, persisted=False)
         if committed_first:
             await recorder.flush()
@@ -563,7 +471,7 @@ RESUMABLE = workflow(
 
 async def _interrupted(store: CountingStore, steps: list[StepRecord]) -> ExecutionRecord:
     """An execution that a dead worker left running after recording ``steps``."""
-    record = new_record({"n": 1}, steps=steps, lease_owner="dead", lease_expires=now_ms() - 1)
+    record = running_record({"n": 1}, steps=steps, lease_owner="dead", lease_expires=now_ms() - 1)
     await store.insert_execution(record)
     return record
 
@@ -603,7 +511,7 @@ async def test_resume_follows_the_recorded_branch_decision(
     harness: Harness, store: CountingStore
 ) -> None:
     # The trigger would pick "then" today; the recorded run took "else", and resumes there.
-    record = new_record({"total": 500}, steps=[succeeded_step(0, "size", "else")])
+    record = running_record({"total": 500}, steps=[succeeded_step(0, "size", "else")])
     await store.insert_execution(record)
     done = await harness.resume(compile_doc(BRANCHY), record)
     assert [s.block_id for s in done.steps] == ["size", "small", "done"]
@@ -618,7 +526,7 @@ async def test_resume_after_a_recorded_false_filter_runs_nothing_more(
         {"id": "gate", "type": "filter", "with": {"when": True}},
         {"id": "notify", "type": "effect", "with": {"value": 1}},
     ), effect)
-    record = new_record(None, steps=[succeeded_step(0, "gate", False)])
+    record = running_record(None, steps=[succeeded_step(0, "gate", False)])
     await store.insert_execution(record)
     done = await harness.resume(compiled, record)
     assert done.status is ExecutionStatus.SUCCEEDED

@@ -106,11 +106,6 @@ def server() -> Iterator[str]:
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     async with create_http_client(HttpPolicy(allow_networks=LOOPBACK, timeout=5.0)) as c:
         yield c

@@ -15,11 +15,6 @@ pytestmark = pytest.mark.anyio
 CTX = BlockContext(execution_id="ex1", block_id="b", attempt=1, idempotency_key="ex1:b")
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.mark.parametrize("value", [{"total": 120, "items": [1, 2]}, [1, "a"], "text", 3, None])
 async def test_transform_outputs_its_value(value: Any) -> None:
     assert await Transform().run({"value": value}, CTX) == Outcome(value)

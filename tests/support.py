@@ -1,0 +1,82 @@
+"""What the API-level tests share: the test key, the order-summary workflow, and helpers.
+
+Imported as ``from support import ...``: pytest puts ``tests/`` on ``sys.path`` when it
+loads ``tests/conftest.py``, under ``pytest`` and ``python -m pytest`` alike. Constants and
+helpers live here rather than in a conftest.py, because ``from conftest import`` picks
+whichever of the several conftest modules pytest loaded last.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+API_VERSION = "2025-09"
+TEST_KEY = "rf_test_key_0123456789abcdef"
+
+# A workflow equal to the benchmark's: label upper-cased and counted, values summed.
+ORDER_SUMMARY: dict[str, Any] = {
+    "name": "Order summary",
+    "trigger": {"type": "api"},
+    "blocks": [
+        {"id": "label", "type": "transform", "with": {"value": {
+            "label_upper": "{{ $uppercase(trigger.data.label) }}",
+            "value_count": "{{ $count(trigger.data.values) }}",
+        }}},
+        {"id": "total", "type": "transform", "with": {"value": "{{ $sum(trigger.data.values) }}"}},
+        {"id": "done", "type": "respond", "with": {"body": {
+            "label_upper": "{{ label.label_upper }}",
+            "value_count": "{{ label.value_count }}",
+            "total": "{{ total }}",
+        }}},
+    ],
+}
+# ORDER_SUMMARY's second version: same name, an answer that shows which version ran.
+ORDER_SUMMARY_V2: dict[str, Any] = {**ORDER_SUMMARY, "blocks": [
+    {"id": "done", "type": "respond", "with": {"body": {"version": 2}}},
+]}
+ORDER_DATA = {"label": "abc", "values": [1, 2, 3]}
+ORDER_OUTPUT = {"label_upper": "ABC", "value_count": 3, "total": 6}
+
+
+@dataclass(frozen=True)
+class SlowTarget:
+    """A local HTTP endpoint whose answers wait until ``release`` is set."""
+
+    url: str
+    release: threading.Event
+
+    def workflow(self) -> dict[str, Any]:
+        """A workflow whose http block waits on this target, then responds with its body."""
+        return {
+            "name": "Slow fetch",
+            "trigger": {"type": "api"},
+            "blocks": [
+                {"id": "fetch", "type": "http", "with": {"method": "GET", "url": self.url}},
+                {"id": "done", "type": "respond", "with": {"body": "{{ fetch.body }}"}},
+            ],
+        }
+
+
+def execution_log(client: TestClient, execution_id: str) -> dict[str, Any]:
+    """``GET /logs/{id}``'s data (asserting a 200)."""
+    response = client.get(f"/logs/{execution_id}")
+    assert response.status_code == 200, response.text
+    data: dict[str, Any] = response.json()["data"]
+    return data
+
+
+def wait_finished(client: TestClient, execution_id: str, timeout: float = 10.0) -> dict[str, Any]:
+    """Poll ``GET /logs/{id}`` until the execution finished (bounded); its ``data``."""
+    deadline = time.monotonic() + timeout
+    for _ in range(2000):
+        data = execution_log(client, execution_id)
+        if data["finished"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    assert data["finished"], f"execution {execution_id} still {data['status']}"
+    return data

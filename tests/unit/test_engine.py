@@ -233,6 +233,24 @@ async def test_a_block_that_raises_an_unexpected_exception_fails_its_step(
     assert error_of(done) == {"message": "KeyError: 'missing'", "blockId": "b"}
 
 
+async def test_an_output_that_is_not_json_fails_the_execution_as_an_internal_error(
+    harness: Harness,
+) -> None:
+    # A plugged-in block returning a set: reflow cannot store it, and must say so rather
+    # than leave the execution running to be claimed and fail again forever.
+    class Unstorable(Effect):
+        type: ClassVar[str] = "unstorable"
+
+        async def run(self, params: Mapping[str, Any], ctx: BlockContext) -> Outcome:
+            return Outcome({1, 2})
+
+    done = await harness.run(compile_doc(workflow({"id": "u", "type": "unstorable"}),
+                                         Unstorable()))
+    assert done.status is ExecutionStatus.FAILED
+    assert done.stopped_at is not None and done.lease_owner is None
+    assert error_of(done)["message"].startswith("internal error: TypeError")
+
+
 # -- retries and timeouts ----------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from types import MappingProxyType
@@ -124,6 +125,31 @@ def test_an_expression_compiled_in_one_thread_evaluates_in_another() -> None:
     worker.join()
     assert results == ["A-1001"]
     assert expression.evaluate(ORDER) == "A-1001"
+
+
+def test_an_expression_used_on_other_threads_can_be_dropped_on_any_thread() -> None:
+    # The engine's objects panic when dropped on another thread than their creator's;
+    # reflow keeps them on their own thread, so dropping an Expression anywhere is safe
+    # (filterwarnings=error turns an unraisable panic into a failure).
+    expressions = [Expression("order.body.id & '-' & $string(order.body.total)")]
+    errors: list[ExpressionError] = []
+
+    def use() -> None:
+        try:
+            expressions[0].evaluate(ORDER)
+            Expression("$error('boom')").evaluate({})
+        except ExpressionError as exc:
+            errors.append(exc)  # its traceback now lives on past the thread
+
+    workers = [threading.Thread(target=use) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    expressions.clear()
+    assert [e.message for e in errors] == ["boom"] * 3
+    errors.clear()
+    gc.collect()
 
 
 # --- templates --------------------------------------------------------------------------------

@@ -419,6 +419,10 @@ async def test_output_over_the_cap_is_stored_truncated_but_later_blocks_see_it_w
     assert marker["bytes"] == len(orjson.dumps(text))
     assert len(big.output or b"") < 2 * 1024
     assert (size.truncated, output_of(size)) == (False, 1000)
+    # The resolved input of `big` is as large as its output: it is capped the same way.
+    stored_input = orjson.loads(big.input)
+    assert stored_input["truncated"] is True
+    assert stored_input["bytes"] == len(orjson.dumps({"value": text}))
 
 
 async def test_secrets_are_redacted_before_they_are_written(harness: Harness) -> None:

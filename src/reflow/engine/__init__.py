@@ -253,6 +253,17 @@ class Engine:
             delay = min(policy.delay(attempt), max(0.0, state.deadline - time.monotonic()))
             await asyncio.sleep(delay)
 
+    def _capped(self, value: Any) -> tuple[bytes, bool]:
+        """JSON for storage, replaced by a marker with a preview when over the cap."""
+        encoded = orjson.dumps(value)
+        if len(encoded) <= self.config.step_output_cap:
+            return encoded, False
+        return orjson.dumps({
+            "truncated": True,
+            "bytes": len(encoded),
+            "preview": encoded[:1024].decode("utf-8", "ignore"),
+        }), True
+
     async def _record(
         self,
         state: RunState,
@@ -264,17 +275,10 @@ class Engine:
         error: str | None,
         attempts: int,
     ) -> None:
-        cap = self.config.step_output_cap
-        encoded_output, truncated = None, False
+        encoded_output, output_cut = None, False
         if error is None:
-            encoded_output = orjson.dumps(redact(output, state.secrets))
-            if len(encoded_output) > cap:
-                truncated = True
-                encoded_output = orjson.dumps({
-                    "truncated": True,
-                    "bytes": len(encoded_output),
-                    "preview": encoded_output[:1024].decode("utf-8", "ignore"),
-                })
+            encoded_output, output_cut = self._capped(redact(output, state.secrets))
+        encoded_input, input_cut = self._capped(redact(params, state.secrets))
         step = StepRecord(
             seq=seq,
             block_id=compiled.id,
@@ -282,10 +286,10 @@ class Engine:
             attempts=attempts,
             started_at=started,
             stopped_at=now_ms(),
-            input=orjson.dumps(redact(params, state.secrets)),
+            input=encoded_input,
             output=encoded_output,
             error=error,
-            truncated=truncated,
+            truncated=output_cut or input_cut,
         )
         state.recorder.add(step)
         if compiled.block.side_effects:

@@ -14,8 +14,11 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from reflow.domain.executions import ExecutionRecord
+import orjson
+
+from reflow.domain.executions import ExecutionRecord, ExecutionStatus, error_json
 from reflow.engine import Engine, RunState, now_ms
+from reflow.errors import ReflowError
 from reflow.ids import new_object_id
 from reflow.store.base import Store
 
@@ -114,13 +117,26 @@ class Worker:
             for record in claimed:
                 try:
                     state = await self.prepare(record)
-                except Exception:
-                    log.exception("cannot prepare execution %s", record.id)
+                except Exception as exc:
+                    await self._unrunnable(record, exc)
                     continue
                 self.spawn(state)
             if len(claimed) < free:
                 return
             free = self.concurrency - len(self.running)
+
+    async def _unrunnable(self, record: ExecutionRecord, exc: Exception) -> None:
+        # E.g. its version no longer compiles: fail it, or it would be claimed forever.
+        log.error("execution %s cannot run: %r", record.id, exc)
+        message = exc.message if isinstance(exc, ReflowError) else f"{type(exc).__name__}: {exc}"
+        record.status = ExecutionStatus.FAILED
+        record.stopped_at = now_ms()
+        record.lease_owner = record.lease_expires = None
+        record.error = orjson.dumps(error_json(f"cannot run: {message}", None))
+        try:
+            await self.store.save_execution(record, [])
+        except Exception:
+            log.exception("cannot record that execution %s cannot run", record.id)
 
     async def _heartbeat_loop(self) -> None:
         interval = self.lease_ms / 3000

@@ -13,6 +13,7 @@ from engine_support import TEAM_ID, Effect, compile_doc, queued_record, workflow
 from reflow.domain.executions import ExecutionRecord, ExecutionStatus, StepRecord, StepStatus
 from reflow.engine import Engine, EngineConfig, Recorder, RunState, now_ms
 from reflow.engine.compiled import CompiledWorkflow
+from reflow.errors import NotFound
 from reflow.store.sqlite import SqliteStore
 from reflow.worker import Worker
 
@@ -180,3 +181,21 @@ async def test_heartbeat_keeps_a_long_run_leased(store: SqliteStore) -> None:
         await runner.worker.stop()
     assert done.status is ExecutionStatus.SUCCEEDED
     assert effect.execution_ids == [record.id]
+
+
+async def test_an_execution_that_cannot_be_prepared_is_failed_not_claimed_forever(
+    store: SqliteStore,
+) -> None:
+    runner = Runner(store, single_call(Effect(), value=1))
+
+    async def broken(record: ExecutionRecord) -> RunState:
+        raise NotFound("workflow has no version 9")
+
+    runner.worker.prepare = broken
+    record = queued_record(None)
+    await store.insert_execution(record)
+    [done] = await runner.run_to_end([record.id])
+    assert done.status is ExecutionStatus.FAILED
+    assert done.lease_owner is None
+    assert orjson.loads(done.error or b"null") == {
+        "message": "cannot run: workflow has no version 9", "blockId": None}

@@ -15,6 +15,7 @@ from reflow.api.errors import install_error_handlers, json_response
 from reflow.api.middleware import ApiVersionMiddleware, BodyLimitMiddleware
 from reflow.api.routes import logs, runs, users, workflows
 from reflow.services import Reflow
+from reflow.settings import CURRENT_API_VERSION, SUPPORTED_API_VERSIONS
 
 DESCRIPTION = """\
 reflow speaks the Alloy Embedded API (2025-09). Every call takes
@@ -56,6 +57,16 @@ def create_app(reflow: Reflow, *, manage: bool = True) -> FastAPI:
                            "description": "Authorization: bearer <API key>"},
             }
             schema["security"] = [{"bearer": []}]
+            version = {
+                "name": "x-api-version", "in": "header", "required": False,
+                "description": f"{CURRENT_API_VERSION}, or the version as the first path "
+                               "segment instead (/2024-03/...); required on every call but "
+                               "/logs ones",
+                "schema": {"type": "string", "enum": list(SUPPORTED_API_VERSIONS)},
+            }
+            for operations in schema["paths"].values():
+                for operation in operations.values():
+                    operation.setdefault("parameters", []).append(version)
             app.openapi_schema = schema
         return app.openapi_schema
 

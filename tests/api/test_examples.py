@@ -275,6 +275,24 @@ def test_rerun_after_registering_the_sku_ships_the_failed_order(
     assert original["reruns"] == [rerun_id]
 
 
+def test_rerun_from_the_failed_block_reuses_the_fetched_order_and_ships_it(
+    client: TestClient, install_example: Callable[[str], tuple[str, str]], shop_url: str
+) -> None:
+    workflow_id, user_id = install_example("ship-order.yaml")
+    failed = run(client, workflow_id, user_id, {"orderId": "1003"})
+    assert shop_call(shop_url, "POST", "/warehouse/skus", {"sku": "POSTER-XL"})[0] == 201
+    response = client.post(f"/workflows/{workflow_id}/rerun/{failed['executionId']}",
+                           json={"from": "failed", "wait": 5},
+                           headers={"Idempotency-Key": "support-1"})
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "succeeded"
+    rerun = wait_finished(client, response.json()["executionId"])
+    assert [(s["blockId"], s["reused"]) for s in rerun["steps"]] == [
+        ("order", True), ("paid_only", True), ("shipment", False), ("done", False)]
+    [shipment] = shipments(shop_url)
+    assert shipment["idempotencyKey"] == f"{rerun['executionId']}:shipment"
+
+
 # -- route support ticket ------------------------------------------------------------------
 
 

@@ -52,6 +52,11 @@ class Worker:
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = False
 
+    @property
+    def full(self) -> bool:
+        """True when as many executions run as the concurrency allows."""
+        return len(self.running) >= self.concurrency
+
     def lease_until(self) -> int:
         """The expiry to give a lease taken now."""
         return now_ms() + self.lease_ms

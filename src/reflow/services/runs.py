@@ -290,6 +290,9 @@ class RunService:
         self, record: ExecutionRecord, trigger: Any, wait: float | None,
         idempotency_key: str | None = None,
     ) -> Started:
+        if not wait and self.worker.full:
+            # Backpressure: committed as queued, claimed when a slot frees up.
+            return await self._enqueue(record, idempotency_key)
         compiled = await self.workflows.compiled(record.team_id, record.workflow_id,
                                                  record.version)
         # A run answered only when it finishes acknowledges nothing before its commit;

@@ -571,12 +571,12 @@ async def _queued(started: Awaitable[Started]) -> str:
     return (await started).execution_id
 
 
-async def _poll(reflow: Reflow, execution_id: str, wait: float) -> None:
+async def _poll(reflow: Reflow, team: Team, execution_id: str, wait: float) -> None:
     """Wait (at most ``wait`` seconds) for another process to finish an execution."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     while True:
-        status = await reflow.store.execution_status(execution_id)
+        status = await reflow.logs.status(team, execution_id)
         remaining = deadline - loop.time()
         if status is None or ExecutionStatus(status).finished or remaining <= 0:
             return
@@ -598,7 +598,7 @@ async def _start_or_enqueue(
             await reflow.start()
         except SettingsError:  # a `reflow serve` runs executions on this database
             execution_id = await queue()
-            await _poll(reflow, execution_id, wait)
+            await _poll(reflow, team, execution_id, wait)
         else:
             execution_id = await here()
     return await reflow.logs.execution(team, execution_id)

@@ -120,6 +120,8 @@ class Worker:
             now = now_ms()
             claimed = await self.store.claim_executions(self.owner, now, now + self.lease_ms, free)
             for record in claimed:
+                if record.id in self.running:
+                    continue  # already running here (its lease was renewed by the claim)
                 try:
                     state = await self.prepare(record)
                 except Exception as exc:
@@ -150,9 +152,10 @@ class Worker:
             until = self.lease_until()
             ids = []
             for execution_id, (_, state) in self.running.items():
+                # The record carries its lease into every commit, the first one included
+                # (a run answered at its end is inserted late): keep every copy current.
+                state.record.lease_expires = until
                 if state.recorder.persisted:
-                    # The record is written back on each commit: keep its copy current too.
-                    state.record.lease_expires = until
                     ids.append(execution_id)
             if not ids:
                 continue

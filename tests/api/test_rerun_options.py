@@ -169,3 +169,27 @@ def test_the_same_idempotency_key_gives_back_the_same_rerun(
     assert second.json()["status"] == "failed"  # waited for the first one's end
     reruns = _execution(client, source)["reruns"]
     assert sorted(reruns) == sorted([first.json()["executionId"], other.json()["executionId"]])
+
+
+def test_an_idempotency_key_reused_for_another_rerun_answers_422(
+    client: TestClient, failed: tuple[str, str, str]
+) -> None:
+    workflow_id, _, source = failed
+    headers = {"Idempotency-Key": "retry-7"}
+    first = client.post(f"/workflows/{workflow_id}/rerun/{source}", headers=headers)
+    assert first.status_code == 200
+    edited = client.post(f"/workflows/{workflow_id}/rerun/{source}", headers=headers,
+                         json={"data": {"n": 3, "ok": True}})
+    assert edited.status_code == 422
+    assert "was used for a different rerun" in edited.json()["message"]
+    elsewhere = client.post(f"/workflows/nowhere/rerun/{source}", headers=headers)
+    assert elsewhere.status_code == 404  # the request is checked before the key
+
+
+def test_an_empty_idempotency_key_answers_422(
+    client: TestClient, failed: tuple[str, str, str]
+) -> None:
+    workflow_id, _, source = failed
+    response = client.post(f"/workflows/{workflow_id}/rerun/{source}",
+                           headers={"Idempotency-Key": ""})
+    assert response.status_code == 422

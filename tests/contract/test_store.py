@@ -453,8 +453,9 @@ async def test_another_teams_execution_is_not_found(store: Store, cat: Catalogue
 async def test_execution_status_reads_just_the_status(store: Store, cat: Catalogue) -> None:
     record = cat.finished(ExecutionStatus.SUCCEEDED, T0 + 5)
     await store.insert_execution(record)
-    assert await store.execution_status(record.id) == "succeeded"
-    assert await store.execution_status(_execution_id()) is None
+    assert await store.execution_status(cat.team.id, record.id) == "succeeded"
+    assert await store.execution_status(cat.team.id, _execution_id()) is None
+    assert await store.execution_status(new_object_id(), record.id) is None  # another team's
 
 
 # -- executions: listing -----------------------------------------------------------------
@@ -552,7 +553,7 @@ async def test_a_queued_execution_is_claimed_once(store: Store, cat: Catalogue) 
     assert (first.lease_owner, first.lease_expires) == ("w1", T0 + 30_100)
     assert first.started_at == T0 + 100
     assert await store.claim_executions("w2", T0 + 200, T0 + 30_200, 10) == []
-    assert await store.execution_status(record.id) == "running"
+    assert await store.execution_status(cat.team.id, record.id) == "running"
 
 
 async def test_claim_takes_at_most_limit_oldest_first(store: Store, cat: Catalogue) -> None:

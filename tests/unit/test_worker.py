@@ -8,7 +8,14 @@ from typing import Any
 
 import orjson
 import pytest
-from engine_support import TEAM_ID, Effect, compile_doc, queued_record, workflow
+from engine_support import (
+    TEAM_ID,
+    Effect,
+    compile_doc,
+    queued_record,
+    running_record,
+    workflow,
+)
 
 from reflow.domain.executions import ExecutionRecord, ExecutionStatus, StepRecord, StepStatus
 from reflow.engine import Engine, EngineConfig, Recorder, RunState, now_ms
@@ -135,13 +142,13 @@ async def test_live_lease_of_another_worker_is_left_alone(store: SqliteStore) ->
     await asyncio.sleep(0.1)  # several poll intervals
     await runner.worker.stop()
     assert effect.calls == []
-    assert await store.execution_status(taken.id) == "running"
+    assert await store.execution_status(TEAM_ID, taken.id) == "running"
 
 
 async def test_stop_lets_running_executions_finish(store: SqliteStore) -> None:
     runner, _, record = await slow_run_started(store, seconds=0.2)
     await runner.worker.stop(grace=WAIT_LIMIT)
-    assert await store.execution_status(record.id) == "succeeded"
+    assert await store.execution_status(TEAM_ID, record.id) == "succeeded"
     assert runner.worker.running == {}
 
 
@@ -153,7 +160,7 @@ async def test_stopped_worker_claims_nothing_more(store: SqliteStore) -> None:
     await store.insert_execution(late)
     runner.worker.wake()
     await asyncio.sleep(0.1)
-    assert await store.execution_status(late.id) == "queued"
+    assert await store.execution_status(TEAM_ID, late.id) == "queued"
 
 
 async def test_stop_after_grace_cancels_and_leaves_the_execution_to_resume(
@@ -199,3 +206,35 @@ async def test_an_execution_that_cannot_be_prepared_is_failed_not_claimed_foreve
     assert done.lease_owner is None
     assert orjson.loads(done.error or b"null") == {
         "message": "cannot run: workflow has no version 9", "blockId": None}
+
+
+async def test_an_execution_running_here_is_not_started_again_when_its_lease_looks_expired(
+    store: SqliteStore,
+) -> None:
+    # A run answered at its end is first inserted late, with the lease it took at the
+    # start: the claim loop must not start a second copy of what already runs here.
+    effect = Effect()
+    runner = Runner(store, single_call(effect, value=1, seconds=0.5), poll_interval=0.01)
+    record = running_record(None, lease_owner=runner.worker.owner, lease_expires=now_ms() - 1)
+    recorder = Recorder(store, record, persisted=False)
+    await recorder.flush()
+    runner.worker.spawn(runner.engine.new_state(recorder, runner.compiled, {"data": None}))
+    [done] = await runner.run_to_end([record.id])
+    assert done.status is ExecutionStatus.SUCCEEDED
+    assert effect.execution_ids == [record.id]
+
+
+async def test_the_heartbeat_keeps_the_lease_of_a_run_not_yet_stored_current(
+    store: SqliteStore,
+) -> None:
+    effect = Effect()
+    runner = Runner(store, single_call(effect, value=1, seconds=0.6), lease_seconds=1)
+    record = running_record(None, lease_owner=runner.worker.owner, lease_expires=now_ms())
+    recorder = Recorder(store, record, persisted=False)
+    runner.worker.spawn(runner.engine.new_state(recorder, runner.compiled, {"data": None}))
+    await runner.worker.start()
+    try:
+        await asyncio.sleep(0.5)
+        assert (record.lease_expires or 0) > now_ms()  # renewed in memory before its insert
+    finally:
+        await runner.worker.stop()

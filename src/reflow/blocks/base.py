@@ -23,6 +23,8 @@ class BlockContext:
     idempotency_key: str
     http: httpx.AsyncClient | None = None
     credentials: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Seconds this attempt may take (the block's `timeout`, within the execution's).
+    timeout: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

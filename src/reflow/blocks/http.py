@@ -357,7 +357,10 @@ def _build_request(
         # Merged, not replaced: httpx's params= would drop a query typed into the url.
         if query:
             url = url.copy_merge_params(dict(query))
-        return client.build_request(method, url, headers=headers, content=content)
+        # The attempt's own limit (the block's `timeout`), not only the client's default.
+        timeout = httpx.USE_CLIENT_DEFAULT if ctx.timeout is None else ctx.timeout
+        return client.build_request(method, url, headers=headers, content=content,
+                                    timeout=timeout)
     except (TypeError, ValueError) as exc:
         raise _invalid(f"invalid request: {exc}") from exc
 

@@ -91,6 +91,11 @@ class ExecutionRecord:
         """True once the execution reached a final status."""
         return self.status.finished
 
+    @property
+    def reused_steps(self) -> list[StepRecord]:
+        """The steps copied from the execution this one reruns."""
+        return [s for s in self.steps if s.reused]
+
 
 def error_json(message: str, block_id: str | None) -> dict[str, Any]:
     """The stored shape of an execution's error."""

@@ -26,7 +26,7 @@ from reflow.domain.executions import (
 )
 from reflow.engine.compiled import CompiledBlock, CompiledWorkflow
 from reflow.engine.recorder import Recorder
-from reflow.errors import BlockFailed, ExpressionError, StoreError
+from reflow.errors import BlockFailed, Conflict, ExpressionError, StoreError
 
 if TYPE_CHECKING:
     import httpx
@@ -77,6 +77,10 @@ class RunState:
     deadline: float
     credentials: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     secrets: tuple[str, ...] = ()
+    # The respond block's body as computed: the stored output is redacted and capped,
+    # but the caller waiting on this run is answered with the body itself.
+    response: Any = None
+    responded: bool = False
 
     @property
     def record(self) -> ExecutionRecord:
@@ -149,7 +153,7 @@ class Engine:
             limit = state.workflow.definition.timeout or self.config.execution_timeout
             self._finish(record, ExecutionStatus.FAILED,
                          f"execution timed out after {limit:g}s", None)
-        except StoreError:
+        except (StoreError, Conflict):
             raise  # the lease runs out and the execution resumes once the database is back
         except Exception as exc:
             # A bug in reflow, not in the workflow: fail this execution with a clear
@@ -186,7 +190,8 @@ class Engine:
                 outcome = await self._run_step(compiled, state)
             state.context[compiled.id] = outcome.output
             if outcome.respond_status is not None:
-                state.record.output = orjson.dumps(outcome.output)
+                state.response, state.responded = outcome.output, True
+                state.record.output = self._capped(redact(outcome.output, state.secrets))[0]
                 state.record.response_status = outcome.respond_status
             if outcome.stop:
                 return False
@@ -222,6 +227,7 @@ class Engine:
         attempt = 0
         while True:
             attempt += 1
+            remaining = state.deadline - time.monotonic()
             ctx = BlockContext(
                 execution_id=state.record.id,
                 block_id=compiled.id,
@@ -229,11 +235,11 @@ class Engine:
                 idempotency_key=f"{state.record.id}:{compiled.id}",
                 http=self.http,
                 credentials=state.credentials,
+                timeout=max(0.0, min(limit, remaining)),
             )
             try:
                 if block.side_effects or definition.timeout is not None:
-                    remaining = state.deadline - time.monotonic()
-                    async with asyncio.timeout(max(0.0, min(limit, remaining))):
+                    async with asyncio.timeout(ctx.timeout):
                         return await block.run(params, ctx), None, attempt
                 return await block.run(params, ctx), None, attempt
             except BlockFailed as exc:
@@ -292,5 +298,7 @@ class Engine:
             truncated=output_cut or input_cut,
         )
         state.recorder.add(step)
-        if compiled.block.side_effects:
+        # A succeeded side effect is committed before the next block runs; a failed one
+        # rides with the execution's final status, so a resume never repeats it.
+        if compiled.block.side_effects and error is None:
             await state.recorder.flush()

@@ -144,6 +144,10 @@ class LogService:
         )
         return await self.store.list_executions(query)
 
+    async def status(self, team: Team, execution_id: str) -> str | None:
+        """Just an execution's status (cheap, for polling), or None if there is none."""
+        return await self.store.execution_status(team.id, execution_id)
+
     async def execution(self, team: Team, execution_id: str) -> ExecutionRecord:
         """One execution with its steps; NotFound for another team's."""
         execution = await self.store.get_execution(team.id, execution_id)

@@ -90,6 +90,9 @@ class Started:
 
     execution_id: str
     finished: ExecutionRecord | None = None
+    # The JSON to answer with as the output: the respond body as computed when this
+    # request ran it (the stored copy is redacted and capped), else the stored one.
+    output_json: bytes | None = None
 
 
 class RunService:
@@ -176,36 +179,55 @@ class RunService:
         """A new execution of the same installation: by default on the original version,
         with the original trigger, from the start (``options`` says otherwise).
 
-        With an ``idempotency_key``, the same key gives back the execution it first made.
+        With an ``idempotency_key``, the same key gives back the execution it first made
+        (the request is checked in full first; a key used for another rerun is a 422).
         """
+        record = await self._rerun_record(team, workflow_ref, execution_id, user_ref, options)
         if idempotency_key is not None:
-            earlier = await self.store.find_idempotency_key(team.id, idempotency_key)
+            earlier = await self._keyed(team, idempotency_key, record, wait)
             if earlier is not None:
-                return await self._earlier(team, earlier, wait)
+                return earlier
         try:
-            return await self._rerun(team, workflow_ref, execution_id, user_ref, options,
-                                     wait, queue, idempotency_key)
+            if queue:
+                return await self._enqueue(record, idempotency_key)
+            return await self._start(record, orjson.loads(record.trigger), wait,
+                                     idempotency_key)
         except Conflict:
             # The same key, sent twice at once: the other request stored it first.
             earlier = None
             if idempotency_key is not None:
-                earlier = await self.store.find_idempotency_key(team.id, idempotency_key)
+                earlier = await self._keyed(team, idempotency_key, record, wait)
             if earlier is None:
                 raise
-            return await self._earlier(team, earlier, wait)
+            return earlier
 
-    async def _earlier(self, team: Team, execution_id: str, wait: float | None) -> Started:
+    async def _keyed(
+        self, team: Team, key: str, record: ExecutionRecord, wait: float | None
+    ) -> Started | None:
+        """The execution this key already made, if any; it must be the same rerun."""
+        execution_id = await self.store.find_idempotency_key(team.id, key)
+        if execution_id is None:
+            return None
         running = self.worker.running.get(execution_id)
         if running is not None and wait:
             await asyncio.wait({running[0]}, timeout=wait)
-        record = await self.store.get_execution(team.id, execution_id)
-        finished = record if record is not None and record.finished and wait else None
-        return Started(execution_id, finished)
+        earlier = await self.store.get_execution(team.id, execution_id)
+        if earlier is None:
+            return None  # purged with its execution: the key is free again
+        same = (earlier.rerun_of, earlier.version, earlier.trigger, len(earlier.reused_steps)) == (
+            record.rerun_of, record.version, record.trigger, len(record.steps))
+        if not same:
+            raise InvalidRequest(
+                f"Idempotency-Key {key!r} was used for a different rerun "
+                f"(execution {execution_id}); use a new key for a new request"
+            )
+        finished = earlier if earlier.finished and wait else None
+        return Started(execution_id, finished, finished.output if finished else None)
 
-    async def _rerun(
+    async def _rerun_record(
         self, team: Team, workflow_ref: str, execution_id: str, user_ref: str | None,
-        options: RerunOptions, wait: float | None, queue: bool, idempotency_key: str | None,
-    ) -> Started:
+        options: RerunOptions,
+    ) -> ExecutionRecord:
         source = await self.store.get_execution(team.id, execution_id)
         if source is None:
             raise self._missing(execution_id)
@@ -230,9 +252,7 @@ class RunService:
             version, TriggerMode.RERUN, trigger, source.id,
         )
         record.steps = _reused_steps(source, compiled, options.start_from)
-        if queue:
-            return await self._enqueue(record, idempotency_key)
-        return await self._start(record, orjson.loads(trigger), wait, idempotency_key)
+        return record
 
     async def _rerun_version(
         self, team: Team, target: Target, source: ExecutionRecord, choice: str
@@ -309,7 +329,9 @@ class RunService:
             return Started(record.id)
         done, _ = await asyncio.wait({task}, timeout=wait)
         if done:
-            return Started(record.id, task.result())  # re-raises what stopped the run
+            finished = task.result()  # re-raises what stopped the run
+            body = orjson.dumps(state.response) if state.responded else None
+            return Started(record.id, finished, body)
         await recorder.ensure_persisted()
         return Started(record.id)
 

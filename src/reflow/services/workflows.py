@@ -63,7 +63,7 @@ class WorkflowService:
     def __init__(self, store: Store, users: UserService) -> None:
         self.store = store
         self.users = users
-        self._compiled: OrderedDict[tuple[str, int], CompiledWorkflow] = OrderedDict()
+        self._compiled: OrderedDict[tuple[str, str, int], CompiledWorkflow] = OrderedDict()
 
     # -- definitions -----------------------------------------------------------------------
 
@@ -192,7 +192,7 @@ class WorkflowService:
 
     async def compiled(self, team_id: str, workflow_id: str, version: int) -> CompiledWorkflow:
         """A version compiled for the engine; versions are immutable, so this is cached."""
-        key = (workflow_id, version)
+        key = (team_id, workflow_id, version)  # a hit must not skip the team check
         hit = self._compiled.get(key)
         if hit is not None:
             return hit

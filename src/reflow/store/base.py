@@ -117,7 +117,7 @@ class Store(Protocol):
         """
     async def get_execution(self, team_id: str, execution_id: str) -> ExecutionRecord | None:
         """One execution with its steps and the ids of its reruns."""
-    async def execution_status(self, execution_id: str) -> str | None:
+    async def execution_status(self, team_id: str, execution_id: str) -> str | None:
         """Just the status (for waiting on a run)."""
     async def list_executions(self, query: ExecutionQuery) -> list[ExecutionRecord]:
         """A page of executions with their steps and reruns."""

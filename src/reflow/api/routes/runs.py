@@ -34,7 +34,7 @@ def _started(started: Started, wait: float | None) -> Response:
         "message": "success",
         "executionId": record.id,
         "status": record.status.value,
-        "output": orjson.Fragment(record.output) if record.output is not None else None,
+        "output": orjson.Fragment(started.output_json) if started.output_json else None,
         "error": orjson.Fragment(record.error) if record.error is not None else None,
     })
 
@@ -74,7 +74,7 @@ async def rerun(
     wait: WaitQuery = None,
     idempotency_key: Annotated[
         str | None,
-        Header(alias="Idempotency-Key", max_length=255,
+        Header(alias="Idempotency-Key", min_length=1, max_length=255,
                description="the same key gives back the same new execution"),
     ] = None,
 ) -> Response:

@@ -526,9 +526,9 @@ class SqliteStore:
             return None
         return self._with_steps([_execution(row)])[0]
 
-    async def execution_status(self, execution_id: str) -> str | None:
+    async def execution_status(self, team_id: str, execution_id: str) -> str | None:
         """Just the status."""
-        row = self._one("execution_status", (execution_id,))
+        row = self._one("execution_status", (team_id, execution_id))
         return None if row is None else str(row[0])
 
     async def list_executions(self, query: ExecutionQuery) -> list[ExecutionRecord]:
@@ -563,5 +563,6 @@ class SqliteStore:
                      ("delete_idempotency_keys_of_many", (encoded,)),
                      ("delete_executions_many", (encoded,))])
         # Give freed pages back so the file does not grow without bound.
-        self._db.execute("PRAGMA incremental_vacuum(256)")
+        # executescript: execute() steps this pragma once, which frees a single page.
+        self._db.executescript("PRAGMA incremental_vacuum(256);")
         return len(ids)

@@ -125,7 +125,7 @@ SELECT * FROM executions WHERE team_id = ? AND id = ?;
 SELECT * FROM executions WHERE id = ?;
 
 -- name: execution_status
-SELECT status FROM executions WHERE id = ?;
+SELECT status FROM executions WHERE team_id = ? AND id = ?;
 
 -- name: steps_of
 SELECT execution_id, seq, block_id, status, attempts, started_at, stopped_at, input, output,

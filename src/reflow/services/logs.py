@@ -31,12 +31,14 @@ def _json(raw: bytes | None) -> Any:
     return None if raw is None else orjson.Fragment(raw)
 
 
-def _result(step: StepRecord) -> dict[str, Any]:
+def _result(execution_id: str, step: StepRecord) -> dict[str, Any]:
+    # Each output item has an `id` in the reference; one step gives one item here.
+    output = [[{"json": _json(step.output), "id": f"{execution_id}-{step.seq}"}]]
     item: dict[str, Any] = {
         "connectorId": step.block_id,
         "startedAt": iso(step.started_at),
         "stoppedAt": iso(step.stopped_at),
-        "data": [[{"json": _json(step.output)}]] if step.output is not None else [],
+        "data": output if step.output is not None else [],
         "status": step.status.value,
         "attempts": step.attempts,
         "reused": step.reused,
@@ -62,7 +64,7 @@ def log_item(execution: ExecutionRecord) -> dict[str, Any]:
         "rerunOf": execution.rerun_of,
         "reruns": execution.reruns,
         "error": _json(execution.error),
-        "results": [_result(s) for s in execution.steps],
+        "results": [_result(execution.id, s) for s in execution.steps],
         "inputs": [{"connectorId": s.block_id, "data": _json(s.input)} for s in execution.steps],
     }
 

@@ -24,6 +24,11 @@ def _base62(number: int, width: int) -> str:
     return "".join(reversed(chars))
 
 
+def now_ms() -> int:
+    """Wall-clock milliseconds since the epoch: how every timestamp is stored."""
+    return time.time_ns() // 1_000_000
+
+
 def new_execution_id(now_ms: int | None = None) -> str:
     """A 21-character id (like the reference's), sortable by creation time in ms."""
     ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms

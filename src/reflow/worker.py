@@ -17,9 +17,9 @@ from typing import Any
 import orjson
 
 from reflow.domain.executions import ExecutionRecord, ExecutionStatus, error_json
-from reflow.engine import Engine, RunState, now_ms
+from reflow.engine import Engine, RunState
 from reflow.errors import ReflowError
-from reflow.ids import new_object_id
+from reflow.ids import new_object_id, now_ms
 from reflow.store.base import Store
 
 log = logging.getLogger(__name__)

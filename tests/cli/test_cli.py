@@ -300,7 +300,7 @@ def test_logs_json_outputs_parse_with_the_reference_fields(ready: Cli) -> None:
     assert (row["executionId"], row["status"], row["mode"]) == (execution_id, "succeeded",
                                                                 "manual")
     assert [s["blockId"] for s in detail["steps"]] == ["total", "done"]
-    assert detail["results"][1]["data"] == [[{"json": OUTPUT}]]
+    assert detail["results"][1]["data"] == [[{"json": OUTPUT, "id": f"{execution_id}-1"}]]
     assert detail["output"] == OUTPUT
 
 

@@ -51,3 +51,17 @@ class Block(Protocol):
     async def run(self, params: Mapping[str, Any], ctx: BlockContext) -> Outcome:
         """Run once; raise ``BlockFailed`` (or any exception) to fail this attempt."""
         ...
+
+
+def replay(block: Block, output: Any) -> Outcome:
+    """The outcome of a step that is reused instead of run (resume, rerun ``from``).
+
+    A block whose outcome says more than its output (which arm, stop or not) defines
+    ``replay(output) -> Outcome`` to derive it from the recorded output; any other block
+    just gives its output back.
+    """
+    derive = getattr(block, "replay", None)
+    if derive is None:
+        return Outcome(output)
+    outcome: Outcome = derive(output)
+    return outcome

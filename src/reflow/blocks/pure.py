@@ -47,6 +47,10 @@ class Filter:
         passed = _truthy(params["when"])
         return Outcome(passed, stop=not passed)
 
+    def replay(self, output: Any) -> Outcome:
+        """A recorded false condition stops the execution again."""
+        return Outcome(output, stop=not output)
+
 
 class Branch:
     """Runs its ``then`` blocks when ``if`` is true, else its ``else`` blocks."""
@@ -61,6 +65,10 @@ class Branch:
         """Output which arm ran."""
         arm = "then" if _truthy(params["if"]) else "else"
         return Outcome(arm, children=arm)
+
+    def replay(self, output: Any) -> Outcome:
+        """The recorded arm runs again (its blocks resume or run)."""
+        return Outcome(output, children=output if output in ("then", "else") else None)
 
 
 class Respond:
@@ -79,6 +87,10 @@ class Respond:
             message = f"status must be an HTTP status code, got {status!r}"
             raise BlockFailed(message, retryable=False)
         return Outcome(params.get("body"), respond_status=status)
+
+    def replay(self, output: Any) -> Outcome:
+        """The recorded body answers again (its status is kept on the execution)."""
+        return Outcome(output, respond_status=200)
 
 
 class Fail:

@@ -10,12 +10,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from reflow.blocks.base import BlockContext, Outcome
+from reflow.blocks.base import BlockContext, Outcome, replay
 from reflow.blocks.redaction import redact
 from reflow.domain.executions import (
     ExecutionRecord,
@@ -27,18 +27,14 @@ from reflow.domain.executions import (
 from reflow.engine.compiled import CompiledBlock, CompiledWorkflow
 from reflow.engine.recorder import Recorder
 from reflow.errors import BlockFailed, Conflict, ExpressionError, StoreError
+from reflow.ids import now_ms
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["Engine", "EngineConfig", "Recorder", "RunState"]
+__all__ = ["Engine", "EngineConfig", "Recorder", "RunState", "now_ms"]
 
 log = logging.getLogger(__name__)
-
-
-def now_ms() -> int:
-    """Wall-clock milliseconds since the epoch, as stored."""
-    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,18 +82,6 @@ class RunState:
     def record(self) -> ExecutionRecord:
         """The execution's record (mutated as it runs, written by the recorder)."""
         return self.recorder.record
-
-
-def _replay(compiled: CompiledBlock, output: Any, record: ExecutionRecord) -> Outcome:
-    # A reused step re-derives the flow decision its block made from its recorded output.
-    kind = compiled.block.type
-    if kind == "branch" and isinstance(output, str) and output in compiled.children:
-        return Outcome(output, children=output)
-    if kind == "filter":
-        return Outcome(output, stop=not output)
-    if kind == "respond":
-        return Outcome(output, respond_status=record.response_status or 200)
-    return Outcome(output)
 
 
 class Engine:
@@ -185,7 +169,9 @@ class Engine:
             prior = state.recorded.get(compiled.id)
             if prior is not None:
                 output = orjson.loads(prior.output) if prior.output is not None else None
-                outcome = _replay(compiled, output, state.record)
+                outcome = replay(compiled.block, output)
+                if outcome.respond_status is not None and state.record.response_status:
+                    outcome = replace(outcome, respond_status=state.record.response_status)
             else:
                 outcome = await self._run_step(compiled, state)
             state.context[compiled.id] = outcome.output

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from reflow.blocks.http import HttpPolicy, create_http_client
 from reflow.domain.executions import ExecutionRecord
-from reflow.engine import Engine, EngineConfig, RunState, now_ms
+from reflow.engine import Engine, EngineConfig, RunState
 from reflow.errors import SettingsError
+from reflow.ids import now_ms
 from reflow.services.keys import KeyService
 from reflow.services.logs import LogService
 from reflow.services.runs import RunService

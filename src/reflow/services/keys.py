@@ -8,9 +8,8 @@ import time
 from dataclasses import dataclass
 
 from reflow.domain.records import ApiKey, Team
-from reflow.engine import now_ms
 from reflow.errors import InvalidRequest, NotFound, Unauthorized
-from reflow.ids import new_object_id
+from reflow.ids import new_object_id, now_ms
 from reflow.store.base import Store
 
 KEY_PREFIX = "rf_"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -18,17 +17,13 @@ from reflow.domain.executions import (
     TriggerMode,
 )
 from reflow.domain.records import Team
-from reflow.engine import Engine, Recorder, RunState, now_ms
+from reflow.engine import Engine, Recorder, RunState
 from reflow.engine.compiled import CompiledWorkflow
 from reflow.errors import Conflict, InvalidRequest, NotFound
-from reflow.ids import execution_id_time_ms, new_execution_id
+from reflow.ids import execution_id_time_ms, new_execution_id, now_ms
 from reflow.services.workflows import Target, WorkflowService
 from reflow.store.base import Store
 from reflow.worker import Worker
-
-# Resolved (workflow, user) references are reused briefly: the run path then costs no
-# catalogue query. Activation changes made here clear it at once.
-_TARGET_CACHE_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,23 +107,6 @@ class RunService:
         self.engine = engine
         self.worker = worker
         self.log_retention = log_retention
-        self._targets: dict[tuple[str, str, str | None], tuple[float, Target]] = {}
-
-    def forget_targets(self) -> None:
-        """Drop cached references (after an activation change)."""
-        self._targets.clear()
-
-    async def _target(self, team: Team, workflow_ref: str, user_ref: str | None) -> Target:
-        key = (team.id, workflow_ref, user_ref)
-        now = time.monotonic()
-        hit = self._targets.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        target = await self.workflows.installation(team, workflow_ref, user_ref)
-        if len(self._targets) > 10_000:
-            self._targets.clear()
-        self._targets[key] = (now + _TARGET_CACHE_SECONDS, target)
-        return target
 
     async def run(
         self,
@@ -146,7 +124,7 @@ class RunService:
         ``queue`` only commits it as queued, for the process that runs executions to claim
         (what a CLI does while ``serve`` runs).
         """
-        target = await self._target(team, workflow_ref, user_ref)
+        target = await self.workflows.installation_cached(team, workflow_ref, user_ref)
         installation = target.installation
         assert installation is not None  # installation() guarantees it
         if not installation.active:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 
 from reflow.domain.records import Team, User
-from reflow.engine import now_ms
 from reflow.errors import InvalidRequest, NotFound
-from reflow.ids import new_object_id
+from reflow.ids import new_object_id, now_ms
 from reflow.store.base import Store
 
 _USERNAME = re.compile(r"^\S(.{0,198}\S)?$")

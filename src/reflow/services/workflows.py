@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -16,15 +17,16 @@ from reflow.domain.definitions import (
     validate_definition,
 )
 from reflow.domain.records import Installation, Team, User, Workflow, WorkflowVersion
-from reflow.engine import now_ms
 from reflow.engine.compiled import CompiledWorkflow, compile_workflow
 from reflow.errors import Conflict, NotFound
 from reflow.expressions import compile_template_problems
-from reflow.ids import new_object_id
+from reflow.ids import new_object_id, now_ms
 from reflow.services.users import UserService
 from reflow.store.base import Store
 
 _COMPILED_CACHE = 1024
+_TARGET_CACHE_SIZE = 10_000
+_TARGET_CACHE_SECONDS = 5.0
 
 
 def definition_from_text(text: str | bytes, content_type: str | None = None) -> WorkflowDefinition:
@@ -64,6 +66,7 @@ class WorkflowService:
         self.store = store
         self.users = users
         self._compiled: OrderedDict[tuple[str, str, int], CompiledWorkflow] = OrderedDict()
+        self._targets: dict[tuple[str, str, str | None], tuple[float, Target]] = {}
 
     # -- definitions -----------------------------------------------------------------------
 
@@ -149,6 +152,7 @@ class WorkflowService:
                                         installation.installed_version, True,
                                         installation.installed_at, now)
         await self.store.save_installation(installation)
+        self._targets.clear()
         return installation
 
     async def resolve_parent(self, team: Team, workflow_ref: str) -> Workflow:
@@ -175,6 +179,22 @@ class WorkflowService:
             raise NotFound(f"workflow {workflow_ref!r} not found")
         workflow = await self.get(team, installation.workflow_id)
         return Target(workflow, installation, user, via_installation=True)
+
+    async def installation_cached(
+        self, team: Team, workflow_ref: str, user_ref: str | None
+    ) -> Target:
+        """``installation``, reused for a few seconds: the run path then costs no catalogue
+        query. Activation changes made in this process clear it at once."""
+        key = (team.id, workflow_ref, user_ref)
+        now = time.monotonic()
+        hit = self._targets.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        target = await self.installation(team, workflow_ref, user_ref)
+        if len(self._targets) > _TARGET_CACHE_SIZE:
+            self._targets.clear()
+        self._targets[key] = (now + _TARGET_CACHE_SECONDS, target)
+        return target
 
     async def installation(self, team: Team, workflow_ref: str, user_ref: str | None) -> Target:
         """Like ``resolve``, but the user must have the workflow installed."""

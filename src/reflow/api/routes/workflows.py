@@ -44,7 +44,6 @@ async def create_workflow(request: Request, team: CurrentTeam, reflow: ReflowDep
 async def activate(body: WorkflowRef, team: CurrentTeam, reflow: ReflowDep) -> Response:
     """Install the workflow's latest version for the user, or reactivate their copy."""
     await reflow.workflows.activate(team, body.userId, body.workflow)
-    reflow.runs.forget_targets()
     return json_response({"activated": True})
 
 

@@ -496,17 +496,20 @@ class SqliteStore:
             return []
         claimed: list[str] = []
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
         try:
-            for execution_id in ids:
-                cursor = db.execute(Q["claim_execution"],
-                                    (owner, lease_until, now, execution_id, now))
-                if cursor.rowcount:
-                    claimed.append(execution_id)
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for execution_id in ids:
+                    cursor = db.execute(Q["claim_execution"],
+                                        (owner, lease_until, now, execution_id, now))
+                    if cursor.rowcount:
+                        claimed.append(execution_id)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreError(f"claiming executions failed: {exc}") from exc
         return self._with_steps(
             [_execution(r) for i in claimed if (r := self._one("get_execution_any_team", (i,)))]
         )

@@ -912,7 +912,10 @@ async def _demo_user(
     except NotFound:
         user = await reflow.users.create(team, username, None)
     for item in done:
-        await reflow.workflows.activate(team, user.id, item.applied.workflow.id)
+        workflow_id = item.applied.workflow.id
+        await reflow.workflows.activate(team, user.id, workflow_id)
+        # The demo user always runs what was just applied (an edited example included).
+        await reflow.workflows.upgrade(team, user.id, workflow_id)
     return user
 
 

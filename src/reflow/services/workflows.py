@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
 
@@ -154,6 +154,19 @@ class WorkflowService:
         await self.store.save_installation(installation)
         self._targets.clear()
         return installation
+
+    async def upgrade(self, team: Team, user_ref: str, workflow_ref: str) -> Installation:
+        """Move a user's installation to the workflow's latest version (active or not)."""
+        target = await self.installation(team, workflow_ref, user_ref)
+        installation = target.installation
+        assert installation is not None  # installation() guarantees it
+        latest = target.workflow.latest_version
+        if installation.installed_version == latest:
+            return installation
+        upgraded = replace(installation, installed_version=latest, updated_at=now_ms())
+        await self.store.save_installation(upgraded)
+        self._targets.clear()
+        return upgraded
 
     async def resolve_parent(self, team: Team, workflow_ref: str) -> Workflow:
         """The parent workflow for a parent id, name, or an installation id."""

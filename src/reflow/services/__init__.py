@@ -1,4 +1,4 @@
-"""The manager layer the API, CLI and dashboard all call; the only caller of the store."""
+"""The manager layer the API, CLI and dashboard all call (the store is below it)."""
 
 from __future__ import annotations
 

@@ -8,9 +8,12 @@ whichever of the several conftest modules pytest loaded last.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -80,3 +83,40 @@ def wait_finished(client: TestClient, execution_id: str, timeout: float = 10.0) 
         time.sleep(0.01)
     assert data["finished"], f"execution {execution_id} still {data['status']}"
     return data
+
+
+def json_handler(
+    answer: Callable[[BaseHTTPRequestHandler], None], body: bytes = b'{"ok": true}'
+) -> type[BaseHTTPRequestHandler]:
+    """A quiet request handler: ``answer`` runs for each GET and POST, then ``body`` goes
+    back as JSON with status 200."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def _reply(self) -> None:
+            answer(self)
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _reply
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Keep the test output quiet."""
+
+    return Handler
+
+
+@contextlib.contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A threaded HTTP server on 127.0.0.1 (free port) for the block; yields its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

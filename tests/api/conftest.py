@@ -5,14 +5,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from reflow.services import Reflow
-from support import ORDER_DATA, SlowTarget
+from support import ORDER_DATA, SlowTarget, json_handler, serving
 
 
 @pytest.fixture
@@ -50,27 +49,9 @@ def slow_target(client: TestClient) -> Iterator[SlowTarget]:
     The http block reaches it only where the module's settings allow 127.0.0.0/8.
     """
     release = threading.Event()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            release.wait(10)
-            body = b'{"slow": "done"}'
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Keep the test output quiet."""
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield SlowTarget(f"http://127.0.0.1:{server.server_address[1]}/slow", release)
-    finally:
-        release.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    handler = json_handler(lambda _: release.wait(10), body=b'{"slow": "done"}')
+    with serving(handler) as base:
+        try:
+            yield SlowTarget(f"{base}/slow", release)
+        finally:
+            release.set()

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -13,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from reflow.settings import Settings
-from support import execution_log
+from support import execution_log, json_handler, serving
 
 
 @pytest.fixture
@@ -27,30 +26,12 @@ def sleepy() -> Iterator[tuple[str, list[str]]]:
     """A local server that answers after ``?s=`` seconds; yields its URL and the paths hit."""
     hits: list[str] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            hits.append(urlparse(self.path).path)
-            seconds = float(parse_qs(urlparse(self.path).query).get("s", ["0"])[0])
-            time.sleep(min(seconds, 5))
-            body = b'{"ok": true}'
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def answer(request: BaseHTTPRequestHandler) -> None:
+        hits.append(urlparse(request.path).path)
+        time.sleep(min(float(parse_qs(urlparse(request.path).query).get("s", ["0"])[0]), 5))
 
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet."""
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", hits
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serving(json_handler(answer)) as base:
+        yield base, hits
 
 
 def _two_calls(

@@ -18,12 +18,14 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import IO, Any, ClassVar
+from typing import IO, Any
 
 import httpx
 import pytest
+
+from support import json_handler, serving
 
 pytestmark = pytest.mark.e2e
 
@@ -39,42 +41,25 @@ def _free_port() -> int:
         return port
 
 
-class _Target(BaseHTTPRequestHandler):
-    """Counts calls per Idempotency-Key, slowly enough that a kill lands mid-flight."""
+# Calls per Idempotency-Key seen by the side-effect target.
+CALLS: Counter[str] = Counter()
+_CALLS_LOCK = threading.Lock()
 
-    calls: ClassVar[Counter[str]] = Counter()
-    lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def do_POST(self) -> None:
-        length = int(self.headers.get("content-length", 0))
-        self.rfile.read(length)
-        with self.lock:
-            self.calls[self.headers.get("idempotency-key", "")] += 1
-        time.sleep(0.02)
-        body = b'{"ok": true}'
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        """Quiet."""
+def _count(request: BaseHTTPRequestHandler) -> None:
+    # Slow enough that the kill lands while some calls are in flight.
+    request.rfile.read(int(request.headers.get("content-length", 0)))
+    with _CALLS_LOCK:
+        CALLS[request.headers.get("idempotency-key", "")] += 1
+    time.sleep(0.02)
 
 
 @pytest.fixture
 def target() -> Iterator[str]:
     """The side-effect target on 127.0.0.1."""
-    _Target.calls = Counter()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Target)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    CALLS.clear()
+    with serving(json_handler(_count)) as base:
+        yield base
 
 
 def _workflow(path: Path, target: str) -> None:
@@ -181,7 +166,7 @@ def test_killed_server_resumes_every_acknowledged_execution_without_repeating_st
     acknowledged = _load_until_killed(base, _start(tmp_path, port, workflow, log))
     assert len(acknowledged) >= RUNS // 2
     finished_before = _finished_http_steps(tmp_path / "reflow.db")
-    calls_before = dict(_Target.calls)
+    calls_before = dict(CALLS)
 
     server = _start(tmp_path, port, workflow, log)
     try:
@@ -199,6 +184,6 @@ def test_killed_server_resumes_every_acknowledged_execution_without_repeating_st
         key = f"{execution_id}:call"
         if execution_id in finished_before:
             # Recorded as finished before the crash: it must not have run again after it.
-            assert _Target.calls[key] == calls_before.get(key) == 1, execution_id
+            assert CALLS[key] == calls_before.get(key) == 1, execution_id
         else:
-            assert _Target.calls[key] >= 1
+            assert CALLS[key] >= 1

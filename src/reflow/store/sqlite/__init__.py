@@ -14,7 +14,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -243,21 +243,27 @@ class SqliteStore:
     def _all(self, name: str, params: Sequence[Any]) -> list[sqlite3.Row]:
         return self._execute(name, params).fetchall()
 
-    def _write(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> None:
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; driver errors other than integrity ones are StoreError."""
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                for name, params in statements:
-                    db.execute(Q[name], params)
+                yield db
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
         except sqlite3.IntegrityError:
-            raise
+            raise  # the caller knows what a duplicate means
         except sqlite3.Error as exc:
             raise StoreError(f"database write failed: {exc}") from exc
+
+    def _write(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> None:
+        with self._transaction() as db:
+            for name, params in statements:
+                db.execute(Q[name], params)
 
     async def _write_grouped(self, statements: list[tuple[str, Sequence[Any]]]) -> None:
         """Write in the next group commit: every execution write that becomes ready in the
@@ -388,10 +394,8 @@ class SqliteStore:
         self, workflow: Workflow, definition: bytes, digest: str, now: int
     ) -> WorkflowVersion:
         """Append the next version."""
-        db = self._db
         try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction() as db:
                 row = db.execute(
                     Q["bump_workflow_version"],
                     (now, workflow.name, workflow.integration, workflow.team_id, workflow.id),
@@ -399,14 +403,8 @@ class SqliteStore:
                 version = WorkflowVersion(workflow.id, int(row[0]), definition, digest, now)
                 db.execute(Q["insert_version"], (workflow.id, version.version, definition,
                                                  digest, now))
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
         except sqlite3.IntegrityError as exc:
             raise Conflict(f"a workflow named {workflow.name!r} already exists") from exc
-        except sqlite3.Error as exc:
-            raise StoreError(f"database write failed: {exc}") from exc
         return version
 
     async def get_workflow(self, team_id: str, id_or_name: str) -> Workflow | None:
@@ -495,21 +493,12 @@ class SqliteStore:
         if not ids:
             return []
         claimed: list[str] = []
-        db = self._db
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                for execution_id in ids:
-                    cursor = db.execute(Q["claim_execution"],
-                                        (owner, lease_until, now, execution_id, now))
-                    if cursor.rowcount:
-                        claimed.append(execution_id)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise StoreError(f"claiming executions failed: {exc}") from exc
+        with self._transaction() as db:
+            for execution_id in ids:
+                cursor = db.execute(Q["claim_execution"],
+                                    (owner, lease_until, now, execution_id, now))
+                if cursor.rowcount:
+                    claimed.append(execution_id)
         return self._with_steps(
             [_execution(r) for i in claimed if (r := self._one("get_execution_any_team", (i,)))]
         )

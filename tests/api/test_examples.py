@@ -29,7 +29,7 @@ from support import ORDER_SUMMARY
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 EXAMPLE_FILES = sorted(EXAMPLES.glob("*.yaml"))
-FINISHED = frozenset({"succeeded", "failed", "canceled"})
+FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 
 
 def _load_shop_module() -> ModuleType:

@@ -592,7 +592,7 @@ async def test_running_execution_with_unexpired_lease_is_not_claimable(
 
 
 async def test_finished_executions_are_never_claimed(store: Store, cat: Catalogue) -> None:
-    for status in (ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.CANCELED):
+    for status in (ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED):
         await store.insert_execution(cat.finished(status, T0 + 1))
     assert await store.claim_executions("w1", T0 + 10**9, T0 + 10**9 + 1, 10) == []
 
@@ -643,7 +643,7 @@ async def test_purge_deletes_only_finished_executions_stopped_before_the_cutoff(
     store: Store, cat: Catalogue
 ) -> None:
     old = [cat.finished(s, T0 + 10, steps=[make_step(0)]) for s in
-           (ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.CANCELED)]
+           (ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED)]
     recent = cat.finished(ExecutionStatus.SUCCEEDED, T0 + 1_000)
     # A running execution with a stale stopped_at (e.g. one being resumed) is still running.
     running = cat.execution(status=ExecutionStatus.RUNNING, started_at=T0, stopped_at=T0 + 1)

@@ -15,7 +15,7 @@ class ExecutionStatus(StrEnum):
     WAITING = "waiting"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
-    CANCELED = "canceled"
+    CANCELLED = "cancelled"
 
     @property
     def finished(self) -> bool:
@@ -23,7 +23,7 @@ class ExecutionStatus(StrEnum):
         return self in _FINISHED
 
 
-_FINISHED = frozenset({ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.CANCELED})
+_FINISHED = frozenset({ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED})
 
 
 class StepStatus(StrEnum):
@@ -83,6 +83,10 @@ class ExecutionRecord:
     rerun_of: str | None = None
     lease_owner: str | None = None
     lease_expires: int | None = None
+    # Times it was resumed after the process running it died (at most Settings.max_resumes).
+    resumes: int = 0
+    # A cancel arrived while it ran: it stops before its next block.
+    cancel_requested: bool = False
     steps: list[StepRecord] = field(default_factory=list)
     reruns: list[str] = field(default_factory=list)
 

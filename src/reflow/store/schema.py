@@ -30,6 +30,8 @@ teams = Table(
     Column("name", Text, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("log_retention_s", Integer),
+    # The team's expression `env` (a JSON object); NULL is none.
+    Column("env", LargeBinary),
 )
 
 api_keys = Table(
@@ -116,6 +118,10 @@ executions = Table(
     Column("rerun_of", Text),
     Column("lease_owner", Text),
     Column("lease_expires", BigInteger),
+    # Times it was resumed after the process running it died (poison executions end).
+    Column("resumes", Integer, nullable=False, server_default=text("0")),
+    # Set by a cancel while it runs; the runner stops it before its next block.
+    Column("cancel_requested", Boolean, nullable=False, server_default=text("0")),
     # Execution ids are time-ordered, so (workflow, id) orders a workflow's logs by time.
     Index("ix_executions_workflow", "workflow_id", "id"),
     Index("ix_executions_installation", "installation_id", "id"),

@@ -98,6 +98,8 @@ def _execution(row: sqlite3.Row) -> ExecutionRecord:
         rerun_of=row["rerun_of"],
         lease_owner=row["lease_owner"],
         lease_expires=row["lease_expires"],
+        resumes=row["resumes"],
+        cancel_requested=bool(row["cancel_requested"]),
     )
 
 

@@ -106,8 +106,9 @@ WHERE status IN ('queued', 'running', 'waiting')
 ORDER BY id LIMIT ?;
 
 -- name: claim_execution
+-- A running execution whose lease lapsed was abandoned by a dead process: count the resume.
 UPDATE executions SET status = 'running', lease_owner = ?, lease_expires = ?,
-    started_at = coalesce(started_at, ?)
+    started_at = coalesce(started_at, ?), resumes = resumes + (status = 'running')
 WHERE id = ? AND status IN ('queued', 'running', 'waiting')
   AND (status = 'queued' OR lease_expires IS NULL OR lease_expires < ?);
 
@@ -137,7 +138,7 @@ SELECT id FROM executions WHERE rerun_of = ? ORDER BY id;
 
 -- name: purge_batch
 SELECT id FROM executions
-WHERE stopped_at < ? AND status IN ('succeeded', 'failed', 'canceled')
+WHERE stopped_at < ? AND status IN ('succeeded', 'failed', 'cancelled')
 ORDER BY stopped_at LIMIT ?;
 
 -- name: list_by_workflow_desc

@@ -142,6 +142,29 @@ async def test_list_teams_is_oldest_first(store: Store) -> None:
     assert await store.list_teams() == [older, newer]
 
 
+async def test_team_env_is_stored_per_team_replaced_and_cleared(store: Store) -> None:
+    acme, other = make_team("acme"), make_team("other")
+    await store.create_team(acme)
+    await store.create_team(other)
+    assert await store.get_team_env(acme.id) is None
+
+    assert await store.set_team_env(acme.id, b'{"shopUrl":"https://a.example"}') is True
+    assert await store.set_team_env(other.id, b'{"shopUrl":"https://b.example"}') is True
+    assert await store.set_team_env(acme.id, b'{"n":1}') is True
+
+    assert await store.get_team_env(acme.id) == b'{"n":1}'
+    assert await store.get_team_env(other.id) == b'{"shopUrl":"https://b.example"}'
+    assert await store.get_team(acme.id) == acme  # the env is not part of the team record
+    assert await store.set_team_env(acme.id, None) is True
+    assert await store.get_team_env(acme.id) is None
+
+
+async def test_set_team_env_of_an_unknown_team_stores_nothing(store: Store) -> None:
+    missing = new_object_id()
+    assert await store.set_team_env(missing, b"{}") is False
+    assert await store.get_team_env(missing) is None
+
+
 # -- api keys ----------------------------------------------------------------------------
 
 

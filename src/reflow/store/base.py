@@ -42,6 +42,10 @@ class Store(Protocol):
         """A team by id."""
     async def list_teams(self) -> list[Team]:
         """Every team, oldest first."""
+    async def get_team_env(self, team_id: str) -> bytes | None:
+        """The team's expression env as stored (a JSON object); None when unset or no team."""
+    async def set_team_env(self, team_id: str, env: bytes | None) -> bool:
+        """Replace the team's expression env (None clears it); False when no such team."""
     async def create_api_key(self, key: ApiKey, key_hash: str) -> None:
         """Insert a key (only its hash is stored)."""
     async def find_api_key(self, key_hash: str) -> ApiKey | None:

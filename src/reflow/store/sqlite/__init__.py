@@ -342,6 +342,16 @@ class SqliteStore:
         """Every team."""
         return [_team(r) for r in self._all("list_teams", ())]
 
+    async def get_team_env(self, team_id: str) -> bytes | None:
+        """The team's stored env."""
+        row = self._one("get_team_env", (team_id,))
+        return None if row is None else row[0]
+
+    async def set_team_env(self, team_id: str, env: bytes | None) -> bool:
+        """Replace the team's env."""
+        with self._transaction() as db:
+            return db.execute(Q["set_team_env"], (env, team_id)).rowcount > 0
+
     async def create_api_key(self, key: ApiKey, key_hash: str) -> None:
         """Insert a key."""
         params = (key.id, key.team_id, key.name, key.prefix, key_hash, key.created_at)

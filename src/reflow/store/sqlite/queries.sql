@@ -10,6 +10,12 @@ SELECT id, name, created_at, log_retention_s FROM teams WHERE id = ?;
 -- name: list_teams
 SELECT id, name, created_at, log_retention_s FROM teams ORDER BY created_at, id;
 
+-- name: get_team_env
+SELECT env FROM teams WHERE id = ?;
+
+-- name: set_team_env
+UPDATE teams SET env = ? WHERE id = ?;
+
 -- name: insert_api_key
 INSERT INTO api_keys (id, team_id, name, prefix, hash, created_at) VALUES (?, ?, ?, ?, ?, ?);
 

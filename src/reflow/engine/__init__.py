@@ -97,8 +97,10 @@ class Engine:
         workflow: CompiledWorkflow,
         trigger: Mapping[str, Any],
         recorded: list[StepRecord] | None = None,
+        env: Mapping[str, Any] | None = None,
     ) -> RunState:
-        """Prepare an execution to run (``recorded``: steps of an earlier, interrupted run)."""
+        """Prepare an execution to run (``recorded``: steps of an earlier, interrupted run;
+        ``env``: the team's expression env, the config's when None)."""
         record = recorder.record
         steps = recorded or []
         timeout = workflow.definition.timeout or self.config.execution_timeout
@@ -112,7 +114,7 @@ class Engine:
                 "mode": record.mode.value,
                 "rerunOf": record.rerun_of,
             },
-            "env": self.config.env,
+            "env": self.config.env if env is None else env,
         }
         return RunState(
             recorder=recorder,

@@ -17,6 +17,7 @@ from reflow.ids import now_ms
 from reflow.services.keys import KeyService
 from reflow.services.logs import LogService
 from reflow.services.runs import RunService
+from reflow.services.teams import TeamService
 from reflow.services.users import UserService
 from reflow.services.workflows import WorkflowService
 from reflow.settings import Environment, Settings
@@ -57,6 +58,7 @@ class Reflow:
             self.http,
         )
         self.keys = KeyService(store)
+        self.teams = TeamService(store, self.keys, settings.expression_env)
         self.users = UserService(store)
         self.workflows = WorkflowService(store, self.users)
         self.worker = Worker(
@@ -64,7 +66,7 @@ class Reflow:
             concurrency=settings.worker_concurrency, lease_seconds=settings.lease_seconds,
         )
         self.runs = RunService(store, self.workflows, self.engine, self.worker,
-                               log_retention=settings.log_retention)
+                               teams=self.teams, log_retention=settings.log_retention)
         self.logs = LogService(store, self.workflows)
         self._background: list[asyncio.Task[None]] = []
         self.running = False

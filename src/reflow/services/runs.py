@@ -21,6 +21,7 @@ from reflow.engine import Engine, Recorder, RunState
 from reflow.engine.compiled import CompiledWorkflow
 from reflow.errors import Conflict, InvalidRequest, NotFound
 from reflow.ids import execution_id_time_ms, new_execution_id, now_ms
+from reflow.services.teams import TeamService
 from reflow.services.workflows import Target, WorkflowService
 from reflow.store.base import Store
 from reflow.worker import Worker
@@ -100,6 +101,7 @@ class RunService:
         engine: Engine,
         worker: Worker,
         *,
+        teams: TeamService,
         log_retention: float,
     ) -> None:
         self.store = store
@@ -107,6 +109,7 @@ class RunService:
         self.engine = engine
         self.worker = worker
         self.log_retention = log_retention
+        self.teams = teams
 
     async def run(
         self,
@@ -300,8 +303,10 @@ class RunService:
                             idempotency_key=idempotency_key)
         if not wait or idempotency_key is not None:
             await recorder.flush()
+        env = await self.teams.expression_env(record.team_id)
         # Steps copied from the source (a rerun from a block) count as recorded.
-        state = self.engine.new_state(recorder, compiled, trigger, list(record.steps))
+        state = self.engine.new_state(recorder, compiled, trigger, list(record.steps),
+                                      env=env)
         task = self.worker.spawn(state)
         if not wait:
             return Started(record.id)
@@ -319,4 +324,6 @@ class RunService:
                                                  record.version)
         recorder = Recorder(self.store, record, persisted=True)
         recorded, record.steps = record.steps, []
-        return self.engine.new_state(recorder, compiled, orjson.loads(record.trigger), recorded)
+        env = await self.teams.expression_env(record.team_id)
+        return self.engine.new_state(recorder, compiled, orjson.loads(record.trigger), recorded,
+                                     env=env)

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -32,7 +32,7 @@ from reflow.ids import now_ms
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["Engine", "EngineConfig", "Recorder", "RunState", "now_ms"]
+__all__ = ["Engine", "EngineConfig", "Marker", "Recorder", "RunState", "now_ms"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,36 @@ class ExecutionTimeoutError(Exception):
     """The execution ran past its deadline."""
 
 
+class ExecutionCancelledError(Exception):
+    """A cancel arrived: the execution stops before its next block."""
+
+    def __init__(self, block_id: str) -> None:
+        super().__init__(block_id)
+        self.block_id = block_id
+
+
+class Marker(Protocol):
+    """Where the engine says which execution's block is evaluating on this thread right now.
+
+    An executor process writes it to memory its parent can read, so when the process
+    crashes or hangs the parent knows which execution did it (``executor.process``).
+    """
+
+    def enter(self, execution_id: str, block_id: str) -> None:
+        """A block of this execution starts synchronous work (rendering, a pure block)."""
+
+    def leave(self) -> None:
+        """The synchronous work ended."""
+
+
+class _NoMarker:
+    def enter(self, execution_id: str, block_id: str) -> None:
+        pass
+
+    def leave(self) -> None:
+        pass
+
+
 @dataclass(slots=True)
 class RunState:
     """One execution being run: its record, expression context and recorded steps."""
@@ -77,6 +107,8 @@ class RunState:
     # but the caller waiting on this run is answered with the body itself.
     response: Any = None
     responded: bool = False
+    # Set by a cancel; checked before each block.
+    cancel_requested: bool = False
 
     @property
     def record(self) -> ExecutionRecord:
@@ -87,9 +119,13 @@ class RunState:
 class Engine:
     """Runs executions; one instance per process, shared by every run."""
 
-    def __init__(self, config: EngineConfig, http: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self, config: EngineConfig, http: httpx.AsyncClient | None = None,
+        marker: Marker | None = None,
+    ) -> None:
         self.config = config
         self.http = http
+        self.marker: Marker = marker or _NoMarker()
 
     def new_state(
         self,
@@ -135,6 +171,9 @@ class Engine:
             await self._run_blocks(state.workflow.blocks, state)
         except StepFailedError as exc:
             self._finish(record, ExecutionStatus.FAILED, exc.message, exc.block_id)
+        except ExecutionCancelledError as exc:
+            self._finish(record, ExecutionStatus.CANCELLED,
+                         f"cancelled before block {exc.block_id!r} ran", exc.block_id)
         except ExecutionTimeoutError:
             limit = state.workflow.definition.timeout or self.config.execution_timeout
             self._finish(record, ExecutionStatus.FAILED,
@@ -166,6 +205,8 @@ class Engine:
     async def _run_blocks(self, blocks: tuple[CompiledBlock, ...], state: RunState) -> bool:
         """Run blocks in order; False when a filter stopped the execution."""
         for compiled in blocks:
+            if state.cancel_requested:
+                raise ExecutionCancelledError(compiled.id)
             if time.monotonic() > state.deadline:
                 raise ExecutionTimeoutError
             prior = state.recorded.get(compiled.id)
@@ -194,11 +235,15 @@ class Engine:
         started = now_ms()
         seq = state.next_seq
         state.next_seq += 1
+        marker = self.marker
+        marker.enter(state.record.id, compiled.id)
         try:
             params = compiled.params.render(state.context)
         except ExpressionError as exc:
+            marker.leave()
             await self._record(state, compiled, seq, started, {}, None, exc.message, 1)
             raise StepFailedError(exc.message, compiled.id) from exc
+        marker.leave()
         outcome, error, attempts = await self._attempts(compiled, params, state)
         await self._record(state, compiled, seq, started, params,
                            outcome.output if outcome else None, error, attempts)
@@ -229,7 +274,11 @@ class Engine:
                 if block.side_effects or definition.timeout is not None:
                     async with asyncio.timeout(ctx.timeout):
                         return await block.run(params, ctx), None, attempt
-                return await block.run(params, ctx), None, attempt
+                self.marker.enter(state.record.id, compiled.id)
+                try:
+                    return await block.run(params, ctx), None, attempt
+                finally:
+                    self.marker.leave()
             except BlockFailed as exc:
                 error, retryable = exc.message, exc.retryable
             except ExpressionError as exc:
@@ -270,9 +319,13 @@ class Engine:
         attempts: int,
     ) -> None:
         encoded_output, output_cut = None, False
-        if error is None:
-            encoded_output, output_cut = self._capped(redact(output, state.secrets))
-        encoded_input, input_cut = self._capped(redact(params, state.secrets))
+        self.marker.enter(state.record.id, compiled.id)
+        try:
+            if error is None:
+                encoded_output, output_cut = self._capped(redact(output, state.secrets))
+            encoded_input, input_cut = self._capped(redact(params, state.secrets))
+        finally:
+            self.marker.leave()
         step = StepRecord(
             seq=seq,
             block_id=compiled.id,

@@ -33,6 +33,8 @@ class CompiledWorkflow:
     version: int
     definition: WorkflowDefinition
     blocks: tuple[CompiledBlock, ...]
+    # The stored definition JSON it was compiled from (what an executor process compiles).
+    source: bytes = b""
 
 
 def _compile_blocks(
@@ -50,8 +52,9 @@ def _compile_blocks(
 
 
 def compile_workflow(
-    workflow_id: str, version: int, definition: WorkflowDefinition, registry: Mapping[str, Block]
+    workflow_id: str, version: int, definition: WorkflowDefinition,
+    registry: Mapping[str, Block], source: bytes = b"",
 ) -> CompiledWorkflow:
     """Compile every block's templates; the definition must already be validated."""
     return CompiledWorkflow(workflow_id, version, definition,
-                            _compile_blocks(definition.blocks, registry))
+                            _compile_blocks(definition.blocks, registry), source)

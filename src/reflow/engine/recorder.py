@@ -8,9 +8,24 @@ finishes) is inserted with its first commit, so a crash before it loses nothing 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from typing import Protocol
 
 from reflow.domain.executions import ExecutionRecord, StepRecord
-from reflow.store.base import Store
+
+
+class ExecutionWriter(Protocol):
+    """Where a recorder commits: the Store itself, or the parent of an executor process."""
+
+    async def insert_execution(
+        self, execution: ExecutionRecord, idempotency_key: str | None = None
+    ) -> None:
+        """Insert the execution with its steps (and idempotency key) in one transaction."""
+
+    async def save_execution(
+        self, execution: ExecutionRecord, new_steps: Sequence[StepRecord]
+    ) -> None:
+        """Update the execution's status fields and append steps in one transaction."""
 
 
 class Recorder:
@@ -19,7 +34,7 @@ class Recorder:
     __slots__ = ("_idempotency_key", "_lock", "_store", "pending", "persisted", "record")
 
     def __init__(
-        self, store: Store, record: ExecutionRecord, *, persisted: bool,
+        self, store: ExecutionWriter, record: ExecutionRecord, *, persisted: bool,
         idempotency_key: str | None = None,
     ) -> None:
         self._store = store

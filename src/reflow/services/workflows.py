@@ -233,7 +233,8 @@ class WorkflowService:
         if stored is None:
             raise NotFound(f"workflow {workflow_id!r} has no version {version}")
         definition = definition_from_document(orjson.loads(stored.definition))
-        compiled = compile_workflow(workflow_id, version, definition, load_blocks())
+        compiled = compile_workflow(workflow_id, version, definition, load_blocks(),
+                                    stored.definition)
         self._compiled[key] = compiled
         if len(self._compiled) > _COMPILED_CACHE:
             self._compiled.popitem(last=False)

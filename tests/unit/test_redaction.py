@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from reflow.blocks.redaction import SECRET_MARK, is_secret_key, redact
+from reflow.blocks.redaction import SECRET_MARK, is_secret_key, redact, secret_values
 
 
 @pytest.mark.parametrize(
@@ -124,3 +124,65 @@ def test_already_redacted_value_is_not_copied() -> None:
 def test_key_order_is_kept_when_copying() -> None:
     value = {"a": 1, "token": "t", "z": 2}
     assert list(redact(value)) == ["a", "token", "z"]
+
+
+# -- credentials inside URLs and text ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "param",
+    ["token", "access_token", "api_key", "apikey", "apiKey", "key", "secret", "client_secret",
+     "password", "signature", "X-Amz-Signature", "sig", "subscription-key"],
+)
+def test_secret_looking_query_parameters_are_redacted_in_urls(param: str) -> None:
+    url = f"https://api.example.com/v1/orders?page=2&{param}=s3cr3t-value&sort=asc#top"
+    assert redact({"url": url}) == {
+        "url": f"https://api.example.com/v1/orders?page=2&{param}={SECRET_MARK}&sort=asc#top"
+    }
+
+
+@pytest.mark.parametrize("param", ["page", "sort", "keyword", "monkey", "q"])
+def test_ordinary_query_parameters_are_kept(param: str) -> None:
+    url = f"https://api.example.com/search?{param}=value"
+    assert redact(url) is url
+
+
+def test_a_url_inside_free_text_loses_its_secret_parameter() -> None:
+    text = "GET https://x.example/cb?token=abc123&id=7 answered 500"
+    assert redact([text]) == [f"GET https://x.example/cb?token={SECRET_MARK}&id=7 answered 500"]
+
+
+def test_a_form_body_loses_its_secret_fields() -> None:
+    assert redact("grant_type=password&password=hunter22&user=ann") == (
+        f"grant_type=password&password={SECRET_MARK}&user=ann"
+    )
+
+
+def test_the_password_of_a_url_is_redacted_and_the_user_kept() -> None:
+    assert redact("postgres://ann:pa55word@db:5432/x") == f"postgres://ann:{SECRET_MARK}@db:5432/x"
+
+
+def test_an_already_redacted_url_is_returned_as_the_same_object() -> None:
+    url = f"https://x/?token={SECRET_MARK}&sig={SECRET_MARK} and https://a:{SECRET_MARK}@h/"
+    assert redact(url) is url
+
+
+def test_a_known_secret_is_redacted_inside_a_query_string_under_any_name() -> None:
+    assert redact("https://x/?q=hunter2&page=1", ["hunter2"]) == f"https://x/?q={SECRET_MARK}&page=1"
+
+
+# -- known secret values from a trigger -------------------------------------------------------
+
+
+def test_secret_values_collects_every_leaf_under_a_secret_looking_key_at_any_depth() -> None:
+    trigger = {"data": {
+        "password": "hunter2",
+        "nested": {"apiKey": "abc123xyz", "name": "ann"},
+        "items": [{"token": {"value": "t-1", "pin": 4321, "ok": True}}],
+        "label": "public",
+    }}
+    assert secret_values(trigger) == ("hunter2", "abc123xyz", "t-1", "4321")
+
+
+def test_secret_values_of_a_payload_without_secret_keys_is_empty() -> None:
+    assert secret_values({"data": {"label": "x", "values": [1, 2]}}) == ()

@@ -1,5 +1,10 @@
 """Redaction of secrets from step inputs and outputs before they are written.
 
+Three rules, applied together at any depth: the value under a secret-looking key is
+replaced; a secret-looking query parameter (``?token=...``) or URL password
+(``https://user:pw@host``) inside any string is replaced; and any known secret value
+(the run's secrets, e.g. the trigger's secret fields) is replaced wherever it appears.
+
 It runs on every step recorded, so the common case (nothing to hide) returns the value
 itself without copying, and key checks are cached instead of matched with a regex.
 """
@@ -7,7 +12,7 @@ itself without copying, and key checks are cached instead of matched with a rege
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from functools import lru_cache
 from itertools import islice
 from typing import Any
@@ -16,6 +21,16 @@ SECRET_MARK = "[redacted]"
 
 _SECRET_KEYS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
 _SECRET_KEY_PARTS = ("token", "secret", "password", "passwd", "api_key", "apikey", "api-key")
+# Query parameters that carry credentials although, as JSON keys, the names are too common
+# to hide (`{"key": "orders"}` is data; `?key=...` is an API key).
+_SECRET_PARAMS = frozenset({"key", "sig", "signature", "auth", "pwd", "pass", "code_verifier"})
+_SECRET_PARAM_SUFFIXES = ("_key", "-key", "signature")
+# `name=value` at the start of a string or after `?`/`&` (a URL's query, a form body), and
+# the password of a URL's `user:password@`.
+_CREDENTIAL_IN_TEXT = re.compile(
+    r"(?P<lead>(?:^|[?&])(?P<name>[^=&#\s?]+)=)(?P<value>[^&#\s\"'<>]*)"
+    r"|(?P<user>://[^/\s:@?#]+:)(?P<password>[^/\s@?#]+)@"
+)
 # Shorter values match too much ordinary text to be worth hiding.
 MIN_SECRET_LENGTH = 4
 
@@ -25,6 +40,31 @@ def is_secret_key(key: str) -> bool:
     """Whether a mapping key names a secret (``Authorization``, ``x-api-key``, ``password``)."""
     lowered = key.lower()
     return lowered in _SECRET_KEYS or any(part in lowered for part in _SECRET_KEY_PARTS)
+
+
+@lru_cache(maxsize=1024)
+def is_secret_param(name: str) -> bool:
+    """Whether a URL query parameter names a credential (``token``, ``key``, ``sig``...)."""
+    lowered = name.lower()
+    return (is_secret_key(lowered) or lowered in _SECRET_PARAMS
+            or lowered.endswith(_SECRET_PARAM_SUFFIXES))
+
+
+def _hide_credential(match: re.Match[str]) -> str:
+    if match["user"] is not None:
+        return f"{match['user']}{SECRET_MARK}@"
+    value = match["value"]
+    if not value or value == SECRET_MARK or not is_secret_param(match["name"]):
+        return match[0]
+    return match["lead"] + SECRET_MARK
+
+
+def _hide_credentials(text: str) -> str:
+    # Most strings have neither `=` nor `://`: skip the regex for them.
+    if "=" not in text and "://" not in text:
+        return text
+    hidden = _CREDENTIAL_IN_TEXT.sub(_hide_credential, text)
+    return text if hidden == text else hidden
 
 
 class _Scrubber:
@@ -89,7 +129,7 @@ def _walk_sequence(value: list[Any] | tuple[Any, ...], scrubber: _Scrubber | Non
 
 def _walk(value: Any, scrubber: _Scrubber | None) -> Any:
     if isinstance(value, str):
-        return scrubber.scrub(value) if scrubber else value
+        return _hide_credentials(scrubber.scrub(value) if scrubber else value)
     if isinstance(value, Mapping):
         return _walk_mapping(value, scrubber)
     if isinstance(value, list | tuple):
@@ -98,9 +138,43 @@ def _walk(value: Any, scrubber: _Scrubber | None) -> Any:
 
 
 def redact(value: Any, secrets: Collection[str] = ()) -> Any:
-    """``value`` with secret-named keys and any of ``secrets`` replaced by SECRET_MARK.
+    """``value`` with secret-named keys, URL credentials and any of ``secrets`` replaced.
 
     Returns ``value`` itself when there is nothing to redact; otherwise a copy of only the
     containers that changed (unchanged subtrees are shared, never mutated).
     """
     return _walk(value, _scrubber_for(secrets))
+
+
+def _children(value: Any) -> Iterator[tuple[Any, Any]]:
+    if isinstance(value, Mapping):
+        yield from value.items()
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield None, item
+
+
+def _leaves(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        yield str(value)  # a numeric PIN shows up in text as its digits
+    for _, item in _children(value):
+        yield from _leaves(item)
+
+
+def _secret_leaves(value: Any) -> Iterator[str]:
+    for key, item in _children(value):
+        if isinstance(key, str) and is_secret_key(key):
+            yield from _leaves(item)
+        else:
+            yield from _secret_leaves(item)
+
+
+def secret_values(value: Any) -> tuple[str, ...]:
+    """The text of every value under a secret-looking key of ``value``, at any depth.
+
+    These become a run's known secrets, so they are redacted wherever they reappear (in a
+    URL, a header, an error message), not only under their own key.
+    """
+    return tuple(dict.fromkeys(_secret_leaves(value)))

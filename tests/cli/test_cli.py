@@ -161,6 +161,102 @@ def test_keys_create_prints_the_raw_key_once_as_key_value_lines(reflow_cli: Cli)
     assert "only time" in result.stderr
 
 
+# -- teams -----------------------------------------------------------------------------------
+
+ENV_YAML = """\
+name: Shop URL
+trigger: {type: api}
+blocks:
+  - id: done
+    type: respond
+    with: {body: {shopUrl: "{{ env.shopUrl }}", retries: "{{ env.retries }}"}}
+"""
+
+
+def test_teams_create_prints_only_the_team_id_and_a_key_that_authenticates_as_that_team(
+    reflow_cli: Cli,
+) -> None:
+    reflow_cli("db", "upgrade")
+    created = reflow_cli.json("teams", "create", "acme")
+
+    assert set(created) == {"teamId", "apiKey"}
+    team = reflow_cli.reflow_call(lambda r: r.keys.authenticate(created["apiKey"]))
+    assert (team.id, team.name) == (created["teamId"], "acme")
+    plain = reflow_cli("teams", "create", "globex")
+    fields = dict(line.split(":", 1) for line in plain.stdout.splitlines())
+    assert fields["name"].strip() == "globex" and fields["apiKey"].strip().startswith("rf_")
+    assert "only time" in plain.stderr
+    assert "already exists" in reflow_cli("teams", "create", "acme", code=5).stderr
+
+
+def test_teams_list_shows_every_team_oldest_first_with_its_live_keys(reflow_cli: Cli) -> None:
+    reflow_cli("db", "upgrade")
+    acme = reflow_cli.json("teams", "create", "acme")["teamId"]
+    reflow_cli("keys", "create", "--team", acme)
+    revoked = reflow_cli.json("keys", "create", "--team", acme)
+    reflow_cli("keys", "revoke", revoked["id"], "--team", acme)
+
+    listed = reflow_cli.json("teams", "list")
+
+    assert [(t["name"], t["liveKeys"]) for t in listed] == [("default", 1), ("acme", 2)]
+    assert listed[1]["teamId"] == acme and listed[1]["createdAt"].endswith("Z")
+    rows = reflow_cli("teams", "list").stdout.splitlines()
+    assert rows[0].split() == ["ID", "NAME", "CREATED", "LIVE", "KEYS"]
+    assert rows[2].split()[:2] == [acme, "acme"] and rows[2].split()[-1] == "2"
+
+
+def test_teams_env_sets_unsets_and_replaces_keys_and_a_run_of_that_team_sees_them(
+    reflow_cli: Cli,
+) -> None:
+    reflow_cli("db", "upgrade")
+    acme = reflow_cli.json("teams", "create", "acme")["teamId"]
+    reflow_cli("workflows", "apply", str(reflow_cli.write("env.yaml", ENV_YAML)), "--team", acme)
+    reflow_cli("users", "create", "demo", "--team", acme)
+    reflow_cli("workflows", "activate", "Shop URL", "--user", "demo", "--team", acme)
+
+    changed = reflow_cli.json("teams", "env", "acme", "--set", "shopUrl=https://acme.example",
+                              "--set-json", "retries=3", "--set-json", 'tags=["a"]')
+    run = reflow_cli.json("run", "Shop URL", "--user", "demo", "--wait", "10", "--team", acme)
+    unset = reflow_cli.json("teams", "env", acme, "--unset", "tags", "--unset", "retries")
+    replaced = reflow_cli.json("teams", "env", "acme", "--file",
+                               str(reflow_cli.write("env.json", '{"shopUrl": "https://b"}')),
+                               "--set", "region=eu")
+
+    assert changed == {"teamId": acme,
+                       "env": {"shopUrl": "https://acme.example", "retries": 3, "tags": ["a"]}}
+    assert run["output"] == {"shopUrl": "https://acme.example", "retries": 3}
+    assert unset["env"] == {"shopUrl": "https://acme.example"}
+    assert replaced["env"] == {"shopUrl": "https://b", "region": "eu"}
+    shown = reflow_cli("teams", "env", "acme").stdout.splitlines()
+    assert [line.split() for line in shown] == [
+        ["KEY", "VALUE", "(JSON)"], ["shopUrl", '"https://b"'], ["region", '"eu"']]
+    assert reflow_cli.json("teams", "env", "default") == {
+        "teamId": reflow_cli.json("teams", "list")[0]["teamId"], "env": {}}
+    assert "no env of its own" in reflow_cli("teams", "env", "default").stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (("teams", "env", "nope"), 4, "team 'nope' not found"),
+        (("teams", "env", "default", "--set", "novalue"), 2, "--set: expected KEY=VALUE"),
+        (("teams", "env", "default", "--set-json", "n={oops"), 2, "--set-json n: not valid JSON"),
+        (("teams", "env", "default", "--set", "a=1", "--unset", "a"), 2, "both set and unset"),
+        (("teams", "env", "default", "--set", "big=" + "x" * 70_000), 2, "over the limit"),
+        (("teams", "create", " "), 2, "team name"),
+    ],
+    ids=["unknown team", "no value", "bad json", "set and unset", "oversized", "blank name"],
+)
+def test_teams_errors_exit_with_their_code_and_change_nothing(
+    reflow_cli: Cli, args: tuple[str, ...], code: int, message: str
+) -> None:
+    reflow_cli("db", "upgrade")
+    result = reflow_cli(*args, code=code)
+    assert result.stderr.startswith("error: ") and message in result.stderr
+    assert reflow_cli.json("teams", "env", "default")["env"] == {}
+    assert len(reflow_cli.json("teams", "list")) == 1
+
+
 # -- workflows and users ---------------------------------------------------------------------
 
 
@@ -372,6 +468,7 @@ def test_rerun_of_an_unfinished_execution_exits_5(ready: Cli) -> None:
 
 COMMANDS = [
     ("db", "upgrade"), ("keys", "create"), ("keys", "list"), ("keys", "revoke"),
+    ("teams", "create"), ("teams", "list"), ("teams", "env"),
     ("users", "create"), ("workflows", "apply"), ("workflows", "list"),
     ("workflows", "activate"), ("run",), ("rerun",), ("logs", "list"), ("logs", "show"),
     ("serve",),

@@ -13,7 +13,7 @@ from starlette.responses import Response
 from reflow import __version__
 from reflow.api.errors import install_error_handlers, json_response
 from reflow.api.middleware import ApiVersionMiddleware, BodyLimitMiddleware
-from reflow.api.routes import logs, runs, users, workflows
+from reflow.api.routes import logs, runs, teams, users, workflows
 from reflow.services import Reflow
 from reflow.settings import CURRENT_API_VERSION, SUPPORTED_API_VERSIONS
 
@@ -44,7 +44,7 @@ def create_app(reflow: Reflow, *, manage: bool = True) -> FastAPI:
     )
     app.state.reflow = reflow
     install_error_handlers(app)
-    for module in (users, workflows, runs, logs):
+    for module in (users, workflows, runs, logs, teams):
         app.include_router(module.router)
 
     def openapi() -> dict[str, Any]:

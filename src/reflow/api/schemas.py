@@ -42,6 +42,16 @@ class UserPublic(BaseModel):
     fullName: str | None
 
 
+# -- teams ---------------------------------------------------------------------------------
+
+class TeamEnv(Strict):
+    """``GET`` and ``PUT /env``: what the calling key's team sets as its expression ``env``
+    (its expressions see it over the deployment's defaults, the team's keys winning)."""
+
+    env: dict[str, Any] = Field(
+        description="a JSON object of at most 64 KiB as JSON and 32 levels deep")
+
+
 # -- workflows -----------------------------------------------------------------------------
 
 class WorkflowRef(Strict):

@@ -11,6 +11,7 @@ import functools
 import json
 import math
 import operator
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -28,6 +29,24 @@ DEFAULT_TIMEOUT_MS: Final = 1000
 DEFAULT_MAX_DEPTH: Final = 500
 _CACHE_SIZE: Final = 4096
 
+# What the engine is given to compile. Its parser and the passes over the tree it builds recurse
+# once per nested operator on the native stack, and a stack overflow kills the process: a chain
+# of 9,400 operators (`+`, `.`, `and`, `&`, `~>`, `[0]`...) crashes on an 8 MiB stack, 1,170 on
+# a 1 MiB thread stack (nested calls: 890). 400 keeps a 23x margin on the first and 2.2x on the
+# second, and leaves 100 frames of the depth budget to whatever such an expression calls
+# (evaluating a chain takes a frame per operator). docs/expressions.md has the measurements.
+MAX_NESTING: Final = 400
+# All operators, nested or not: bounds compile time, which grows with the square of a path's
+# length (5 paths of 400 steps: ~17 ms).
+MAX_OPERATORS: Final = 2_000
+# A backstop that needs no tokenizing: each operator of a chain comes with an operand, two
+# characters at least, so this many characters cannot nest deep enough to crash an 8 MiB stack
+# even if the scan below misread the source.
+MAX_SOURCE_LENGTH: Final = 10_000
+# Results deeper than this are refused: they could not be stored (orjson writes 255 levels at
+# most, and a template adds its own), and the engine crashes converting ~11,000 levels.
+MAX_VALUE_DEPTH: Final = 128
+
 # $error() and $assert() carry the author's own message, which is then the whole message.
 _AUTHORED_CODES: Final = frozenset({"D3137", "D3141"})
 _TIMEOUT_CODE: Final = "TIMEOUT"
@@ -35,6 +54,7 @@ _TOO_DEEP_CODE: Final = "STACK_OVERFLOW"
 
 _OPEN: Final = "{{"
 _CLOSE: Final = "}}"
+_SHOWN: Final = 80  # characters of a faulty expression quoted in its problem
 
 
 _PER_THREAD = threading.local()
@@ -43,7 +63,7 @@ _PER_THREAD = threading.local()
 class Expression:
     """A compiled JSONata expression; ``evaluate`` runs it within its time and depth budget."""
 
-    __slots__ = ("max_depth", "source", "timeout_ms")
+    __slots__ = ("_inner_levels", "max_depth", "source", "timeout_ms")
 
     def __init__(
         self,
@@ -51,10 +71,17 @@ class Expression:
         *,
         timeout_ms: int = DEFAULT_TIMEOUT_MS,
         max_depth: int = DEFAULT_MAX_DEPTH,
+        slot_object: bool = False,
     ) -> None:
+        """``slot_object`` is only for a template's ``{"s0": (e0), ...}``, built from checked
+        expressions: its size is theirs, and its result has one level more than theirs."""
+        if not slot_object and (problem := size_problem(source)) is not None:
+            raise ExpressionError(problem)
         self.source = source
         self.timeout_ms = timeout_ms
         self.max_depth = max_depth
+        # Levels a result may have below its top (a slot object's top is not the author's).
+        self._inner_levels = MAX_VALUE_DEPTH - (0 if slot_object else 1)
         self._compiled()  # a syntax error shows now, not at the first evaluation
 
     def __repr__(self) -> str:
@@ -69,7 +96,7 @@ class Expression:
         try:
             # No local holds the engine object: a traceback kept alive elsewhere must not
             # carry it to another thread.
-            return self._compiled().evaluate(
+            result = self._compiled().evaluate(
                 context, None if bindings is None else dict(bindings)
             )
         except jsonata.JsonataError as error:
@@ -77,6 +104,18 @@ class Expression:
         except (ValueError, OverflowError) as error:
             # The engine's conversion of the context: a set, a date, an int beyond 64 bits...
             raise ExpressionError(f"expression input is not JSON data: {error}") from error
+        except RecursionError as error:
+            raise ExpressionError(
+                f"expression input or result is nested too deeply to convert: {error}"
+            ) from error
+        except MemoryError as error:
+            raise ExpressionError("expression ran out of memory") from error
+        kind = type(result)
+        if (kind is dict or kind is list) and _nested_deeper_than(result, self._inner_levels):
+            raise ExpressionError(
+                f"expression result is nested more than {MAX_VALUE_DEPTH} levels deep"
+            )
+        return result
 
     def _compiled(self) -> jsonata.Jsonata:
         # A jsonata-rs object may be used, and dropped, only on the thread that made it
@@ -119,6 +158,132 @@ class Expression:
 
 def _syntax_message(error: jsonata.JsonataError) -> str:
     return f"{error} at position {error.position} ({error.code})"
+
+
+def _nested_deeper_than(value: dict[Any, Any] | list[Any], levels: int) -> bool:
+    """Whether a dict or list holds dicts or lists more than ``levels`` levels below its top.
+
+    Only containers are descended, so a result of scalars costs one pass over its items.
+    """
+    items = value.values() if type(value) is dict else value
+    if levels <= 0:
+        return any(type(item) is dict or type(item) is list for item in items)
+    for item in items:
+        kind = type(item)
+        if (kind is dict or kind is list) and _nested_deeper_than(item, levels - 1):
+            return True
+    return False
+
+
+# One token of JSONata text, as the engine's tokenizer cuts it, for counting operators only.
+_TOKEN: Final = re.compile(
+    r"""
+      (?P<space> \s+ | /\*.*?(?:\*/|\Z) )
+    | (?P<value> "(?:[^"\\]|\\(?:.|\Z))*(?:"|\Z) | '(?:[^'\\]|\\(?:.|\Z))*(?:'|\Z)
+               | `[^`]*(?:`|\Z) | \d+(?:\.\d+)?(?:[eE][-+]?\d+)?
+               | \$?[^\s()\[\]{}.,;:!=<>+\-*/%&|?~^@\#"'`$]+ | \$ )
+    | (?P<open> [(\[{] )
+    | (?P<close> [)\]}] )
+    | (?P<separator> [,;] )
+    | (?P<slash> / )
+    | (?P<operator> ~> | := | != | <= | >= | \.\. | [-+*%&.?=<>!~^@\#|] )
+    | (?P<other> . )
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+# A regex literal, after its opening slash; its flags follow the closing one.
+_REGEX_LITERAL: Final = re.compile(r"(?:[^/\\]|\\(?:.|\Z))*(?:/[a-z]*|\Z)", re.DOTALL)
+_OPERATOR_CHARS: Final = re.compile(r"[-+*%&.?=<>!~^@#|(\[{]")
+_WORD_OPERATORS: Final = frozenset({"and", "or", "in"})
+# _TOKEN's groups by number (Match.lastindex), cheaper to compare than by name.
+(_TOKEN_SPACE, _TOKEN_VALUE, _TOKEN_OPEN, _TOKEN_CLOSE, _TOKEN_SEPARATOR, _TOKEN_SLASH,
+ _TOKEN_OPERATOR, _TOKEN_OTHER) = range(1, 9)
+
+
+def size_problem(source: str) -> str | None:
+    """Why ``source`` is too large to give the engine, or None: the check before compiling.
+
+    One pass counts the operators that can nest into each other: a chain (``a.b.c``,
+    ``1 + 2 + 3``) or brackets inside brackets add up, while items separated by ``,`` or ``;``
+    are siblings and do not. Strings and comments are skipped.
+    """
+    if len(source) > MAX_SOURCE_LENGTH:
+        return (
+            f"expression is too large to compile ({len(source):,} characters; "
+            f"at most {MAX_SOURCE_LENGTH:,})"
+        )
+    if len(source) <= MAX_NESTING:
+        return None  # every operator takes a character: this many cannot be too many
+    nesting, count = _operators(source)
+    if nesting > MAX_NESTING:
+        return (
+            f"expression is too large to compile ({nesting:,} operators nested in one chain; "
+            f"at most {MAX_NESTING:,})"
+        )
+    if count > MAX_OPERATORS:
+        return (
+            f"expression is too large to compile ({count:,} operators; "
+            f"at most {MAX_OPERATORS:,})"
+        )
+    return None
+
+
+def _operators(source: str) -> tuple[int, int]:
+    """The most operators nested at any point of ``source`` (an upper bound of its depth), and
+    how many operators it has."""
+    outer: list[int] = []  # operators counted in each enclosing bracket's current item
+    current = total = deepest = 0  # this item's count; the sum over all open levels; max
+    count = 0
+    prefix = True  # where the engine reads '/' as the start of a regex, not a division
+    index, size = 0, len(source)
+    while index < size:
+        for token in _TOKEN.finditer(source, index):
+            kind = token.lastindex
+            if kind == _TOKEN_SPACE:
+                continue
+            if kind == _TOKEN_VALUE:
+                if token.group() not in _WORD_OPERATORS:
+                    prefix = False
+                    continue
+                added = 1
+            elif kind == _TOKEN_OPEN:
+                outer.append(current + 1)
+                total += 1
+                count += 1
+                current, prefix = 0, True
+                deepest = max(deepest, total)
+                continue
+            elif kind == _TOKEN_SEPARATOR:  # the next item is a sibling of this one
+                total -= current
+                current, prefix = 0, True
+                continue
+            elif kind == _TOKEN_CLOSE:
+                total -= current
+                # An unmatched closer is a syntax error: the engine stops there anyway.
+                current, prefix = (outer.pop() if outer else 0), False
+                continue
+            elif kind == _TOKEN_SLASH and prefix:
+                literal = _REGEX_LITERAL.match(source, token.end())
+                assert literal is not None  # it can match the empty string
+                # Its characters count as operators too: should the engine read a division
+                # here, nothing it parses goes uncounted.
+                added = len(_OPERATOR_CHARS.findall(literal.group())) + 1
+                current += added
+                total += added
+                count += added
+                deepest = max(deepest, total)
+                index, prefix = literal.end(), False
+                break  # the scan resumes after the literal
+            else:  # an operator, a division, or ':' and the like
+                added = kind != _TOKEN_OTHER
+                prefix = True
+            current += added
+            total += added
+            count += added
+            deepest = max(deepest, total)
+        else:
+            break
+    return deepest, count
 
 
 def compile_expression(
@@ -204,7 +369,9 @@ def compile_template(
         # A lone "{{ expr }}" at the root is that expression: no slot object to unpack.
         return Template(None, node.single, None, expressions)
     slots = ", ".join(f'"{name}": {source}' for name, source in compiler.slots)
-    combined = Expression("{" + slots + "}", timeout_ms=timeout_ms, max_depth=max_depth)
+    combined = Expression(
+        "{" + slots + "}", timeout_ms=timeout_ms, max_depth=max_depth, slot_object=True
+    )
     return Template(None, combined, node.build, expressions)
 
 
@@ -312,12 +479,16 @@ class _TemplateCompiler:
         if not source:
             self.problems.append(Problem(path, "empty expression in '{{ }}'"))
             return None
+        if (too_large := size_problem(source)) is not None:
+            self.problems.append(Problem(path, too_large))  # the source itself is no help
+            return None
         try:
             expression = compile_expression(
                 source, timeout_ms=self.timeout_ms, max_depth=self.max_depth
             )
         except ExpressionError as error:
-            self.problems.append(Problem(path, f"invalid expression {source!r}: {error.message}"))
+            shown = source if len(source) <= _SHOWN else source[: _SHOWN - 1] + "…"
+            self.problems.append(Problem(path, f"invalid expression {shown!r}: {error.message}"))
             return None
         self.expressions.append(expression)
         return expression

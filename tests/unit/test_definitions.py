@@ -21,6 +21,7 @@ from reflow.domain.definitions import (
 )
 from reflow.domain.durations import parse_duration
 from reflow.errors import DefinitionInvalid
+from reflow.expressions import MAX_NESTING, compile_template_problems
 
 SPECS = {
     "http": BlockSpec(
@@ -710,3 +711,45 @@ def test_an_unchanged_file_reformatted_has_the_same_canonical_form() -> None:
     assert canonical_json(parse_document(reformatted)) == canonical_json(
         parse_document(DESIGN_EXAMPLE)
     )
+
+
+# --- expressions in templates -----------------------------------------------------------
+
+LONG_CHAINS = {
+    "+": "1" + " + 1" * 10_000,
+    ".": "a" + ".a" * 10_000,
+    "and": "true" + " and true" * 10_000,
+    "&": '"x"' + ' & "x"' * 10_000,
+    "~>": "1" + " ~> $abs" * 10_000,
+    "[0]": "a" + "[0]" * 10_000,
+}
+
+
+def template_problems_of(doc: dict[str, Any]) -> list[str]:
+    """The problems of ``doc`` validated with its templates compiled, as the service does."""
+    with pytest.raises(DefinitionInvalid) as caught:
+        validate_definition(doc, SPECS, compile_template_problems)
+    return [str(problem) for problem in caught.value.problems]
+
+
+@pytest.mark.parametrize("operator", LONG_CHAINS)
+def test_a_long_chain_in_an_expression_is_refused_naming_its_block(operator: str) -> None:
+    doc = minimal(blocks=[
+        {"id": "a", "type": "transform", "with": {"value": "{{ 1 }}"}},
+        {"id": "b", "type": "transform", "with": {"value": 1}},
+        {"id": "c", "type": "transform",
+         "with": {"value": "{{ " + LONG_CHAINS[operator] + " }}"}},
+    ])
+    [problem] = template_problems_of(doc)
+    assert problem.startswith("blocks[2].with.value: expression is too large to compile (")
+
+
+def test_a_chain_over_the_limit_is_refused_with_its_count_and_the_limit() -> None:
+    chain = "1" + " + 1" * (MAX_NESTING + 1)
+    doc = minimal(blocks=[{"id": "a", "type": "transform", "with": {"value": {
+        "text": "total: {{ " + chain + " }}",
+    }}}])
+    assert template_problems_of(doc) == [
+        f"blocks[0].with.value.text: expression is too large to compile ({MAX_NESTING + 1} "
+        f"operators nested in one chain; at most {MAX_NESTING})"
+    ]

@@ -12,6 +12,10 @@ import pytest
 
 from reflow.errors import ExpressionError, Problem
 from reflow.expressions import (
+    MAX_NESTING,
+    MAX_OPERATORS,
+    MAX_SOURCE_LENGTH,
+    MAX_VALUE_DEPTH,
     Expression,
     compile_expression,
     compile_template,
@@ -313,3 +317,168 @@ def test_template_problems_name_each_path() -> None:
 
 def test_a_valid_template_has_no_problems() -> None:
     assert compile_template_problems({"a": ["{{ order.status }}", 1]}, "blocks[0].with") == []
+
+
+# --- limits: what the engine is given, and what it gives back ---------------------------------
+#
+# A long chain crashes the engine's parser (native stack overflow) near 9,400 operators on an
+# 8 MiB stack and 1,170 on a 1 MiB one, so these tests pass only because nothing that long
+# reaches it: were the check missing, the test process itself would die.
+
+CHAINS = {
+    "+": lambda n: "1" + " + 1" * n,
+    ".": lambda n: "a" + ".a" * n,
+    "and": lambda n: "true" + " and true" * n,
+    "&": lambda n: '"x"' + ' & "x"' * n,
+    "~>": lambda n: "1" + " ~> $abs" * n,
+    "[0]": lambda n: "a" + "[0]" * n,
+}
+NESTINGS = {
+    "parentheses": lambda n: "(" * n + "1" + ")" * n,
+    "arrays": lambda n: "[" * n + "1" + "]" * n,
+    "objects": lambda n: '{"a":' * n + "1" + "}" * n,
+    "calls": lambda n: "$abs(" * n + "1" + ")" * n,
+    "conditionals": lambda n: "true ? " * n + "1" + " : 0" * n,
+}
+DEEP_RESULT = '$reduce([1..{n}], function($acc, $i){{ {{"a": $acc}} }}, {{}})'
+
+
+@pytest.mark.parametrize("operator", CHAINS)
+def test_a_chain_of_ten_thousand_operators_is_refused_before_the_engine_sees_it(
+    operator: str,
+) -> None:
+    with pytest.raises(ExpressionError, match="expression is too large to compile"):
+        compile_expression(CHAINS[operator](10_000))
+
+
+@pytest.mark.parametrize("operator", CHAINS)
+def test_a_refused_chain_says_how_many_operators_and_the_limit(operator: str) -> None:
+    with pytest.raises(ExpressionError) as caught:
+        compile_expression(CHAINS[operator](MAX_NESTING + 1))
+    assert caught.value.message == (
+        f"expression is too large to compile ({MAX_NESTING + 1} operators nested in one "
+        f"chain; at most {MAX_NESTING})"
+    )
+
+
+@pytest.mark.parametrize("kind", NESTINGS)
+def test_nesting_brackets_calls_and_conditionals_counts_as_a_chain(kind: str) -> None:
+    with pytest.raises(ExpressionError, match=f"{MAX_NESTING + 1} operators nested"):
+        compile_expression(NESTINGS[kind](MAX_NESTING + 1))
+    assert compile_expression(NESTINGS[kind](100)).evaluate({}) is not None
+
+
+def test_a_source_longer_than_the_limit_is_refused_without_reading_it() -> None:
+    source = '"' + "x" * MAX_SOURCE_LENGTH + '"'
+    with pytest.raises(ExpressionError) as caught:
+        compile_expression(source)
+    assert caught.value.message == (
+        f"expression is too large to compile ({MAX_SOURCE_LENGTH + 2:,} characters; "
+        f"at most {MAX_SOURCE_LENGTH:,})"
+    )
+
+
+def test_too_many_operators_in_all_are_refused_even_side_by_side() -> None:
+    path = "a" + ".a" * (MAX_NESTING - 1)
+    source = "[" + ", ".join([path] * 6) + "]"
+    with pytest.raises(ExpressionError, match=f"operators; at most {MAX_OPERATORS:,}"):
+        compile_expression(source)
+
+
+def test_items_of_lists_and_blocks_are_siblings_and_do_not_add_up() -> None:
+    item = "(1" + " + 1" * 99 + ")"  # 100 operators nested each
+    listed = compile_expression("[" + ", ".join([item] * 10) + "]")
+    assert listed.evaluate({}) == [100] * 10
+    block = compile_expression("(" + "; ".join([item] * 10) + ")")
+    assert block.evaluate({}) == 100
+
+
+def test_operators_in_strings_comments_and_regexes_are_not_a_chain() -> None:
+    text = "+" * 3 * MAX_NESTING
+    assert compile_expression(f'"{text}" & /* {text} */ "!"').evaluate({}) == text + "!"
+    assert compile_expression(f"'{text}'").evaluate({}) == text
+
+
+def test_a_quote_inside_a_regex_does_not_hide_a_chain_from_the_count() -> None:
+    # Were the regex's quote read as opening a string, the chain would look like its text.
+    chain = " & 'x'" * (MAX_NESTING + 1)
+    with pytest.raises(ExpressionError, match="operators nested"):
+        compile_expression(f'$match("a", /"/){chain} & "x"')
+
+
+def test_the_largest_accepted_expressions_compile_quickly_and_evaluate() -> None:
+    path = CHAINS["."](MAX_NESTING - 1)  # a.a.a...: MAX_NESTING steps
+    paths = MAX_OPERATORS // MAX_NESTING
+    largest = {
+        "chain": (CHAINS["+"](MAX_NESTING - 1), MAX_NESTING),
+        "path": (path, "end"),
+        "calls": (NESTINGS["calls"](MAX_NESTING - 1), 1),
+        # A path costs compile time with the square of its length: the most such paths.
+        "paths": ("[" + ", ".join([path] * paths) + "]", ["end"] * paths),
+        "string": ('"' + "x" * (MAX_SOURCE_LENGTH - 2) + '"', "x" * (MAX_SOURCE_LENGTH - 2)),
+    }
+    context: dict[str, Any] = {"a": "end"}
+    for _ in range(MAX_NESTING - 1):
+        context = {"a": context}
+    for name, (source, expected) in largest.items():
+        assert len(source) <= MAX_SOURCE_LENGTH, name
+        started = time.process_time()
+        expression = Expression(source)
+        # At most 17 ms for these on a quiet machine; a wide bound for a busy one.
+        assert time.process_time() - started < 1.0, name
+        assert expression.evaluate(context) == expected, name
+
+
+def test_a_template_may_hold_more_than_one_expression_may() -> None:
+    # Its expressions are each checked; together, as one engine call, they may go beyond.
+    chain = CHAINS["+"](MAX_NESTING - 1)
+    count = MAX_SOURCE_LENGTH // len(chain) + 1
+    template = compile_template({f"k{i}": "{{ " + chain + " }}" for i in range(count)})
+    assert template.render({}) == {f"k{i}": MAX_NESTING for i in range(count)}
+
+
+def test_a_too_large_expression_in_a_template_is_a_problem_at_its_path() -> None:
+    problems = compile_template_problems(
+        {"ok": "{{ 1 + 1 }}", "value": "{{ " + CHAINS["+"](10_000) + " }}"}, "blocks[2].with"
+    )
+    assert problems == [
+        Problem(
+            "blocks[2].with.value",
+            f"expression is too large to compile (40,001 characters; at most "
+            f"{MAX_SOURCE_LENGTH:,})",
+        )
+    ]
+
+
+def test_a_long_invalid_expression_is_quoted_shortened_in_its_problem() -> None:
+    [problem] = compile_template_problems("{{ " + "a." * 100 + " }}", "blocks[0].with")
+    assert problem.reason.startswith("invalid expression '" + "a." * 39 + "a…': ")
+
+
+def test_a_result_nested_deeper_than_the_limit_fails_with_a_clear_error() -> None:
+    deep = DEEP_RESULT.format(n=20_000)
+    message = f"expression result is nested more than {MAX_VALUE_DEPTH} levels deep"
+    with pytest.raises(ExpressionError, match=message):
+        compile_expression(deep).evaluate({})
+    for template in ("{{ " + deep + " }}", {"a": "{{ " + deep + " }}", "b": "{{ 1 }}"},
+                     "as text: {{ " + deep + " }}"):
+        with pytest.raises(ExpressionError, match=message):
+            compile_template(template).render({})
+
+
+def test_a_result_at_the_depth_limit_is_returned_whole() -> None:
+    at_limit = DEEP_RESULT.format(n=MAX_VALUE_DEPTH - 1)  # the start {} is one more level
+    value = compile_expression(at_limit).evaluate({})
+    for _ in range(MAX_VALUE_DEPTH - 1):
+        value = value["a"]
+    assert value == {}
+    slotted = compile_template({"deep": "{{ " + at_limit + " }}", "n": "{{ 1 }}"}).render({})
+    assert slotted["n"] == 1
+    with pytest.raises(ExpressionError, match="nested more than"):
+        compile_expression(DEEP_RESULT.format(n=MAX_VALUE_DEPTH)).evaluate({})
+
+
+def test_deep_lists_count_as_deep_values_too() -> None:
+    source = "$reduce([1..200], function($acc, $i){ [[$acc]] }, [])"
+    with pytest.raises(ExpressionError, match="nested more than"):
+        compile_expression(source).evaluate({})

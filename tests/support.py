@@ -8,10 +8,11 @@ whichever of the several conftest modules pytest loaded last.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -85,11 +86,20 @@ def wait_finished(client: TestClient, execution_id: str, timeout: float = 10.0) 
     return data
 
 
+async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll ``condition`` on the event loop until it holds; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition still false after the deadline"
+        await asyncio.sleep(0.005)
+
+
 def json_handler(
-    answer: Callable[[BaseHTTPRequestHandler], None], body: bytes = b'{"ok": true}'
+    answer: Callable[[BaseHTTPRequestHandler], None], body: bytes = b'{"ok": true}',
+    headers: Mapping[str, str] | None = None,
 ) -> type[BaseHTTPRequestHandler]:
     """A quiet request handler: ``answer`` runs for each GET and POST, then ``body`` goes
-    back as JSON with status 200."""
+    back as JSON with status 200 (and ``headers``, e.g. a Set-Cookie)."""
 
     class Handler(BaseHTTPRequestHandler):
         def _reply(self) -> None:
@@ -97,6 +107,8 @@ def json_handler(
             self.send_response(200)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(body)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(body)
 

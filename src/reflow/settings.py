@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     http_allow_networks: Annotated[
         tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode
     ] = ()
+    # Outgoing connections per team, per (team, host:port), and how many teams keep an
+    # open client (docs/http.md).
+    http_team_connections: int = Field(default=32, ge=1, le=10_000)
+    http_host_connections: int = Field(default=16, ge=1, le=10_000)
+    http_team_clients: int = Field(default=64, ge=1, le=100_000)
     # Values every expression sees as `env` (a JSON object), e.g. a target's base URL.
     expression_env: dict[str, Any] = Field(default_factory=dict)
     # FULL survives power loss; NORMAL (WAL) survives a process crash and is much faster.

@@ -7,26 +7,29 @@ public addresses are only ever given to the classifier, never connected to.
 from __future__ import annotations
 
 import base64
+import contextlib
 import ipaddress
 import json
+import socket
+import struct
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import httpcore
-import httpx
 import pytest
 
 from reflow.blocks.base import BlockContext
 from reflow.blocks.http import (
     AddressRefused,
     Http,
+    HttpClients,
     HttpPolicy,
     address_refusal,
-    create_http_client,
+    create_http_clients,
 )
 from reflow.errors import BlockFailed
 
@@ -106,14 +109,14 @@ def server() -> Iterator[str]:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with create_http_client(HttpPolicy(allow_networks=LOOPBACK, timeout=5.0)) as c:
+async def client() -> AsyncIterator[HttpClients]:
+    async with create_http_clients(HttpPolicy(allow_networks=LOOPBACK, timeout=5.0)) as c:
         yield c
 
 
 @pytest.fixture
-async def guarded() -> AsyncIterator[httpx.AsyncClient]:
-    async with create_http_client(HttpPolicy(timeout=5.0)) as c:
+async def guarded() -> AsyncIterator[HttpClients]:
+    async with create_http_clients(HttpPolicy(timeout=5.0)) as c:
         yield c
 
 
@@ -139,7 +142,7 @@ def fake_dns(monkeypatch: pytest.MonkeyPatch, answers: Mapping[str, list[str]]) 
     monkeypatch.setattr(anyio, "getaddrinfo", getaddrinfo)
 
 
-def ctx(client: httpx.AsyncClient | None, key: str = "ex1:order") -> BlockContext:
+def ctx(client: HttpClients | None, key: str = "ex1:order") -> BlockContext:
     return BlockContext(
         execution_id="ex1",
         block_id="order",
@@ -150,7 +153,7 @@ def ctx(client: httpx.AsyncClient | None, key: str = "ex1:order") -> BlockContex
     )
 
 
-async def run(client: httpx.AsyncClient | None, **params: Any) -> Any:
+async def run(client: HttpClients | None, **params: Any) -> Any:
     outcome = await Http().run(params, ctx(client))
     return outcome.output
 
@@ -159,7 +162,7 @@ async def run(client: httpx.AsyncClient | None, **params: Any) -> Any:
 
 
 async def test_get_json_outputs_status_lowercased_headers_and_parsed_body(
-    server: str, client: httpx.AsyncClient
+    server: str, client: HttpClients
 ) -> None:
     output = await run(client, method="get", url=f"{server}/json")
     assert output["status"] == 200
@@ -168,20 +171,20 @@ async def test_get_json_outputs_status_lowercased_headers_and_parsed_body(
     assert output["headers"]["set-cookie"] == "session=abc"
 
 
-async def test_plus_json_media_type_is_parsed(server: str, client: httpx.AsyncClient) -> None:
+async def test_plus_json_media_type_is_parsed(server: str, client: HttpClients) -> None:
     output = await run(client, method="GET", url=f"{server}/problem")
     assert output["body"] == {"title": "fine"}
 
 
 async def test_text_body_is_decoded_with_its_charset(
-    server: str, client: httpx.AsyncClient
+    server: str, client: HttpClients
 ) -> None:
     output = await run(client, method="GET", url=f"{server}/text")
     assert output["body"] == "plain text é"
 
 
 async def test_post_json_sends_encoded_body_with_json_content_type(
-    server: str, client: httpx.AsyncClient
+    server: str, client: HttpClients
 ) -> None:
     output = await run(client, method="POST", url=f"{server}/echo", json={"total": 120, "ok": True})
     echoed = output["body"]
@@ -191,7 +194,7 @@ async def test_post_json_sends_encoded_body_with_json_content_type(
 
 
 async def test_user_content_type_wins_over_json_default(
-    server: str, client: httpx.AsyncClient
+    server: str, client: HttpClients
 ) -> None:
     output = await run(
         client,
@@ -203,12 +206,12 @@ async def test_user_content_type_wins_over_json_default(
     assert output["body"]["headers"]["content-type"] == "application/vnd.api+json"
 
 
-async def test_string_body_is_sent_verbatim(server: str, client: httpx.AsyncClient) -> None:
+async def test_string_body_is_sent_verbatim(server: str, client: HttpClients) -> None:
     output = await run(client, method="PUT", url=f"{server}/echo", body="a=1&b=2")
     assert output["body"]["body"] == "a=1&b=2"
 
 
-async def test_query_params_are_merged_into_the_url(server: str, client: httpx.AsyncClient) -> None:
+async def test_query_params_are_merged_into_the_url(server: str, client: HttpClients) -> None:
     output = await run(
         client, method="GET", url=f"{server}/echo?x=1", query={"page": 2, "tag": ["a", "b"]}
     )
@@ -216,21 +219,21 @@ async def test_query_params_are_merged_into_the_url(server: str, client: httpx.A
 
 
 async def test_headers_are_sent_and_numbers_become_text(
-    server: str, client: httpx.AsyncClient
+    server: str, client: HttpClients
 ) -> None:
     output = await run(client, method="GET", url=f"{server}/echo", headers={"X-One": "1", "X-N": 2})
     assert output["body"]["headers"]["x-one"] == "1"
     assert output["body"]["headers"]["x-n"] == "2"
 
 
-async def test_head_answers_without_a_body(server: str, client: httpx.AsyncClient) -> None:
+async def test_head_answers_without_a_body(server: str, client: HttpClients) -> None:
     output = await run(client, method="HEAD", url=f"{server}/json")
     assert output["status"] == 200
     assert output["body"] is None
 
 
 async def test_head_is_not_refused_for_the_size_it_declares(
-    server: str, client: httpx.AsyncClient
+    server: str, client: HttpClients
 ) -> None:
     outcome = await Http(max_response_bytes=4).run(
         {"method": "HEAD", "url": f"{server}/json"}, ctx(client)
@@ -250,14 +253,14 @@ async def test_head_is_not_refused_for_the_size_it_declares(
     ],
 )
 async def test_credential_is_injected_as_its_header(
-    server: str, client: httpx.AsyncClient, credential: str, header: str, value: str
+    server: str, client: HttpClients, credential: str, header: str, value: str
 ) -> None:
     output = await run(client, method="GET", url=f"{server}/echo", credential=credential)
     assert output["body"]["headers"][header] == value
 
 
 async def test_credential_replaces_a_typed_authorization_header(
-    server: str, client: httpx.AsyncClient
+    server: str, client: HttpClients
 ) -> None:
     output = await run(
         client,
@@ -271,7 +274,7 @@ async def test_credential_replaces_a_typed_authorization_header(
 
 @pytest.mark.parametrize("credential", ["missing", "odd", 7])
 async def test_unknown_or_unsupported_credential_fails_without_retry(
-    server: str, client: httpx.AsyncClient, credential: Any
+    server: str, client: HttpClients, credential: Any
 ) -> None:
     with pytest.raises(BlockFailed, match="credential") as failure:
         await run(client, method="GET", url=f"{server}/echo", credential=credential)
@@ -279,7 +282,7 @@ async def test_unknown_or_unsupported_credential_fails_without_retry(
 
 
 async def test_idempotency_key_is_sent_and_stable_across_attempts(
-    server: str, client: httpx.AsyncClient
+    server: str, client: HttpClients
 ) -> None:
     block = Http()
     params = {"method": "POST", "url": f"{server}/echo", "json": {}}
@@ -289,7 +292,7 @@ async def test_idempotency_key_is_sent_and_stable_across_attempts(
     assert sent == ["ex1:notify", "ex1:notify"]
 
 
-async def test_user_idempotency_key_is_kept(server: str, client: httpx.AsyncClient) -> None:
+async def test_user_idempotency_key_is_kept(server: str, client: HttpClients) -> None:
     output = await run(
         client, method="POST", url=f"{server}/echo", headers={"idempotency-key": "mine"}
     )
@@ -300,7 +303,7 @@ async def test_user_idempotency_key_is_kept(server: str, client: httpx.AsyncClie
 
 
 async def test_expect_list_accepts_a_listed_error_status(
-    server: str, client: httpx.AsyncClient
+    server: str, client: HttpClients
 ) -> None:
     output = await run(client, method="GET", url=f"{server}/status/404", expect=[200, 404])
     assert output["status"] == 404
@@ -308,14 +311,14 @@ async def test_expect_list_accepts_a_listed_error_status(
 
 
 async def test_expect_list_refuses_an_unlisted_success(
-    server: str, client: httpx.AsyncClient
+    server: str, client: HttpClients
 ) -> None:
     with pytest.raises(BlockFailed, match="answered 200"):
         await run(client, method="GET", url=f"{server}/json", expect=[201])
 
 
 async def test_503_fails_retryable_with_method_url_and_first_200_chars(
-    server: str, client: httpx.AsyncClient
+    server: str, client: HttpClients
 ) -> None:
     with pytest.raises(BlockFailed) as failure:
         await run(client, method="GET", url=f"{server}/status/503?key=hidden")
@@ -325,26 +328,26 @@ async def test_503_fails_retryable_with_method_url_and_first_200_chars(
 
 @pytest.mark.parametrize("status", [408, 425, 429, 500])
 async def test_transient_statuses_are_retryable(
-    server: str, client: httpx.AsyncClient, status: int
+    server: str, client: HttpClients, status: int
 ) -> None:
     with pytest.raises(BlockFailed) as failure:
         await run(client, method="GET", url=f"{server}/status/{status}")
     assert failure.value.retryable is True
 
 
-async def test_404_fails_without_retry(server: str, client: httpx.AsyncClient) -> None:
+async def test_404_fails_without_retry(server: str, client: HttpClients) -> None:
     with pytest.raises(BlockFailed, match="answered 404: nope") as failure:
         await run(client, method="DELETE", url=f"{server}/status/404")
     assert failure.value.retryable is False
 
 
-async def test_redirect_is_not_followed(server: str, client: httpx.AsyncClient) -> None:
+async def test_redirect_is_not_followed(server: str, client: HttpClients) -> None:
     with pytest.raises(BlockFailed, match="answered 302") as failure:
         await run(client, method="GET", url=f"{server}/redirect")
     assert failure.value.retryable is False
 
 
-async def test_response_over_the_block_limit_fails(server: str, client: httpx.AsyncClient) -> None:
+async def test_response_over_the_block_limit_fails(server: str, client: HttpClients) -> None:
     block = Http(max_response_bytes=1000)
     with pytest.raises(BlockFailed, match="larger than 1000 bytes") as failure:
         await block.run({"method": "GET", "url": f"{server}/big?n=5000"}, ctx(client))
@@ -353,17 +356,79 @@ async def test_response_over_the_block_limit_fails(server: str, client: httpx.As
 
 async def test_response_over_the_policy_limit_fails(server: str) -> None:
     policy = HttpPolicy(allow_networks=LOOPBACK, max_response_bytes=1000)
-    async with create_http_client(policy) as small:
+    async with create_http_clients(policy) as small:
         with pytest.raises(BlockFailed, match="larger than 1000 bytes"):
             await run(small, method="GET", url=f"{server}/big?n=5000")
         output = await run(small, method="GET", url=f"{server}/big?n=1000")
     assert len(output["body"]) == 1000
 
 
-async def test_connection_refused_is_retryable(client: httpx.AsyncClient) -> None:
+async def test_connection_refused_names_the_address_and_is_retryable(
+    client: HttpClients,
+) -> None:
     # Port 1 on loopback has no listener here; the guard allows loopback for this client.
-    with pytest.raises(BlockFailed, match="failed") as failure:
+    with pytest.raises(BlockFailed) as failure:
         await run(client, method="GET", url="http://127.0.0.1:1/")
+    assert failure.value.message == (
+        "GET http://127.0.0.1:1/ failed: connection refused by 127.0.0.1:1 while connecting"
+    )
+    assert failure.value.retryable is True
+
+
+@contextlib.contextmanager
+def raw_target(after_request: Callable[[socket.socket], None]) -> Iterator[str]:
+    """A TCP server on 127.0.0.1 that reads a request, then lets ``after_request`` end the
+    connection instead of answering; yields its base URL."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(5)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                connection, _ = listener.accept()
+                connection.recv(65536)
+                after_request(connection)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        # Shutting a listener down wakes the accept() blocked in the thread (Linux).
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+        thread.join(5)
+
+
+def reset(connection: socket.socket) -> None:
+    """Close with SO_LINGER 0, so the kernel sends a RST instead of a FIN."""
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    connection.close()
+
+
+async def test_connection_reset_by_the_target_is_named_with_its_address(
+    client: HttpClients,
+) -> None:
+    with raw_target(reset) as url, pytest.raises(BlockFailed) as failure:
+        await run(client, method="POST", url=f"{url}/orders?key=hidden", json={"n": 1})
+    peer = url.removeprefix("http://")
+    assert failure.value.message == (
+        f"POST {url}/orders failed: connection reset by {peer} while reading the response"
+    )
+    assert failure.value.retryable is True
+
+
+async def test_target_closing_without_an_answer_is_a_named_protocol_error(
+    client: HttpClients,
+) -> None:
+    with raw_target(socket.socket.close) as url, pytest.raises(BlockFailed) as failure:
+        await run(client, method="GET", url=f"{url}/")
+    peer = url.removeprefix("http://")
+    assert failure.value.message == (
+        f"GET {url}/ failed: remote protocol error from {peer}:"
+        " Server disconnected without sending a response."
+    )
     assert failure.value.retryable is True
 
 
@@ -381,7 +446,7 @@ async def test_connection_refused_is_retryable(client: httpx.AsyncClient) -> Non
     ],
 )
 async def test_invalid_params_fail_without_retry_or_traffic(
-    client: httpx.AsyncClient, no_connect: list[str], params: dict[str, Any], reason: str
+    client: HttpClients, no_connect: list[str], params: dict[str, Any], reason: str
 ) -> None:
     with pytest.raises(BlockFailed, match=reason) as failure:
         await Http().run(params, ctx(client))
@@ -415,7 +480,7 @@ async def test_block_without_client_fails_without_retry() -> None:
     ],
 )
 async def test_non_public_address_is_refused_before_connecting(
-    guarded: httpx.AsyncClient, no_connect: list[str], url: str, refused: str, reason: str
+    guarded: HttpClients, no_connect: list[str], url: str, refused: str, reason: str
 ) -> None:
     with pytest.raises(AddressRefused) as failure:
         await run(guarded, method="GET", url=url)
@@ -426,7 +491,7 @@ async def test_non_public_address_is_refused_before_connecting(
 
 
 async def test_guard_checks_the_resolved_address_not_the_name(
-    guarded: httpx.AsyncClient, no_connect: list[str], monkeypatch: pytest.MonkeyPatch
+    guarded: HttpClients, no_connect: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake_dns(monkeypatch, {"rebind.example": ["10.1.2.3"]})
     with pytest.raises(AddressRefused, match=r"10\.1\.2\.3 \(private address, resolved from"):
@@ -435,7 +500,7 @@ async def test_guard_checks_the_resolved_address_not_the_name(
 
 
 async def test_guard_connects_to_the_checked_ip_and_keeps_the_host_header(
-    server: str, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+    server: str, client: HttpClients, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The name resolves to a refused address and an allowed one: only the latter is used,
     # and the request still names the host, as TLS SNI would.
@@ -446,7 +511,7 @@ async def test_guard_connects_to_the_checked_ip_and_keeps_the_host_header(
 
 
 async def test_allowed_network_lets_the_guard_through(
-    server: str, client: httpx.AsyncClient
+    server: str, client: HttpClients
 ) -> None:
     output = await run(client, method="GET", url=f"{server}/json")
     assert output["status"] == 200

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from reflow.domain.definitions import BlockSpec
 
 if TYPE_CHECKING:
-    import httpx
+    from reflow.blocks.http import HttpClients
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,10 +21,12 @@ class BlockContext:
     attempt: int
     # Stable per (execution, block) across retries and resumes, so targets can deduplicate.
     idempotency_key: str
-    http: httpx.AsyncClient | None = None
+    http: HttpClients | None = None
     credentials: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     # Seconds this attempt may take (the block's `timeout`, within the execution's).
     timeout: float | None = None
+    # The execution's team: whose HTTP client and connection limits the block uses.
+    team_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

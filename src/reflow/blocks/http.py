@@ -1,18 +1,29 @@
-"""The ``http`` block, and the HTTP client it runs on, which only reaches public addresses.
+"""The ``http`` block, and the HTTP clients it runs on, which only reach public addresses.
 
-The SSRF guard sits in the client's network backend, at connect time: a host name is
+The SSRF guard sits in each client's network backend, at connect time: a host name is
 resolved once, every resolved address is classified, and the socket is opened to a
 validated IP, never to the name again (no DNS-rebinding window). TLS still verifies the
 certificate against the host name, because httpcore passes the URL's host as SNI.
+
+Tenants share nothing: every team gets its own client (its own connection pool) and a
+bounded number of connections, in all and per host, and no client keeps cookies.
+docs/http.md says what a workflow author sees.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
+import errno
 import ipaddress
 import socket
+import ssl
+import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from http.cookiejar import Cookie, CookieJar
 from typing import Any, ClassVar
 
 import anyio
@@ -32,6 +43,14 @@ METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
 # Statuses a later attempt may turn into a success; other 4xx will answer the same again.
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 ERROR_BODY_CHARS = 200
+# A team client keeps at most this many idle connections (for at most 5 s), so a hundred
+# idle teams cannot hold thousands of sockets.
+KEEPALIVE_PER_TEAM = 8
+# A request waits for a connection slot for all of its time but this share (at most 1 s):
+# a slot had with no time left is of no use, and ending the wait first lets the step say
+# which limit held it instead of only that it timed out.
+SLOT_RESERVE_SHARE = 0.1
+SLOT_RESERVE_MAX = 1.0
 
 _METADATA = frozenset(
     {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
@@ -57,6 +76,13 @@ class HttpPolicy:
     allow_networks: tuple[IPNetwork, ...] = ()
     timeout: float = 30.0
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    # Connections one team's requests may hold at once (REFLOW_HTTP_TEAM_CONNECTIONS)...
+    team_connections: int = 32
+    # ...and to any one host:port (REFLOW_HTTP_HOST_CONNECTIONS).
+    host_connections: int = 16
+    # Teams whose clients stay open; the least recently used idle one is closed beyond it
+    # (REFLOW_HTTP_TEAM_CLIENTS).
+    team_clients: int = 64
 
 
 def _effective_address(address: IPAddress) -> IPAddress:
@@ -128,6 +154,91 @@ async def _resolve(host: str, port: int, timeout: float | None) -> list[IPAddres
     return list(resolved)
 
 
+# --- what broke, and who broke it ------------------------------------------------------
+
+# Socket errors a target causes, as a step error says them; {peer} is "ip:port".
+_SOCKET_ERRORS: Mapping[int, str] = {
+    errno.ECONNRESET: "connection reset by {peer}",
+    errno.ECONNREFUSED: "connection refused by {peer}",
+    errno.ECONNABORTED: "connection aborted by {peer}",
+    errno.EPIPE: "connection closed by {peer}",
+    errno.EHOSTUNREACH: "no route to {peer}",
+    errno.ENETUNREACH: "network of {peer} unreachable",
+    errno.ETIMEDOUT: "connection to {peer} timed out",
+}
+
+
+def _peer(address: IPAddress, port: int) -> str:
+    return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
+
+
+def _broken(exc: BaseException, peer: str, during: str) -> str:
+    """Say a socket failure the way a step error should, e.g. "connection reset by
+    203.0.113.5:443 while reading the response"."""
+    # httpcore wraps anyio's error, which wraps the OSError that has the errno.
+    cause: BaseException | None = exc
+    for _ in range(8):
+        if cause is None:
+            break
+        # An SSLError is an OSError too, but its errno is an SSL code, not a socket's.
+        if isinstance(cause, OSError) and not isinstance(cause, ssl.SSLError):
+            said = _SOCKET_ERRORS.get(cause.errno or 0)
+            if said is not None:
+                return f"{said.format(peer=peer)} {during}"
+        cause = cause.__cause__ or cause.__context__
+    detail = str(exc) or type(exc).__name__
+    return f"connection to {peer} failed {during} ({detail})"
+
+
+class _PeerStream(httpcore.AsyncNetworkStream):
+    """A connection whose read and write errors name the address it is connected to."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream, peer: str) -> None:
+        self._inner = inner
+        self._peer = peer
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        """Read from the target; a failure says who broke the connection."""
+        try:
+            return await self._inner.read(max_bytes, timeout)
+        except httpcore.ReadError as exc:
+            raise httpcore.ReadError(
+                _broken(exc, self._peer, "while reading the response")
+            ) from exc
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        """Write to the target; a failure says who broke the connection."""
+        try:
+            await self._inner.write(buffer, timeout)
+        except httpcore.WriteError as exc:
+            raise httpcore.WriteError(
+                _broken(exc, self._peer, "while sending the request")
+            ) from exc
+
+    async def aclose(self) -> None:
+        """Close the connection."""
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        """Upgrade to TLS; the TLS stream still names the peer."""
+        try:
+            inner = await self._inner.start_tls(ssl_context, server_hostname, timeout)
+        except httpcore.ConnectError as exc:
+            raise httpcore.ConnectError(
+                _broken(exc, self._peer, "during the TLS handshake")
+            ) from exc
+        return _PeerStream(inner, self._peer)
+
+    def get_extra_info(self, info: str) -> Any:
+        """What httpcore asks of the socket (ssl_object, peer address...)."""
+        return self._inner.get_extra_info(info)
+
+
 class _GuardedBackend(httpcore.AsyncNetworkBackend):
     """Resolves once, checks every address, and connects only to a checked IP."""
 
@@ -150,16 +261,18 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         ]
         if not allowed:
             raise _refused(host, addresses[0], address_refusal(addresses[0], self._allow))
-        error: httpcore.ConnectError | None = None
+        failures: list[str] = []
         for address in allowed:
+            peer = _peer(address, port)
             try:
-                return await self._inner.connect_tcp(
+                stream = await self._inner.connect_tcp(
                     str(address), port, timeout, local_address, socket_options
                 )
             except httpcore.ConnectError as exc:
-                error = exc
-        assert error is not None
-        raise error
+                failures.append(_broken(exc, peer, "while connecting"))
+                continue
+            return _PeerStream(stream, peer)
+        raise httpcore.ConnectError("; ".join(failures))
 
     async def connect_unix_socket(
         self,
@@ -197,8 +310,7 @@ class _BoundedStream(httpx.AsyncByteStream):
 
 
 class _GuardedTransport(httpx.AsyncHTTPTransport):
-    def __init__(self, policy: HttpPolicy) -> None:
-        ssl_context = httpx.create_ssl_context()
+    def __init__(self, policy: HttpPolicy, ssl_context: ssl.SSLContext) -> None:
         super().__init__(verify=ssl_context, trust_env=False)
         # httpx 0.28 takes no network backend (encode/httpx#3749), so swap in a pool that has
         # one. Should httpx rename `_pool`, fail here rather than run without the guard.
@@ -206,9 +318,9 @@ class _GuardedTransport(httpx.AsyncHTTPTransport):
             raise RuntimeError("this httpx version hides its pool; the SSRF guard cannot attach")
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=ssl_context,
-            # httpx's own defaults (httpx.Limits), which the swapped-out pool had.
-            max_connections=100,
-            max_keepalive_connections=20,
+            # The team's slots keep requests within this; the pool is the backstop.
+            max_connections=policy.team_connections,
+            max_keepalive_connections=min(policy.team_connections, KEEPALIVE_PER_TEAM),
             keepalive_expiry=5.0,
             network_backend=_GuardedBackend(policy.allow_networks),
         )
@@ -226,15 +338,171 @@ class _GuardedTransport(httpx.AsyncHTTPTransport):
         )
 
 
-def create_http_client(policy: HttpPolicy) -> httpx.AsyncClient:
+class _NoCookies(CookieJar):
+    """A jar that keeps nothing: a Set-Cookie one target sent (maybe for one team's user)
+    must never go out on a later request. A Cookie header a workflow sets still goes out."""
+
+    def set_cookie(self, cookie: Cookie) -> None:
+        """Drop it."""
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        """Drop them unparsed."""
+
+
+def _create_client(policy: HttpPolicy, ssl_context: ssl.SSLContext) -> httpx.AsyncClient:
     """An AsyncClient that only connects to public addresses (or ``policy.allow_networks``)."""
     return httpx.AsyncClient(
-        transport=_GuardedTransport(policy),
+        transport=_GuardedTransport(policy, ssl_context),
         timeout=policy.timeout,
+        cookies=_NoCookies(),
         # Each redirect hop would pass the guard too, but a block answers what it was asked.
         follow_redirects=False,
         trust_env=False,
     )
+
+
+# --- one client and a bounded number of connections per team ----------------------------
+
+
+class ConnectionLimitReached(BlockFailed):
+    """No connection slot freed in time: the team's (or its host's) limit was reached."""
+
+
+class _Gate:
+    """A semaphore that knows how many hold or wait for it, so idle ones can be dropped."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.slots = asyncio.Semaphore(limit)
+        self.users = 0
+
+    async def enter(self, deadline: float, reached: str, setting: str) -> None:
+        """Take a slot by ``deadline`` (loop time) or raise ConnectionLimitReached."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self.slots.acquire()
+        except TimeoutError:
+            plural = "" if self.limit == 1 else "s"
+            raise ConnectionLimitReached(
+                f"this team's limit of {self.limit} connection{plural}{reached} was reached"
+                f" and none freed in time; {setting} sets it"
+            ) from None
+
+
+def _origin(url: httpx.URL) -> str:
+    port = url.port or (443 if url.scheme == "https" else 80)
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    return f"{host}:{port}"
+
+
+class TeamHttp:
+    """One team's client, and its connection slots: in all, and per host:port."""
+
+    def __init__(self, client: httpx.AsyncClient, policy: HttpPolicy) -> None:
+        self.client = client
+        self._policy = policy
+        self._team = _Gate(policy.team_connections)
+        self._hosts: dict[str, _Gate] = {}
+
+    @property
+    def busy(self) -> bool:
+        """Whether a request of this team holds or waits for a slot (so it must stay open)."""
+        return self._team.users > 0
+
+    @contextlib.asynccontextmanager
+    async def slot(self, url: httpx.URL, wait: float) -> AsyncIterator[None]:
+        """Hold a slot for one request to ``url``, waiting at most ``wait`` seconds for it.
+
+        The host's slot is taken first, so requests queued behind one slow host do not
+        also hold the team's slots that its other hosts could use.
+        """
+        origin = _origin(url)
+        host = self._hosts.get(origin)
+        if host is None:
+            host = self._hosts[origin] = _Gate(self._policy.host_connections)
+        host.users += 1
+        self._team.users += 1
+        deadline = asyncio.get_running_loop().time() + wait
+        try:
+            await host.enter(deadline, f" to {origin}", "REFLOW_HTTP_HOST_CONNECTIONS")
+            try:
+                await self._team.enter(deadline, "", "REFLOW_HTTP_TEAM_CONNECTIONS")
+                try:
+                    yield
+                finally:
+                    self._team.slots.release()
+            finally:
+                host.slots.release()
+        finally:
+            host.users -= 1
+            self._team.users -= 1
+            if host.users == 0:
+                del self._hosts[origin]
+
+
+class HttpClients:
+    """The ``http`` blocks' clients: one per team, the most recently used kept open.
+
+    Each team has its own connection pool and limits, so one team's slow targets never
+    hold a connection another team's request waits for, and no client keeps cookies.
+    """
+
+    def __init__(self, policy: HttpPolicy) -> None:
+        self.policy = policy
+        # Loading the CA bundle costs tens of milliseconds; every team's client shares one.
+        self._ssl_context = httpx.create_ssl_context()
+        self._teams: OrderedDict[str, TeamHttp] = OrderedDict()
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def team(self, team_id: str) -> TeamHttp:
+        """The team's client and slots, opened on first use."""
+        team = self._teams.get(team_id)
+        if team is not None:
+            self._teams.move_to_end(team_id)
+            return team
+        team = TeamHttp(_create_client(self.policy, self._ssl_context), self.policy)
+        self._teams[team_id] = team
+        self._retire_idle()
+        return team
+
+    def _retire_idle(self) -> None:
+        # A busy team stays (closing its client would break its requests, and a new one
+        # would reset its limits), so the bound can be passed by at most the number of
+        # teams with a request in flight, which the worker's concurrency bounds.
+        excess = len(self._teams) - self.policy.team_clients
+        if excess <= 0:
+            return
+        older = list(self._teams.items())[:-1]
+        for team_id, team in [(t, team) for t, team in older if not team.busy][:excess]:
+            del self._teams[team_id]
+            task = asyncio.get_running_loop().create_task(team.client.aclose())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    def __len__(self) -> int:
+        return len(self._teams)
+
+    def __contains__(self, team_id: object) -> bool:
+        return team_id in self._teams
+
+    async def aclose(self) -> None:
+        """Close every team's client (and its idle connections)."""
+        teams, self._teams = list(self._teams.values()), OrderedDict()
+        for team in teams:
+            await team.client.aclose()
+        if self._closing:
+            await asyncio.gather(*self._closing)
+
+    async def __aenter__(self) -> HttpClients:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+def create_http_clients(policy: HttpPolicy) -> HttpClients:
+    """The clients every ``http`` block uses, bounded as ``policy`` says; ``aclose()`` them."""
+    return HttpClients(policy)
 
 
 # --- the block ---------------------------------------------------------------------------
@@ -357,10 +625,8 @@ def _build_request(
         # Merged, not replaced: httpx's params= would drop a query typed into the url.
         if query:
             url = url.copy_merge_params(dict(query))
-        # The attempt's own limit (the block's `timeout`), not only the client's default.
-        timeout = httpx.USE_CLIENT_DEFAULT if ctx.timeout is None else ctx.timeout
-        return client.build_request(method, url, headers=headers, content=content,
-                                    timeout=timeout)
+        # Its timeout is set once a connection slot is had (Http._exchange).
+        return client.build_request(method, url, headers=headers, content=content)
     except (TypeError, ValueError) as exc:
         raise _invalid(f"invalid request: {exc}") from exc
 
@@ -428,19 +694,23 @@ class Http:
         if ctx.http is None:
             raise _invalid("the http block has no HTTP client configured")
         expect = _expect(params.get("expect"))
-        request = _build_request(ctx.http, params, ctx)
+        team = ctx.http.team(ctx.team_id)
+        request = _build_request(team.client, params, ctx)
         # Query and userinfo may carry keys, so the label that reaches logs leaves them out.
         label = f"{request.method} {request.url.copy_with(query=None, userinfo=b'', fragment=None)}"
+        budget = ctx.http.policy.timeout if ctx.timeout is None else ctx.timeout
         try:
-            response = await ctx.http.send(request, stream=True)
-            try:
-                content = await _read_limited(response, self.max_response_bytes)
-            finally:
-                await response.aclose()
+            response, content = await self._exchange(team, request, budget)
+        except ConnectionLimitReached as exc:
+            raise BlockFailed(f"{label} not sent: {exc.message}") from exc
         except httpx.TimeoutException as exc:
             raise BlockFailed(f"{label} timed out ({type(exc).__name__})") from exc
+        except httpx.RemoteProtocolError as exc:
+            raise BlockFailed(
+                f"{label} failed: remote protocol error from {_origin(request.url)}: {exc}"
+            ) from exc
         except httpx.TransportError as exc:
-            raise BlockFailed(f"{label} failed: {exc or type(exc).__name__}") from exc
+            raise BlockFailed(f"{label} failed: {str(exc) or type(exc).__name__}") from exc
         _check_status(label, response, content, expect)
         output = {
             "status": response.status_code,
@@ -448,3 +718,20 @@ class Http:
             "body": _body(response, content),
         }
         return Outcome(output)
+
+    async def _exchange(
+        self, team: TeamHttp, request: httpx.Request, budget: float
+    ) -> tuple[httpx.Response, bytes]:
+        started = time.monotonic()
+        wait = budget - min(SLOT_RESERVE_MAX, budget * SLOT_RESERVE_SHARE)
+        async with team.slot(request.url, wait):
+            # The attempt's own limit (the block's `timeout`) less the wait: no phase of
+            # the request may take longer than what is left of it.
+            left = max(0.0, budget - (time.monotonic() - started))
+            request.extensions["timeout"] = httpx.Timeout(left).as_dict()
+            response = await team.client.send(request, stream=True)
+            try:
+                content = await _read_limited(response, self.max_response_bytes)
+            finally:
+                await response.aclose()
+        return response, content

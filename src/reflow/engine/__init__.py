@@ -30,7 +30,7 @@ from reflow.errors import BlockFailed, Conflict, ExpressionError, StoreError
 from reflow.ids import now_ms
 
 if TYPE_CHECKING:
-    import httpx
+    from reflow.blocks.http import HttpClients
 
 __all__ = ["Engine", "EngineConfig", "Marker", "Recorder", "RunState", "now_ms"]
 
@@ -120,7 +120,7 @@ class Engine:
     """Runs executions; one instance per process, shared by every run."""
 
     def __init__(
-        self, config: EngineConfig, http: httpx.AsyncClient | None = None,
+        self, config: EngineConfig, http: HttpClients | None = None,
         marker: Marker | None = None,
     ) -> None:
         self.config = config
@@ -267,6 +267,7 @@ class Engine:
                 attempt=attempt,
                 idempotency_key=f"{state.record.id}:{compiled.id}",
                 http=self.http,
+                team_id=state.record.team_id,
                 credentials=state.credentials,
                 timeout=max(0.0, min(limit, remaining)),
             )

@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from reflow.blocks.http import HttpPolicy, create_http_client
+from reflow.blocks.http import HttpPolicy, create_http_clients
 from reflow.domain.executions import ExecutionRecord
 from reflow.engine import Engine, EngineConfig, RunState
 from reflow.errors import SettingsError
@@ -45,8 +45,11 @@ class Reflow:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
-        self.http = create_http_client(HttpPolicy(
-            allow_networks=settings.http_allow_networks, timeout=settings.http_timeout
+        self.http = create_http_clients(HttpPolicy(
+            allow_networks=settings.http_allow_networks, timeout=settings.http_timeout,
+            team_connections=settings.http_team_connections,
+            host_connections=settings.http_host_connections,
+            team_clients=settings.http_team_clients,
         ))
         self.engine = Engine(
             EngineConfig(

@@ -70,11 +70,11 @@ def fast() -> Iterator[tuple[str, Target]]:
 def slow() -> Iterator[tuple[str, Target]]:
     """A target whose answers hang until ``release`` is set (set again at teardown)."""
     target = Target(hang=True)
-    try:
-        with serving(json_handler(target.answer)) as url:
+    with serving(json_handler(target.answer)) as url:
+        try:
             yield url, target
-    finally:
-        target.release.set()
+        finally:
+            target.release.set()
 
 
 def limits(**values: Any) -> HttpPolicy:

@@ -46,6 +46,7 @@ MAX_SOURCE_LENGTH: Final = 10_000
 # Results deeper than this are refused: they could not be stored (orjson writes 255 levels at
 # most, and a template adds its own), and the engine crashes converting ~11,000 levels.
 MAX_VALUE_DEPTH: Final = 128
+_CONTAINERS: Final = frozenset({dict, list})  # what the engine gives that can nest
 
 # $error() and $assert() carry the author's own message, which is then the whole message.
 _AUTHORED_CODES: Final = frozenset({"D3137", "D3141"})
@@ -63,7 +64,7 @@ _PER_THREAD = threading.local()
 class Expression:
     """A compiled JSONata expression; ``evaluate`` runs it within its time and depth budget."""
 
-    __slots__ = ("_inner_levels", "max_depth", "source", "timeout_ms")
+    __slots__ = ("max_depth", "source", "timeout_ms")
 
     def __init__(
         self,
@@ -73,15 +74,13 @@ class Expression:
         max_depth: int = DEFAULT_MAX_DEPTH,
         slot_object: bool = False,
     ) -> None:
-        """``slot_object`` is only for a template's ``{"s0": (e0), ...}``, built from checked
-        expressions: its size is theirs, and its result has one level more than theirs."""
+        """``slot_object`` is only for a template's ``{"s0": (e0), ...}``: built from checked
+        expressions, it is not checked again (together they may be larger than one may)."""
         if not slot_object and (problem := size_problem(source)) is not None:
             raise ExpressionError(problem)
         self.source = source
         self.timeout_ms = timeout_ms
         self.max_depth = max_depth
-        # Levels a result may have below its top (a slot object's top is not the author's).
-        self._inner_levels = MAX_VALUE_DEPTH - (0 if slot_object else 1)
         self._compiled()  # a syntax error shows now, not at the first evaluation
 
     def __repr__(self) -> str:
@@ -91,12 +90,16 @@ class Expression:
         self, context: Mapping[str, Any], *, bindings: Mapping[str, Any] | None = None
     ) -> Any:
         """Evaluate against ``context`` (``$`` variables from ``bindings``); undefined is None."""
+        return _depth_checked(self._evaluate(context, bindings))
+
+    def _evaluate(self, context: Mapping[str, Any], bindings: Mapping[str, Any] | None) -> Any:
+        """The engine's result, not checked for depth."""
         if not isinstance(context, dict) and isinstance(context, Mapping):
             context = dict(context)  # the engine converts only real dicts
         try:
             # No local holds the engine object: a traceback kept alive elsewhere must not
             # carry it to another thread.
-            result = self._compiled().evaluate(
+            return self._compiled().evaluate(
                 context, None if bindings is None else dict(bindings)
             )
         except jsonata.JsonataError as error:
@@ -110,12 +113,6 @@ class Expression:
             ) from error
         except MemoryError as error:
             raise ExpressionError("expression ran out of memory") from error
-        kind = type(result)
-        if (kind is dict or kind is list) and _nested_deeper_than(result, self._inner_levels):
-            raise ExpressionError(
-                f"expression result is nested more than {MAX_VALUE_DEPTH} levels deep"
-            )
-        return result
 
     def _compiled(self) -> jsonata.Jsonata:
         # A jsonata-rs object may be used, and dropped, only on the thread that made it
@@ -158,6 +155,15 @@ class Expression:
 
 def _syntax_message(error: jsonata.JsonataError) -> str:
     return f"{error} at position {error.position} ({error.code})"
+
+
+def _depth_checked(value: Any) -> Any:
+    """``value``, unless it is nested deeper than MAX_VALUE_DEPTH: then ExpressionError."""
+    if type(value) in _CONTAINERS and _nested_deeper_than(value, MAX_VALUE_DEPTH - 1):
+        raise ExpressionError(
+            f"expression result is nested more than {MAX_VALUE_DEPTH} levels deep"
+        )
+    return value
 
 
 def _nested_deeper_than(value: dict[Any, Any] | list[Any], levels: int) -> bool:
@@ -322,7 +328,7 @@ class Template:
     mutate what ``render`` returns (copy it first).
     """
 
-    __slots__ = ("_build", "_expression", "_value", "expressions", "is_constant")
+    __slots__ = ("_build", "_expression", "_typed", "_value", "expressions", "is_constant")
 
     def __init__(
         self,
@@ -330,10 +336,13 @@ class Template:
         expression: Expression | None,
         build: _Build | None,
         expressions: tuple[Expression, ...],
+        typed: tuple[str, ...] = (),
     ) -> None:
         self._value = value
         self._expression = expression
         self._build = build
+        # The slots whose values go into the result as they are (the others become text).
+        self._typed = typed
         self.expressions = expressions
         self.is_constant = expression is None
 
@@ -346,9 +355,24 @@ class Template:
         expression = self._expression
         if expression is None:
             return self._value
-        result = expression.evaluate(context)
         build = self._build
-        return result if build is None else build(result)
+        # Inline type checks before any depth check: this is the hot path.
+        if build is None:
+            value = expression._evaluate(context, None)
+            return _depth_checked(value) if type(value) in _CONTAINERS else value
+        # Only the slots used as they are need a depth check: a deep value written as text is
+        # flat, and a deeper one than Python can write fails below. Checking the slot object
+        # as a whole would cost the common all-text template ~8 % of its render.
+        slots = expression._evaluate(context, None)
+        for name in self._typed:
+            if type(value := slots.get(name)) in _CONTAINERS:  # undefined leaves a slot out
+                _depth_checked(value)
+        try:
+            return build(slots)
+        except RecursionError as error:
+            raise ExpressionError(
+                "expression result is nested too deeply to write as text"
+            ) from error
 
 
 def compile_template(
@@ -372,7 +396,7 @@ def compile_template(
     combined = Expression(
         "{" + slots + "}", timeout_ms=timeout_ms, max_depth=max_depth, slot_object=True
     )
-    return Template(None, combined, node.build, expressions)
+    return Template(None, combined, node.build, expressions, tuple(compiler.typed))
 
 
 def compile_template_problems(value: Any, path: str) -> list[Problem]:
@@ -407,6 +431,7 @@ class _TemplateCompiler:
         self.problems: list[Problem] = []
         self.expressions: list[Expression] = []
         self.slots: list[tuple[str, str]] = []
+        self.typed: list[str] = []  # slots whose values are used as they are, not as text
 
     def node(self, value: Any, path: str) -> _Node:
         if isinstance(value, str):
@@ -472,6 +497,7 @@ class _TemplateCompiler:
             return _Node(text)  # the problem is recorded; nothing will render this template
         names = [self._slot(expression.source) for expression in compiled]
         if len(holes) == 1 and all(isinstance(p, _Hole) or p.isspace() for p in pieces):
+            self.typed.append(names[0])
             return _Node(build=operator.methodcaller("get", names[0]), single=compiled[0])
         return _Node(build=_interpolation(pieces, names))
 

@@ -460,10 +460,15 @@ def test_a_result_nested_deeper_than_the_limit_fails_with_a_clear_error() -> Non
     message = f"expression result is nested more than {MAX_VALUE_DEPTH} levels deep"
     with pytest.raises(ExpressionError, match=message):
         compile_expression(deep).evaluate({})
-    for template in ("{{ " + deep + " }}", {"a": "{{ " + deep + " }}", "b": "{{ 1 }}"},
-                     "as text: {{ " + deep + " }}"):
+    for template in ("{{ " + deep + " }}", {"a": "{{ " + deep + " }}", "b": "{{ 1 }}"}):
         with pytest.raises(ExpressionError, match=message):
             compile_template(template).render({})
+
+
+def test_a_value_too_deep_to_write_as_text_fails_with_a_clear_error() -> None:
+    template = compile_template({"text": "as text: {{ " + DEEP_RESULT.format(n=20_000) + " }}"})
+    with pytest.raises(ExpressionError, match="nested too deeply to write as text"):
+        template.render({})
 
 
 def test_a_result_at_the_depth_limit_is_returned_whole() -> None:

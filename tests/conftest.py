@@ -16,7 +16,7 @@ from reflow.api import create_app
 from reflow.services import Reflow
 from reflow.settings import Settings, load_settings
 from reflow.store.migrate import upgrade
-from support import API_VERSION, ORDER_SUMMARY, TEST_KEY
+from support import API_VERSION, ORDER_SUMMARY, TEST_KEY, TEST_SECRET_KEY
 
 
 @pytest.fixture
@@ -27,8 +27,12 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         values: dict[str, Any] = {
             "database_url": f"sqlite:///{tmp_path / 'reflow.db'}",
             "bootstrap_key": TEST_KEY,
+            "secret_key": TEST_SECRET_KEY,
             "dev_key_file": tmp_path / "dev-key",
             "purge_interval": 3600,
+            # The engine runs in this process: an executor process per test would cost
+            # ~0.5 s each; tests/api/test_executor_processes.py runs the real thing.
+            "executor_processes": 0,
         }
         values.update(overrides)
         return load_settings(**values)

@@ -1,7 +1,9 @@
 """The claim -> run -> heartbeat loop (in-process for ``serve``).
 
-Runs started by this process are handed to the worker directly; executions queued by
-other processes (the CLI) or abandoned by a dead one are claimed from the database.
+Runs started by this process are handed to the executor directly; executions queued by
+other processes (the CLI) or abandoned by a dead one are claimed from the database. An
+abandoned execution is resumed at most ``max_resumes`` times: one that keeps taking its
+process down ends as failed instead of looping.
 """
 
 from __future__ import annotations
@@ -17,14 +19,18 @@ from typing import Any
 import orjson
 
 from reflow.domain.executions import ExecutionRecord, ExecutionStatus, error_json
-from reflow.engine import Engine, RunState
 from reflow.errors import ReflowError
+from reflow.executor import Executor, Finished, Job, JobBook
 from reflow.ids import new_object_id, now_ms
-from reflow.store.base import Store
 
 log = logging.getLogger(__name__)
 
-Prepare = Callable[[ExecutionRecord], Awaitable[RunState]]
+Prepare = Callable[[ExecutionRecord], Awaitable[Job]]
+
+
+def new_owner() -> str:
+    """A lease owner name unique to this process: host, pid and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{new_object_id()[-8:]}"
 
 
 class Worker:
@@ -32,22 +38,23 @@ class Worker:
 
     def __init__(
         self,
-        store: Store,
-        engine: Engine,
+        book: JobBook,
+        executor: Executor,
         prepare: Prepare,
         *,
         concurrency: int,
-        lease_seconds: float,
         poll_interval: float = 1.0,
+        max_resumes: int = 2,
     ) -> None:
-        self.store = store
-        self.engine = engine
+        self.book = book
+        self.store = book.store
+        self.executor = executor
         self.prepare = prepare
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{new_object_id()[-8:]}"
+        self.owner = book.owner
         self.concurrency = concurrency
-        self.lease_ms = int(lease_seconds * 1000)
         self.poll_interval = poll_interval
-        self.running: dict[str, tuple[asyncio.Task[ExecutionRecord], RunState]] = {}
+        self.max_resumes = max_resumes
+        self.running: dict[str, tuple[asyncio.Future[Finished], Job]] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = False
@@ -59,49 +66,51 @@ class Worker:
 
     def lease_until(self) -> int:
         """The expiry to give a lease taken now."""
-        return now_ms() + self.lease_ms
+        return self.book.lease_until()
 
-    def spawn(self, state: RunState) -> asyncio.Task[ExecutionRecord]:
-        """Run a prepared execution in the background; its lease is renewed while it runs."""
-        execution_id = state.record.id
-        task = asyncio.create_task(self.engine.run(state), name=f"execution {execution_id}")
-        self.running[execution_id] = (task, state)
-        task.add_done_callback(lambda t: self._done(execution_id, t))
-        return task
+    def spawn(self, job: Job) -> asyncio.Future[Finished]:
+        """Run a job in the background; its lease is renewed while it runs."""
+        execution_id = job.record.id
+        future = self.executor.submit(job)
+        self.running[execution_id] = (future, job)
+        future.add_done_callback(lambda f: self._done(execution_id, f))
+        return future
 
-    def _done(self, execution_id: str, task: asyncio.Task[ExecutionRecord]) -> None:
+    def _done(self, execution_id: str, future: asyncio.Future[Finished]) -> None:
         self.running.pop(execution_id, None)
-        if not task.cancelled() and (exc := task.exception()) is not None:
+        if not future.cancelled() and (exc := future.exception()) is not None:
             # The lease runs out and the execution is claimed again from its last step.
-            log.error("execution %s stopped on an error: %r", execution_id, exc, exc_info=exc)
+            log.error("execution %s stopped on an error: %r", execution_id, exc)
         self._wake.set()
 
     def wake(self) -> None:
         """Look for claimable executions now rather than at the next poll."""
         self._wake.set()
 
+    def cancel(self, execution_id: str) -> bool:
+        """Pass a cancel to the execution if it runs here; False when it does not."""
+        if execution_id not in self.running:
+            return False
+        self.executor.cancel(execution_id)
+        return True
+
     async def start(self) -> None:
-        """Start the claim loop and the heartbeat."""
+        """Start the executor, the claim loop and the heartbeat."""
+        await self.executor.start()
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="worker claim loop"),
             asyncio.create_task(self._heartbeat_loop(), name="worker heartbeat"),
         ]
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Stop claiming, let running executions finish for ``grace`` seconds, then cancel."""
+        """Stop claiming, let running executions finish for ``grace`` seconds, then stop."""
         self._stopping = True
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        pending = [task for task, _ in self.running.values()]
-        if pending:
-            _, still = await asyncio.wait(pending, timeout=grace)
-            for task in still:
-                task.cancel()
-            if still:
-                await asyncio.wait(still, timeout=1.0)
+        await self.executor.stop(grace)
 
     async def _claim_loop(self) -> None:
         while not self._stopping:
@@ -111,51 +120,72 @@ class Worker:
             self._wake.clear()
             try:
                 await self._claim()
+                await self._pass_cancels()
             except Exception:  # keep the loop alive; the next poll retries
                 log.exception("claiming executions failed")
+
+    async def _pass_cancels(self) -> None:
+        # A cancel made by another process (the CLI) is a flag in the database.
+        ids = [i for i, (_, job) in self.running.items() if job.persisted]
+        if ids:
+            for execution_id in await self.store.cancel_requests(ids):
+                self.executor.cancel(execution_id)
 
     async def _claim(self) -> None:
         free = self.concurrency - len(self.running)
         while free > 0 and not self._stopping:
             now = now_ms()
-            claimed = await self.store.claim_executions(self.owner, now, now + self.lease_ms, free)
+            claimed = await self.store.claim_executions(
+                self.owner, now, self.lease_until(), free
+            )
             for record in claimed:
                 if record.id in self.running:
                     continue  # already running here (its lease was renewed by the claim)
+                if record.resumes > self.max_resumes:
+                    await self._poisoned(record)
+                    continue
                 try:
-                    state = await self.prepare(record)
+                    job = await self.prepare(record)
                 except Exception as exc:
                     await self._unrunnable(record, exc)
                     continue
-                self.spawn(state)
+                self.spawn(job)
             if len(claimed) < free:
                 return
             free = self.concurrency - len(self.running)
+
+    async def _poisoned(self, record: ExecutionRecord) -> None:
+        await self._end_failed(record, (
+            f"the process running this execution stopped {record.resumes} times while it "
+            f"ran (a crash or out of memory?); it is not resumed again"))
 
     async def _unrunnable(self, record: ExecutionRecord, exc: Exception) -> None:
         # E.g. its version no longer compiles: fail it, or it would be claimed forever.
         log.error("execution %s cannot run: %r", record.id, exc)
         message = exc.message if isinstance(exc, ReflowError) else f"{type(exc).__name__}: {exc}"
+        await self._end_failed(record, f"cannot run: {message}")
+
+    async def _end_failed(self, record: ExecutionRecord, message: str) -> None:
         record.status = ExecutionStatus.FAILED
         record.stopped_at = now_ms()
         record.lease_owner = record.lease_expires = None
-        record.error = orjson.dumps(error_json(f"cannot run: {message}", None))
+        record.error = orjson.dumps(error_json(message, None))
         try:
             await self.store.save_execution(record, [])
         except Exception:
-            log.exception("cannot record that execution %s cannot run", record.id)
+            log.exception("cannot record that execution %s failed", record.id)
 
     async def _heartbeat_loop(self) -> None:
-        interval = self.lease_ms / 3000
+        interval = self.book.lease_ms / 3000
         while not self._stopping:
             await asyncio.sleep(interval)
             until = self.lease_until()
             ids = []
-            for execution_id, (_, state) in self.running.items():
+            for execution_id, (_, job) in self.running.items():
                 # The record carries its lease into every commit, the first one included
                 # (a run answered at its end is inserted late): keep every copy current.
-                state.record.lease_expires = until
-                if state.recorder.persisted:
+                job.record.lease_expires = until
+                if job.persisted:
                     ids.append(execution_id)
             if not ids:
                 continue

@@ -7,6 +7,7 @@ that was recorded as finished before the crash may run again after it.
 from __future__ import annotations
 
 import json
+import base64
 import os
 import signal
 import socket
@@ -85,6 +86,7 @@ def _start(tmp: Path, port: int, workflow: Path, log: IO[bytes]) -> subprocess.P
         "REFLOW_BOOTSTRAP_KEY": KEY,
         "REFLOW_HTTP_ALLOW_NETWORKS": "127.0.0.0/8",
         "REFLOW_DEV_KEY_FILE": str(tmp / "dev-key"),
+        "REFLOW_SECRET_KEY": base64.urlsafe_b64encode(bytes(range(32))).decode(),
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "reflow", "serve", "--apply", str(workflow),

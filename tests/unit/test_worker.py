@@ -18,11 +18,12 @@ from engine_support import (
 )
 
 from reflow.domain.executions import ExecutionRecord, ExecutionStatus, StepRecord, StepStatus
-from reflow.engine import Engine, EngineConfig, Recorder, RunState, now_ms
+from reflow.engine import Engine, EngineConfig, now_ms
 from reflow.engine.compiled import CompiledWorkflow
 from reflow.errors import NotFound
+from reflow.executor import InProcessExecutor, Job, JobBook
 from reflow.store.sqlite import SqliteStore
-from reflow.worker import Worker
+from reflow.worker import Worker, new_owner
 
 pytestmark = pytest.mark.anyio
 
@@ -36,14 +37,19 @@ class Runner:
         self.store = store
         self.compiled = compiled
         self.engine = Engine(EngineConfig())
-        options = {"concurrency": 4, "lease_seconds": 30.0, "poll_interval": 0.02, **options}
-        self.worker = Worker(store, self.engine, self.prepare, **options)
+        options = {"concurrency": 4, "poll_interval": 0.02, **options}
+        self.book = JobBook(store, new_owner(), options.pop("lease_seconds", 30.0))
+        self.worker = Worker(self.book, InProcessExecutor(self.engine, self.book), self.prepare,
+                             **options)
 
-    async def prepare(self, record: ExecutionRecord) -> RunState:
-        recorder = Recorder(self.store, record, persisted=True)
+    async def prepare(self, record: ExecutionRecord) -> Job:
         recorded, record.steps = record.steps, []
         trigger = orjson.loads(record.trigger)
-        return self.engine.new_state(recorder, self.compiled, trigger, recorded)
+        return Job(record, self.compiled, trigger, recorded, persisted=True)
+
+    def job(self, record: ExecutionRecord) -> Job:
+        """A run started by this process, not yet stored (as RunService starts one)."""
+        return Job(record, self.compiled, {"data": None}, [], persisted=False)
 
     async def finished(self, ids: Iterable[str]) -> list[ExecutionRecord]:
         """Wait (bounded) until every execution is finished; return them as stored."""
@@ -195,7 +201,7 @@ async def test_an_execution_that_cannot_be_prepared_is_failed_not_claimed_foreve
 ) -> None:
     runner = Runner(store, single_call(Effect(), value=1))
 
-    async def broken(record: ExecutionRecord) -> RunState:
+    async def broken(record: ExecutionRecord) -> Job:
         raise NotFound("workflow has no version 9")
 
     runner.worker.prepare = broken
@@ -216,9 +222,11 @@ async def test_an_execution_running_here_is_not_started_again_when_its_lease_loo
     effect = Effect()
     runner = Runner(store, single_call(effect, value=1, seconds=0.5), poll_interval=0.01)
     record = running_record(None, lease_owner=runner.worker.owner, lease_expires=now_ms() - 1)
-    recorder = Recorder(store, record, persisted=False)
-    await recorder.flush()
-    runner.worker.spawn(runner.engine.new_state(recorder, runner.compiled, {"data": None}))
+    job = runner.job(record)
+    await runner.book.ensure(job)
+    record.lease_expires = now_ms() - 1
+    await store.save_execution(record, [])
+    runner.worker.spawn(job)
     [done] = await runner.run_to_end([record.id])
     assert done.status is ExecutionStatus.SUCCEEDED
     assert effect.execution_ids == [record.id]
@@ -230,11 +238,64 @@ async def test_the_heartbeat_keeps_the_lease_of_a_run_not_yet_stored_current(
     effect = Effect()
     runner = Runner(store, single_call(effect, value=1, seconds=0.6), lease_seconds=1)
     record = running_record(None, lease_owner=runner.worker.owner, lease_expires=now_ms())
-    recorder = Recorder(store, record, persisted=False)
-    runner.worker.spawn(runner.engine.new_state(recorder, runner.compiled, {"data": None}))
+    runner.worker.spawn(runner.job(record))
     await runner.worker.start()
     try:
         await asyncio.sleep(0.5)
         assert (record.lease_expires or 0) > now_ms()  # renewed in memory before its insert
     finally:
         await runner.worker.stop()
+
+
+async def test_an_execution_that_keeps_killing_its_process_is_failed_instead_of_resumed(
+    store: SqliteStore,
+) -> None:
+    # Resumed twice already (the default limit), and its process died again.
+    effect = Effect()
+    poisoned = queued_record(None, status=ExecutionStatus.RUNNING, started_at=now_ms(),
+                             lease_owner="dead:1:abc", lease_expires=now_ms() - 1, resumes=2)
+    await store.insert_execution(poisoned)
+    [done] = await Runner(store, single_call(effect, value=1)).run_to_end([poisoned.id])
+    assert done.status is ExecutionStatus.FAILED
+    assert done.resumes == 3
+    message = orjson.loads(done.error or b"null")["message"]
+    assert "stopped 3 times" in message and "not resumed again" in message
+    assert effect.calls == []  # never run a third time
+
+
+async def test_an_abandoned_execution_within_the_limit_resumes_and_counts_it(
+    store: SqliteStore,
+) -> None:
+    effect = Effect()
+    abandoned = queued_record(None, status=ExecutionStatus.RUNNING, started_at=now_ms(),
+                              lease_owner="dead:1:abc", lease_expires=now_ms() - 1, resumes=1)
+    await store.insert_execution(abandoned)
+    [done] = await Runner(store, single_call(effect, value=1)).run_to_end([abandoned.id])
+    assert done.status is ExecutionStatus.SUCCEEDED
+    assert done.resumes == 2
+
+
+async def test_a_cancel_flagged_in_the_database_stops_a_running_execution_before_its_next_block(
+    store: SqliteStore,
+) -> None:
+    effect = Effect()
+    compiled = compile_doc(workflow(
+        {"id": "slow", "type": "effect", "with": {"value": 1, "seconds": 0.3}},
+        {"id": "after", "type": "effect", "with": {"value": 2}},
+    ), effect)
+    runner = Runner(store, compiled)
+    record = queued_record(None)
+    await store.insert_execution(record)
+    await runner.worker.start()
+    try:
+        async with asyncio.timeout(WAIT_LIMIT):
+            await effect.started.wait()
+        # What `reflow cancel` does from another process: only the flag is written.
+        await store.request_cancel(TEAM_ID, record.id, now_ms(), b"null")
+        (done,) = await runner.finished([record.id])
+    finally:
+        await runner.worker.stop()
+    assert done.status is ExecutionStatus.CANCELLED
+    assert [s.block_id for s in done.steps] == ["slow"]
+    assert orjson.loads(done.error or b"null") == {
+        "message": "cancelled before block 'after' ran", "blockId": "after"}

@@ -1,0 +1,181 @@
+"""Where executions run: in this process, or in supervised executor processes.
+
+The worker hands a ``Job`` to an ``Executor`` and gets a future of its ``Finished`` result.
+Either way the engine's writes come back through ``JobBook.write``, in the process that
+owns the database connection, so what is committed and when (DESIGN "Performance") does
+not depend on where the engine ran. ``ProcessExecutor`` (``executor.process``) is the
+default: an expression that crashes, exhausts memory or hangs takes down one executor
+process, never the API, and the execution that did it is found and ended
+(docs/architecture.md "Executor processes").
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from reflow.domain.executions import ExecutionRecord, StepRecord
+from reflow.engine import Engine, Recorder, RunState
+from reflow.engine.compiled import CompiledWorkflow
+from reflow.ids import now_ms
+from reflow.store.base import Store
+
+
+@dataclass(slots=True, eq=False)
+class Job:
+    """One execution handed to an executor, and what the parent knows of it meanwhile."""
+
+    record: ExecutionRecord  # its ``steps`` are the ones not yet written (a rerun's reused)
+    workflow: CompiledWorkflow
+    trigger: Any  # the trigger as the engine sees it (plain, not sealed)
+    recorded: list[StepRecord]  # steps to reuse instead of running again
+    persisted: bool  # the execution row exists
+    idempotency_key: str | None = None
+    env: Mapping[str, Any] | None = None
+    # Steps with a lower seq were written by the parent's own early insert (``ensure``).
+    written_below: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A job's end: the execution as committed, and the respond body as computed."""
+
+    record: ExecutionRecord
+    response: bytes | None  # JSON of the respond block's body, when one ran
+
+
+class Executor(Protocol):
+    """Runs jobs; ``submit`` returns a future of the job's end."""
+
+    async def start(self) -> None:
+        """Be ready to run jobs."""
+
+    def submit(self, job: Job) -> asyncio.Future[Finished]:
+        """Run a job; the future fails with the store's error if its writes failed."""
+
+    def cancel(self, execution_id: str) -> None:
+        """Ask a running job to stop before its next block."""
+
+    async def stop(self, grace: float) -> None:
+        """Let running jobs finish for ``grace`` seconds, then stop them (they resume later)."""
+
+
+class JobBook:
+    """Commits what running jobs report, under this process's lease."""
+
+    def __init__(self, store: Store, owner: str, lease_seconds: float) -> None:
+        self.store = store
+        self.owner = owner
+        self.lease_ms = int(lease_seconds * 1000)
+
+    def lease_until(self) -> int:
+        """The expiry to give a lease taken now."""
+        return now_ms() + self.lease_ms
+
+    async def write(self, job: Job, steps: Sequence[StepRecord]) -> None:
+        """Commit the job's record as it is now, with its new ``steps``."""
+        record = job.record
+        if record.finished:
+            record.lease_owner = record.lease_expires = None
+        else:
+            record.lease_owner, record.lease_expires = self.owner, self.lease_until()
+        async with job.lock:
+            if not job.persisted:
+                record.steps = list(steps)
+                await self.store.insert_execution(record, job.idempotency_key)
+                job.persisted = True
+                return
+            fresh = [s for s in steps if s.seq >= job.written_below]
+            await self.store.save_execution(record, fresh)
+
+    async def ensure(self, job: Job) -> None:
+        """Make sure the execution row exists (before answering that it still runs)."""
+        async with job.lock:
+            if job.persisted:
+                return
+            record = job.record
+            record.lease_owner, record.lease_expires = self.owner, self.lease_until()
+            await self.store.insert_execution(record, job.idempotency_key)
+            job.written_below = max((s.seq + 1 for s in record.steps), default=0)
+            job.persisted = True
+
+
+class _BookWriter:
+    """The engine's recorder, writing through the book (in-process executor)."""
+
+    __slots__ = ("book", "job")
+
+    def __init__(self, book: JobBook, job: Job) -> None:
+        self.book = book
+        self.job = job
+
+    async def insert_execution(
+        self, execution: ExecutionRecord, idempotency_key: str | None = None
+    ) -> None:
+        await self.book.write(self.job, execution.steps)
+
+    async def save_execution(
+        self, execution: ExecutionRecord, new_steps: Sequence[StepRecord]
+    ) -> None:
+        await self.book.write(self.job, new_steps)
+
+
+def finished(state: RunState, record: ExecutionRecord) -> Finished:
+    """The result of a run that ended with ``record``."""
+    return Finished(record, orjson.dumps(state.response) if state.responded else None)
+
+
+class InProcessExecutor:
+    """Runs jobs on this process's event loop (REFLOW_EXECUTOR_PROCESSES=0; tests)."""
+
+    def __init__(self, engine: Engine, book: JobBook) -> None:
+        self.engine = engine
+        self.book = book
+        self._states: dict[str, RunState] = {}
+        self._tasks: set[asyncio.Task[Finished]] = set()
+
+    async def start(self) -> None:
+        """Nothing to start."""
+
+    def submit(self, job: Job) -> asyncio.Future[Finished]:
+        """Run the job as a task of this loop."""
+        recorder = Recorder(_BookWriter(self.book, job), job.record, persisted=job.persisted,
+                            idempotency_key=job.idempotency_key)
+        state = self.engine.new_state(recorder, job.workflow, job.trigger, job.recorded,
+                                      env=job.env)
+        state.cancel_requested = job.record.cancel_requested
+        execution_id = job.record.id
+        self._states[execution_id] = state
+        task = asyncio.create_task(self._run(state), name=f"execution {execution_id}")
+        self._tasks.add(task)
+        task.add_done_callback(lambda t: self._forget(execution_id, t))
+        return task
+
+    async def _run(self, state: RunState) -> Finished:
+        return finished(state, await self.engine.run(state))
+
+    def _forget(self, execution_id: str, task: asyncio.Task[Finished]) -> None:
+        self._states.pop(execution_id, None)
+        self._tasks.discard(task)
+
+    def cancel(self, execution_id: str) -> None:
+        """Flag the running state; the engine checks it before each block."""
+        state = self._states.get(execution_id)
+        if state is not None:
+            state.cancel_requested = True
+
+    async def stop(self, grace: float) -> None:
+        """Wait for running jobs up to ``grace`` seconds, then cancel what remains."""
+        pending = set(self._tasks)
+        if not pending:
+            return
+        _, still = await asyncio.wait(pending, timeout=grace)
+        for task in still:
+            task.cancel()
+        if still:
+            await asyncio.wait(still, timeout=1.0)

@@ -1,0 +1,158 @@
+"""What crosses the pipe between reflow and its executor processes, and how it is framed.
+
+Messages are tuples of plain values (str, int, bytes, bool, None, tuples and lists),
+pickled. The reader refuses any pickled class or function, so a child process that an
+expression managed to corrupt still cannot make its parent build objects of its choosing.
+Frames are a 4-byte length then the pickle; writes made in one event-loop turn leave in
+one ``send`` (the pipe's cost is per write, not per message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import pickle
+import struct
+from collections.abc import Callable
+from typing import Any, Final
+
+from reflow.domain.executions import ExecutionRecord, ExecutionStatus, StepRecord, StepStatus
+
+_HEADER: Final = struct.Struct("!I")
+MAX_FRAME: Final = 256 * 1024 * 1024  # a step is capped far below this; guards a bad length
+
+Message = tuple[Any, ...]
+
+
+class WireError(Exception):
+    """A frame that is not a message this protocol sends."""
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        raise WireError(f"refused to load {module}.{name} from an executor message")
+
+
+def encode(message: Message) -> bytes:
+    """One framed message."""
+    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return _HEADER.pack(len(body)) + body
+
+
+def decode(body: bytes) -> Message:
+    """A message from a frame's body; raises WireError for anything but plain values."""
+    try:
+        message = _PlainUnpickler(io.BytesIO(body)).load()
+    except WireError:
+        raise
+    except Exception as exc:
+        raise WireError(f"unreadable executor message: {exc}") from exc
+    if not isinstance(message, tuple) or not message or not isinstance(message[0], str):
+        raise WireError("an executor message must be a tuple starting with its kind")
+    return message
+
+
+class Channel(asyncio.Protocol):
+    """A framed, batched message pipe over a stream socket (one per executor process)."""
+
+    def __init__(
+        self,
+        on_message: Callable[[Message], None],
+        on_lost: Callable[[Exception | None], None] | None = None,
+        *,
+        trusted: bool = False,
+    ) -> None:
+        # Only an executor reads its parent's messages as trusted (they may carry objects).
+        self._decode: Callable[[bytes], Message] = pickle.loads if trusted else decode
+        self._on_message = on_message
+        self._on_lost = on_lost
+        self._buffer = bytearray()
+        self._outgoing: list[bytes] = []
+        self._transport: asyncio.Transport | None = None
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Keep the transport for sending."""
+        self._transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        """Hand every complete frame to ``on_message``."""
+        buffer = self._buffer
+        buffer += data
+        start = 0
+        size = len(buffer)
+        while size - start >= 4:
+            (length,) = _HEADER.unpack_from(buffer, start)
+            if length > MAX_FRAME:
+                self._fail(WireError(f"executor message of {length} bytes is over the limit"))
+                return
+            end = start + 4 + length
+            if end > size:
+                break
+            body = bytes(buffer[start + 4 : end])
+            start = end
+            try:
+                message = self._decode(body)
+            except WireError as exc:
+                self._fail(exc)
+                return
+            self._on_message(message)
+        del buffer[:start]
+
+    def _fail(self, exc: Exception) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+        self.connection_lost(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Tell the owner once."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._on_lost is not None:
+            self._on_lost(exc)
+
+    def send(self, message: Message) -> None:
+        """Queue a message; everything queued in this loop turn is written together."""
+        if self.closed or self._transport is None:
+            return
+        if not self._outgoing:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._outgoing.append(encode(message))
+
+    def _flush(self) -> None:
+        outgoing, self._outgoing = self._outgoing, []
+        if outgoing and self._transport is not None and not self.closed:
+            self._transport.write(b"".join(outgoing))
+
+    def close(self) -> None:
+        """Send what is queued, then close."""
+        self._flush()
+        if self._transport is not None:
+            self._transport.close()
+
+
+# --- records as plain tuples ----------------------------------------------------------------
+
+
+def step_to_wire(s: StepRecord) -> tuple[Any, ...]:
+    """A step as a tuple of plain values."""
+    return (s.seq, s.block_id, s.status.value, s.attempts, s.started_at, s.stopped_at,
+            s.input, s.output, s.error, s.reused, s.truncated)
+
+
+def step_from_wire(t: tuple[Any, ...]) -> StepRecord:
+    """The step ``step_to_wire`` gave."""
+    return StepRecord(t[0], t[1], StepStatus(t[2]), t[3], t[4], t[5], t[6], t[7], t[8],
+                      bool(t[9]), bool(t[10]))
+
+
+def progress_to_wire(e: ExecutionRecord) -> tuple[Any, ...]:
+    """The fields of an execution that running it changes."""
+    return (e.status.value, e.started_at, e.stopped_at, e.output, e.response_status, e.error)
+
+
+def apply_progress(e: ExecutionRecord, t: tuple[Any, ...]) -> None:
+    """Copy the fields ``progress_to_wire`` gave onto the parent's copy of the record."""
+    e.status = ExecutionStatus(t[0])
+    e.started_at, e.stopped_at, e.output, e.response_status, e.error = t[1:6]

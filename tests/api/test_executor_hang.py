@@ -1,0 +1,39 @@
+"""An executor stuck in one evaluation is killed by the watchdog, and the block that did it
+fails at once (it would hang again), while other teams' runs go on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from fastapi.testclient import TestClient
+
+from reflow.settings import Settings
+from support import wait_finished
+from test_executor_processes import _one_block, _other_team_runs_meanwhile, _start
+
+# One built-in call of several seconds: the engine's own clock cannot interrupt it.
+HANGS = '{{ $length($pad("x", 400000000)) }}'
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    """One executor process with a 1.5 s hang watchdog."""
+    return make_settings(executor_processes=1, executor_hang_timeout=1.5)
+
+
+def test_a_run_that_hangs_its_executor_fails_its_block_at_once(
+    client: TestClient, installed: Callable[..., tuple[str, str]],
+    other_team_headers: dict[str, str],
+) -> None:
+    execution_id = _start(client, *installed(_one_block(HANGS, "Endless")))
+    _other_team_runs_meanwhile(client, other_team_headers)
+    data = wait_finished(client, execution_id, timeout=60)
+    assert data["status"] == "failed"
+    assert data["error"] == {
+        "message": "block 'heavy' stopped its executor process: it ran for more than 1.5s "
+                   "without yielding; it is not resumed again",
+        "blockId": "heavy",
+    }
+
+

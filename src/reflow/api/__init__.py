@@ -11,9 +11,11 @@ from fastapi.openapi.utils import get_openapi
 from starlette.responses import Response
 
 from reflow import __version__
-from reflow.api.errors import install_error_handlers, json_response
+from reflow.api.definition_schema import definition_schemas
+from reflow.api.errors import COMMON_ERRORS, install_error_handlers, json_response
 from reflow.api.middleware import ApiVersionMiddleware, BodyLimitMiddleware
 from reflow.api.routes import logs, runs, teams, users, workflows
+from reflow.blocks import block_specs
 from reflow.services import Reflow
 from reflow.settings import CURRENT_API_VERSION, SUPPORTED_API_VERSIONS
 
@@ -22,6 +24,38 @@ reflow speaks the Alloy Embedded API (2025-09). Every call takes
 `Authorization: bearer <API key>` and `x-api-version: 2025-09` (or the version as the
 first path segment, `/2024-03/...`). Errors are `{"message": ...}`.
 """
+
+# The version goes in the x-api-version header, or as the first path segment: the second
+# server is that form (the middleware strips the segment before routing).
+_SERVERS: list[dict[str, Any]] = [
+    {"url": "/", "description": "the version in the x-api-version header"},
+    {"url": "/{version}", "description": "the version as the first path segment",
+     "variables": {"version": {"default": CURRENT_API_VERSION,
+                               "enum": list(SUPPORTED_API_VERSIONS)}}},
+]
+_VERSION_HEADER = {
+    "name": "x-api-version", "in": "header", "required": False,
+    "description": f"{CURRENT_API_VERSION}; required (400 without it) unless the path "
+                   "starts with the version (the second server), except on /logs calls",
+    "schema": {"type": "string", "enum": list(SUPPORTED_API_VERSIONS)},
+}
+
+
+def _complete(schema: dict[str, Any]) -> dict[str, Any]:
+    """Add what routes do not declare themselves: the bearer key, the version header and
+    the definition schema their bodies refer to."""
+    components = schema.setdefault("components", {})
+    # Every operation takes the bearer key; declared here rather than as a dependency.
+    components["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer",
+                   "description": "Authorization: bearer <API key>"},
+    }
+    schema["security"] = [{"bearer": []}]
+    components.setdefault("schemas", {}).update(definition_schemas(block_specs()))
+    for operations in schema["paths"].values():
+        for operation in operations.values():
+            operation.setdefault("parameters", []).append(_VERSION_HEADER)
+    return schema
 
 
 def create_app(reflow: Reflow, *, manage: bool = True) -> FastAPI:
@@ -45,29 +79,15 @@ def create_app(reflow: Reflow, *, manage: bool = True) -> FastAPI:
     app.state.reflow = reflow
     install_error_handlers(app)
     for module in (users, workflows, runs, logs, teams):
-        app.include_router(module.router)
+        # Every route may answer COMMON_ERRORS; each declares its own with error_responses().
+        app.include_router(module.router, responses=COMMON_ERRORS)
 
     def openapi() -> dict[str, Any]:
-        # Every operation takes the bearer key; declared here rather than as a dependency.
         if app.openapi_schema is None:
-            schema = get_openapi(title=app.title, version=app.version,
-                                 description=app.description, routes=app.routes)
-            schema.setdefault("components", {})["securitySchemes"] = {
-                "bearer": {"type": "http", "scheme": "bearer",
-                           "description": "Authorization: bearer <API key>"},
-            }
-            schema["security"] = [{"bearer": []}]
-            version = {
-                "name": "x-api-version", "in": "header", "required": False,
-                "description": f"{CURRENT_API_VERSION}, or the version as the first path "
-                               "segment instead (/2024-03/...); required on every call but "
-                               "/logs ones",
-                "schema": {"type": "string", "enum": list(SUPPORTED_API_VERSIONS)},
-            }
-            for operations in schema["paths"].values():
-                for operation in operations.values():
-                    operation.setdefault("parameters", []).append(version)
-            app.openapi_schema = schema
+            app.openapi_schema = _complete(get_openapi(
+                title=app.title, version=app.version, description=app.description,
+                routes=app.routes, servers=_SERVERS,
+            ))
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

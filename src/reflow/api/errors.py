@@ -1,4 +1,9 @@
-"""Every error leaves as JSON ``{"message": ...}`` with its status: mapped here, once."""
+"""Every error leaves as JSON ``{"message": ...}`` with its status: mapped here, once.
+
+The OpenAPI side of the same mapping is here too: ``COMMON_ERRORS`` are the answers any
+route can give (``create_app`` adds them to every router it includes), and a route lists
+its own with ``responses=error_responses(404, 409)``. docs/api.md has the convention.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +18,39 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
+from reflow.api.schemas import Invalid, Message
 from reflow.errors import DefinitionInvalid, ReflowError
 
 log = logging.getLogger(__name__)
+
+Responses = dict[int | str, dict[str, Any]]
+
+# What every route may answer whatever it does: the middleware's and the key's refusals,
+# a bad parameter or body, and a database that failed.
+COMMON_ERRORS: Responses = {
+    400: {"model": Message, "description": "missing or unsupported API version"},
+    401: {"model": Message, "description": "no API key, or an unknown or revoked one"},
+    413: {"model": Message, "description": "the body is over REFLOW_MAX_BODY_BYTES"},
+    422: {"model": Invalid, "description": "a parameter or the body is invalid; "
+                                           "problems lists each one by path"},
+    503: {"model": Message, "description": "the database failed; try again"},
+}
+
+# What a route's own statuses mean unless it says more (``details``).
+_MEANINGS = {
+    404: "not found (another team's things are not found either)",
+    409: "the thing is in a state that forbids this",
+}
+
+
+def error_responses(*statuses: int, details: Mapping[int, str] | None = None) -> Responses:
+    """A route's ``responses=``: its own error statuses beyond ``COMMON_ERRORS``, as
+    ``{"message": ...}``; ``details`` gives a status a more precise description."""
+    described = {**_MEANINGS, **(details or {})}
+    return {
+        status: {"model": Message, "description": described.get(status, "refused")}
+        for status in statuses
+    }
 
 
 def json_response(

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from reflow.domain.executions import ExecutionStatus, StepStatus, TriggerMode
+
 
 class Strict(BaseModel):
     """Request bodies refuse unknown fields (a typo must not pass silently)."""
@@ -17,6 +19,26 @@ class Message(BaseModel):
     """Every error, and some successes."""
 
     message: str
+
+
+class ProblemItem(BaseModel):
+    """One thing wrong with a request: where (``blocks[1].with.url``) and why."""
+
+    path: str
+    reason: str
+
+
+class Invalid(Message):
+    """A 422: the message, and each problem by path when there are several to list."""
+
+    problems: list[ProblemItem] | None = None
+
+
+class ExecutionError(BaseModel):
+    """Why an execution failed, and in which block (none when it failed before one)."""
+
+    message: str
+    blockId: str | None
 
 
 # -- users ---------------------------------------------------------------------------------
@@ -56,6 +78,11 @@ class TeamEnv(Strict):
 
 class WorkflowRef(Strict):
     """A user plus a workflow by id or by name (one of the two is enough)."""
+
+    # The document says what _one_workflow checks.
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "anyOf": [{"required": ["workflowId"]}, {"required": ["workflowName"]}],
+    })
 
     userId: str = Field(min_length=1)
     workflowId: str | None = Field(default=None, min_length=1)
@@ -133,19 +160,26 @@ class RerunBody(Strict):
                                description="seconds to wait for the new execution to finish")
 
 
-class RunAccepted(BaseModel):
-    """A run or rerun was committed: its new execution's id."""
+class RunStarted(BaseModel):
+    """A run or rerun was committed: its new execution's id; with ``wait``, how it ended."""
 
-    message: str = "success"
+    message: Literal["success"] = "success"
     executionId: str
+    status: ExecutionStatus | None = Field(
+        default=None, description="with wait only: 'running' (202) or how it ended")
+    output: Any = Field(default=None, description="with wait only: the respond block's body")
+    error: ExecutionError | None = Field(default=None, description="with wait only")
 
 
-class RunFinished(RunAccepted):
-    """A run with ``?wait=``: how it ended and the ``respond`` block's body."""
+class Cancelled(BaseModel):
+    """A cancel was taken: the execution as it is now."""
 
-    status: str
-    output: Any = None
-    error: Any = None
+    message: Literal["success"] = "success"
+    executionId: str
+    status: ExecutionStatus = Field(
+        description="'cancelled' once stopped; 'running' until its current block ends")
+    cancelRequested: bool = Field(
+        description="true while a running execution has yet to reach its next block")
 
 
 # -- logs ----------------------------------------------------------------------------------
@@ -157,7 +191,7 @@ class ResultItem(BaseModel):
     startedAt: str
     stoppedAt: str
     data: list[list[dict[str, Any]]]
-    status: str
+    status: StepStatus
     attempts: int
     reused: bool
     error: str | None = None
@@ -178,13 +212,13 @@ class LogItem(BaseModel):
     startedAt: str
     stoppedAt: str | None
     finished: bool
-    status: str
+    status: ExecutionStatus
     workflowVersion: int
     userId: str
-    mode: str
+    mode: TriggerMode
     rerunOf: str | None
     reruns: list[str]
-    error: dict[str, Any] | None
+    error: ExecutionError | None
     results: list[ResultItem]
     inputs: list[InputItem]
 
@@ -200,7 +234,7 @@ class StepDetail(BaseModel):
 
     seq: int
     blockId: str
-    status: str
+    status: StepStatus
     attempts: int
     startedAt: str
     stoppedAt: str

@@ -8,22 +8,25 @@ from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from reflow.api.deps import CurrentTeam, ReflowDep
-from reflow.api.errors import json_response
+from reflow.api.errors import error_responses, json_response
 from reflow.api.routing import OrjsonRoute
 from reflow.api.schemas import Execution, Logs
-from reflow.services.logs import MAX_LIMIT, LogsPage, execution_detail, log_item
+from reflow.services.logs import MAX_LIMIT, MAX_PAGE, LogsPage, execution_detail, log_item
 
 router = APIRouter(tags=["logs"], route_class=OrjsonRoute)
 
 
-@router.get("/workflows/{workflowId}/logs", response_model=Logs, summary="Workflow logs")
+@router.get("/workflows/{workflowId}/logs", response_model=Logs, summary="Workflow logs",
+            responses=error_responses(404, details={404: "no such workflow or user"}))
 async def workflow_logs(
     workflowId: str,
     team: CurrentTeam,
     reflow: ReflowDep,
     userId: str | None = None,
-    page: Annotated[int, Query(ge=0, description="1-based; 0 is the first page too")] = 1,
-    limit: Annotated[int, Query(description=f"1 to {MAX_LIMIT}")] = 10,
+    # The bounds are LogsPage's (its message names the range); declared for the document.
+    page: Annotated[int, Query(description="1-based; 0 is the first page too",
+                               json_schema_extra={"minimum": 0, "maximum": MAX_PAGE})] = 1,
+    limit: Annotated[int, Query(json_schema_extra={"minimum": 1, "maximum": MAX_LIMIT})] = 10,
     order: Literal["asc", "desc"] = "desc",
     error: Annotated[bool, Query(description="only failed executions")] = False,
 ) -> Response:
@@ -34,7 +37,9 @@ async def workflow_logs(
     return json_response({"data": [log_item(e) for e in executions]})
 
 
-@router.get("/logs/{executionId}", response_model=Execution, summary="One execution")
+@router.get("/logs/{executionId}", response_model=Execution, summary="One execution",
+            responses=error_responses(404, details={404: "no such execution, or purged "
+                                                       "by retention"}))
 async def execution(
     executionId: str, team: CurrentTeam, reflow: ReflowDep
 ) -> Response:

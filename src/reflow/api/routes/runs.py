@@ -9,14 +9,18 @@ from fastapi import APIRouter, Header, Query
 from starlette.responses import Response
 
 from reflow.api.deps import CurrentTeam, ReflowDep
-from reflow.api.errors import json_response
+from reflow.api.errors import Responses, error_responses, json_response
 from reflow.api.routing import OrjsonRoute
-from reflow.api.schemas import RerunBody, RunFinished, RunWorkflow
+from reflow.api.schemas import RerunBody, RunStarted, RunWorkflow
 from reflow.services.runs import RerunOptions, Started
 
 router = APIRouter(tags=["runs"], route_class=OrjsonRoute)
 
 MAX_WAIT = 300.0
+# With ``wait``, a run still going at the deadline answers 202 with ``status: running``.
+_STILL_RUNNING: Responses = {
+    202: {"model": RunStarted, "description": "with wait: still running at the deadline"},
+}
 WaitQuery = Annotated[
     float | None,
     Query(gt=0, le=MAX_WAIT, description="seconds to wait for the execution to finish"),
@@ -41,8 +45,11 @@ def _started(started: Started, wait: float | None) -> Response:
 
 @router.post(
     "/run/workflow",
-    response_model=RunFinished,
-    responses={202: {"model": RunFinished, "description": "still running at the deadline"}},
+    response_model=RunStarted,
+    responses={**_STILL_RUNNING, **error_responses(404, 409, details={
+        404: "no such workflow or user, or the user has no copy of it",
+        409: "the user's copy is inactive, or the workflow is triggered by an event",
+    })},
     summary="Run a workflow",
 )
 async def run_workflow(
@@ -60,8 +67,11 @@ async def run_workflow(
 
 @router.post(
     "/workflows/{workflowId}/rerun/{executionId}",
-    response_model=RunFinished,
-    responses={202: {"model": RunFinished, "description": "still running at the deadline"}},
+    response_model=RunStarted,
+    responses={**_STILL_RUNNING, **error_responses(404, 409, details={
+        404: "no such execution of this workflow (and user), or purged by retention",
+        409: "the source execution is still running",
+    })},
     summary="Rerun an execution",
 )
 async def rerun(

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from reflow.api.deps import CurrentTeam, ReflowDep
-from reflow.api.errors import json_response
+from reflow.api.errors import error_responses, json_response
 from reflow.api.routing import OrjsonRoute
 from reflow.api.schemas import Activated, VersionCreated, Versions, WorkflowRef
 from reflow.services.logs import iso
@@ -15,16 +15,20 @@ from reflow.services.workflows import Applied, definition_from_text
 
 router = APIRouter(tags=["workflows"], route_class=OrjsonRoute)
 
+# The body is read as text (JSON or YAML) and validated by the domain's validator; its
+# schema is the component ``create_app`` builds from the registered block types.
 _DEFINITION_BODY = {
     "requestBody": {
         "required": True,
-        "description": "A workflow definition (DESIGN.md format), as JSON or YAML.",
+        "description": "A workflow definition (docs/workflows.md), as JSON or YAML; a 422 "
+                       "lists every problem by path.",
         "content": {
-            "application/json": {"schema": {"type": "object"}},
+            "application/json": {"schema": {"$ref": "#/components/schemas/WorkflowDefinition"}},
             "application/yaml": {"schema": {"type": "string"}},
         },
     }
 }
+_NAME_TAKEN = "another workflow of the team has this name"
 
 
 def _applied(applied: Applied) -> Response:
@@ -33,14 +37,16 @@ def _applied(applied: Applied) -> Response:
 
 
 @router.post("/workflows", response_model=VersionCreated, openapi_extra=_DEFINITION_BODY,
-             summary="Create a workflow")
+             summary="Create a workflow",
+             responses=error_responses(409, details={409: _NAME_TAKEN}))
 async def create_workflow(request: Request, team: CurrentTeam, reflow: ReflowDep) -> Response:
     """Store a new workflow at version 1 (422 lists every problem of an invalid one)."""
     definition = definition_from_text(await request.body(), request.headers.get("content-type"))
     return _applied(await reflow.workflows.create(team, definition))
 
 
-@router.put("/workflows/activate", response_model=Activated, summary="Activate a workflow")
+@router.put("/workflows/activate", response_model=Activated, summary="Activate a workflow",
+            responses=error_responses(404, details={404: "no such user or workflow"}))
 async def activate(body: WorkflowRef, team: CurrentTeam, reflow: ReflowDep) -> Response:
     """Install the workflow's latest version for the user, or reactivate their copy."""
     await reflow.workflows.activate(team, body.userId, body.workflow)
@@ -48,7 +54,8 @@ async def activate(body: WorkflowRef, team: CurrentTeam, reflow: ReflowDep) -> R
 
 
 @router.put("/workflows/{workflowId}/definition", response_model=VersionCreated,
-            openapi_extra=_DEFINITION_BODY, summary="Add a version")
+            openapi_extra=_DEFINITION_BODY, summary="Add a version",
+            responses=error_responses(404, 409, details={409: _NAME_TAKEN}))
 async def put_definition(
     workflowId: str, request: Request, team: CurrentTeam, reflow: ReflowDep
 ) -> Response:
@@ -58,7 +65,8 @@ async def put_definition(
 
 
 @router.get("/workflows/{workflowId}/versions", response_model=Versions,
-            summary="List a workflow's versions")
+            summary="List a workflow's versions",
+            responses=error_responses(404, details={404: "no such workflow or user"}))
 async def list_versions(
     workflowId: str, team: CurrentTeam, reflow: ReflowDep, userId: str | None = None
 ) -> Response:

@@ -1,0 +1,196 @@
+"""The JSON schema of a workflow definition, for the OpenAPI document.
+
+Built from the validator's own limits (``reflow.domain.definitions``) and the registered
+block types' specs, so a new block type or a changed limit shows up here by itself.
+The schema never refuses what the validator accepts (``tests/api/test_openapi.py``
+checks the examples and a set of bad definitions against both). Some rules need more
+than a schema can say; the validator alone checks them (``SEMANTIC_RULES``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from reflow.domain.definitions import (
+    BLOCK_ID_PATTERN,
+    MAX_BLOCK_TIMEOUT,
+    MAX_BLOCKS,
+    MAX_ID_LENGTH,
+    MAX_NAME_LENGTH,
+    MAX_RETRY_ATTEMPTS,
+    MAX_RETRY_DELAY,
+    RESERVED_BLOCK_IDS,
+    Backoff,
+    BlockSpec,
+    TriggerType,
+)
+
+SEMANTIC_RULES = (
+    "block ids are unique across the whole definition, nested blocks included",
+    f"at most {MAX_BLOCKS} blocks in all, nested ones included, nesting at most 16 levels",
+    "templates ({{ ... }}) compile as JSONata",
+    "a cron expression's fields are in range",
+    "a duration written as text is within its maximum, and retry.max is at least "
+    "retry.initial",
+    "the document nests at most 100 levels",
+)
+
+# Regex dialects disagree on \s: Python's str.strip() also removes these separators
+# (and keeps U+FEFF, which ECMA counts as space).
+_SPACE = r"[\s\x1c-\x1f\x85]"
+# Text with a character str.strip() keeps.
+_NOT_BLANK = r"[^\s\x1c-\x1f\x85]|\ufeff"
+# Numbers, or text such as 500ms, 1.5s, 1h30m: units from largest to smallest, each once
+# (``reflow.domain.durations``), with the surrounding space the parser strips.
+_AMOUNT = r"[0-9]+(?:\.[0-9]+)?"
+_DURATION_TEXT = "".join(f"(?:{_AMOUNT}{unit})?" for unit in ("d", "h", "m", "s", "ms"))
+_DURATION_PATTERN = rf"^{_SPACE}*(?=[0-9])(?:{_DURATION_TEXT}){_SPACE}*$"
+# A positive duration has a non-zero digit somewhere.
+_POSITIVE_DURATION_PATTERN = (
+    rf"^{_SPACE}*(?=[0-9])(?=[^1-9]*[1-9])(?:{_DURATION_TEXT}){_SPACE}*$"
+)
+# Five fields split on whitespace; which values each field takes is the validator's part.
+_CRON_PATTERN = r"^\s*[^\s]+(?:\s+[^\s]+){4}\s*$"
+
+_BLOCK_REF = "#/components/schemas/Block"
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    # The validator reads an explicit null as "not given" wherever a key is optional.
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _name(description: str) -> dict[str, Any]:
+    return {"type": "string", "minLength": 1, "maxLength": MAX_NAME_LENGTH,
+            "pattern": _NOT_BLANK, "description": description}
+
+
+def _duration(*, positive: bool, maximum: float | None, description: str) -> dict[str, Any]:
+    number: dict[str, Any] = {"type": "number"}
+    if positive:
+        number["exclusiveMinimum"] = 0
+    else:
+        number["minimum"] = 0
+    if maximum is not None:
+        number["maximum"] = maximum
+    text = {"type": "string",
+            "pattern": _POSITIVE_DURATION_PATTERN if positive else _DURATION_PATTERN}
+    return {"anyOf": [number, text, {"type": "null"}], "description": description}
+
+
+def _trigger() -> dict[str, Any]:
+    cron = {**_name("required for schedule"), "pattern": _CRON_PATTERN}
+    owned = {TriggerType.EVENT: ("event", _name("required for event")),
+             TriggerType.SCHEDULE: ("cron", cron)}
+    conditions = [
+        {
+            "if": {"properties": {"type": {"const": owner.value}}, "required": ["type"]},
+            "then": {"required": [key], "properties": {key: schema}},
+            "else": {"properties": {key: {"type": "null"}}},
+        }
+        for owner, (key, schema) in owned.items()
+    ]
+    return {
+        "type": "object",
+        "description": "What starts an execution: type, and event or cron for those types.",
+        "additionalProperties": False,
+        "required": ["type"],
+        "properties": {
+            "type": {"enum": [t.value for t in TriggerType]},
+            "event": {"description": "the event's name (type event only)"},
+            "cron": {"description": "five fields: minute hour day-of-month month "
+                                    "day-of-week (type schedule only)"},
+            "schema": _nullable({"type": "object",
+                                 "description": "an example of the trigger's data"}),
+        },
+        "allOf": conditions,
+    }
+
+
+def _retry() -> dict[str, Any]:
+    return _nullable({
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "attempts": _nullable({"type": "integer", "minimum": 1,
+                                   "maximum": MAX_RETRY_ATTEMPTS,
+                                   "description": "tries in all, the first included"}),
+            "backoff": _nullable({"enum": [b.value for b in Backoff]}),
+            "initial": _duration(positive=False, maximum=MAX_RETRY_DELAY,
+                                 description="the first wait"),
+            "max": _duration(positive=True, maximum=MAX_RETRY_DELAY,
+                             description="the longest wait"),
+        },
+    })
+
+
+def _with(spec: BlockSpec) -> dict[str, Any]:
+    properties: dict[str, Any] = {key: {} for key in sorted(spec.optional)}
+    # A required parameter must be given a value: null reads as missing.
+    properties.update({key: {"not": {"type": "null"}} for key in sorted(spec.required)})
+    properties.update({
+        key: {"anyOf": [{"type": "array", "maxItems": MAX_BLOCKS,
+                         "items": {"$ref": _BLOCK_REF}}, {"type": "null"}],
+              "description": "nested blocks"}
+        for key in sorted(spec.child_lists)
+    })
+    return {"type": "object", "additionalProperties": False, "properties": properties,
+            "required": sorted(spec.required)}
+
+
+def _block(type_name: str, spec: BlockSpec) -> dict[str, Any]:
+    params = _with(spec)
+    required = ["id", "type"]
+    if spec.required:
+        required.append("with")
+    else:
+        params = _nullable(params)
+    return {
+        "type": "object",
+        "title": f"{type_name} block",
+        "additionalProperties": False,
+        "required": required,
+        "properties": {
+            "id": {
+                "type": "string",
+                "pattern": f"^{BLOCK_ID_PATTERN.pattern}$",
+                "maxLength": MAX_ID_LENGTH,
+                "not": {"enum": sorted(RESERVED_BLOCK_IDS)},
+                "description": "unique in the definition; expressions read the output by it",
+            },
+            "type": {"const": type_name},
+            "with": params,
+            "retry": _retry(),
+            "timeout": _duration(positive=True, maximum=MAX_BLOCK_TIMEOUT,
+                                 description="per attempt"),
+        },
+    }
+
+
+def definition_schemas(block_specs: Mapping[str, BlockSpec]) -> dict[str, Any]:
+    """``WorkflowDefinition`` and ``Block`` component schemas for these block types."""
+    rules = "; ".join(SEMANTIC_RULES)
+    return {
+        "WorkflowDefinition": {
+            "type": "object",
+            "description": "A workflow definition (docs/workflows.md). The validator also "
+                           f"checks what a schema cannot say: {rules}.",
+            "additionalProperties": False,
+            "required": ["name", "trigger", "blocks"],
+            "properties": {
+                "name": _name("unique in the team"),
+                "description": _nullable({"type": "string"}),
+                "integration": _nullable(_name("the integration it belongs to")),
+                "trigger": _trigger(),
+                "blocks": {"type": "array", "minItems": 1, "maxItems": MAX_BLOCKS,
+                           "items": {"$ref": _BLOCK_REF}},
+                "timeout": _duration(positive=True, maximum=None,
+                                     description="for the whole execution"),
+            },
+        },
+        "Block": {
+            "description": "One step; `with` holds its type's parameters.",
+            "oneOf": [_block(name, spec) for name, spec in sorted(block_specs.items())],
+        },
+    }

@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 SHOP_PORT ?= 8090
 INSTALLED := $(VENV)/.installed
 TEST_INSTALLED := $(VENV)/.test-installed
+# The dev REFLOW_SECRET_KEY, made once beside the dev API key file (docs/security.md).
+DEV_SECRET ?= $(dir $(or $(REFLOW_DEV_KEY_FILE),./.reflow-dev-key)).reflow-dev-secret
 
 .PHONY: run test lint typecheck pytest bench bench-quick lock clean
 
@@ -20,9 +22,12 @@ $(TEST_INSTALLED): $(INSTALLED)
 
 ## run: install, migrate, load the examples and serve on 127.0.0.1 (Ctrl-C stops)
 run: $(INSTALLED)
+	@test -s $(DEV_SECRET) || (umask 077 && $(BIN)/python -c 'import base64, os; \
+		print(base64.urlsafe_b64encode(os.urandom(32)).decode())' > $(DEV_SECRET))
 	@$(BIN)/python examples/shop.py --port $(SHOP_PORT) & shop=$$!; \
 	trap 'kill $$shop 2>/dev/null' EXIT INT TERM; \
 	REFLOW_ENV=$${REFLOW_ENV:-dev} \
+	REFLOW_SECRET_KEY=$${REFLOW_SECRET_KEY:-$$(cat $(DEV_SECRET))} \
 	REFLOW_HTTP_ALLOW_NETWORKS=$${REFLOW_HTTP_ALLOW_NETWORKS:-127.0.0.0/8} \
 	REFLOW_EXPRESSION_ENV=$${REFLOW_EXPRESSION_ENV:-'{"shopUrl": "http://127.0.0.1:$(SHOP_PORT)"}'} \
 	$(BIN)/reflow serve --apply examples/ --demo-user demo@example.com

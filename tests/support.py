@@ -21,6 +21,8 @@ from fastapi.testclient import TestClient
 
 API_VERSION = "2025-09"
 TEST_KEY = "rf_test_key_0123456789abcdef"
+# REFLOW_SECRET_KEY of the tests: a fixed Fernet key (32 bytes, URL-safe base64).
+TEST_SECRET_KEY = "cmVmbG93LXRlc3Qtc2VjcmV0LWtleS0zMi1ieXRlcyE="
 
 # A workflow equal to the benchmark's: label upper-cased and counted, values summed.
 ORDER_SUMMARY: dict[str, Any] = {

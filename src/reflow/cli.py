@@ -43,7 +43,7 @@ from reflow.services import Bootstrap, Reflow
 from reflow.services.logs import LogsPage, execution_detail, iso
 from reflow.services.runs import RerunOptions, Started
 from reflow.services.workflows import Applied, definition_from_text
-from reflow.settings import CURRENT_API_VERSION, Settings, load_settings
+from reflow.settings import CURRENT_API_VERSION, Environment, Settings, load_settings
 from reflow.store import migrate
 
 T = TypeVar("T")
@@ -961,14 +961,15 @@ def logs_show(execution_id: str, as_json: bool) -> None:
 def serve(apply_paths: tuple[str, ...], demo_user: str | None) -> None:
     """Migrate the database and serve the API (and run executions) in one process.
 
-    Prints the base URL, an API key and a ready-to-paste curl once listening; stops
-    gracefully on SIGTERM or Ctrl+C.
+    Prints the base URL, an API key (dev mode only) and a ready-to-paste curl once
+    listening; stops gracefully on SIGTERM or Ctrl+C. Production needs REFLOW_SECRET_KEY.
 
     \b
     Example:
       reflow serve --port 8080 --apply examples/ --demo-user demo
     """
     settings = _settings()
+    settings.require_secret_key()
     _configure_logging()
     applied = _migrate(settings.database_url)
     log.info("database %s: %s", settings.database_url,
@@ -1100,10 +1101,16 @@ class Banner:
 
     def lines(self) -> list[str]:
         """The banner text."""
-        base, key = self.base_url, self.boot.key
+        base = self.base_url
+        # stdout ends up in a production deployment's logs: a key is printed in dev only.
+        dev = self.settings.env is Environment.DEV
+        key = self.boot.key if dev else None
         out = [f"reflow is serving {base}", ""]
         if key is not None:
             out.append(f"  API key:  {key}")
+        elif not dev:
+            out += ["  API key:  not printed in production; create one with:",
+                    f"            {_command()} keys create --name NAME"]
         else:
             out += ["  API key:  not shown (it was printed when this database was created);",
                     f"            make another with: {_command()} keys create --name NAME"]

@@ -6,7 +6,7 @@ import ipaddress
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -14,6 +14,10 @@ from pydantic_settings import SettingsError as PydanticSettingsError
 
 from reflow.domain.durations import parse_duration
 from reflow.errors import SettingsError
+from reflow.sealing import keyring
+
+if TYPE_CHECKING:
+    from cryptography.fernet import MultiFernet
 
 KIB = 1024
 SUPPORTED_API_VERSIONS = ("2023-12", "2024-03", "2025-09")
@@ -49,6 +53,9 @@ class Settings(BaseSettings):
     bootstrap_key: SecretStr | None = None
     # Where `serve` keeps the first team's key so a second start can print it again (dev).
     dev_key_file: Path = Path(".reflow-dev-key")
+    # Fernet keys that encrypt the secret fields of trigger payloads, comma-separated,
+    # newest first (docs/security.md). Production refuses to serve without it.
+    secret_key: SecretStr | None = None
     log_retention: float = Field(default=parse_duration("7d"), gt=0)
     step_output_cap: int = Field(default=256 * KIB, ge=1024)
     max_body_bytes: int = Field(default=10 * KIB * KIB, ge=1024)
@@ -94,6 +101,13 @@ class Settings(BaseSettings):
             value = [part for part in value.replace(" ", "").split(",") if part]
         return tuple(ipaddress.ip_network(item, strict=False) for item in value)
 
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            keyring(value.get_secret_value())  # its ValueError says which key is malformed
+        return value
+
     @field_validator("sqlite_synchronous")
     @classmethod
     def _synchronous(cls, value: str) -> str:
@@ -112,6 +126,39 @@ class Settings(BaseSettings):
     def sqlite_path(self) -> str:
         """The SQLite file path from the database URL (``:memory:`` allowed for tests)."""
         return self.database_url.removeprefix("sqlite:///")
+
+    @property
+    def dev_secret_file(self) -> Path:
+        """Where `make run` keeps the dev REFLOW_SECRET_KEY: beside the dev key file."""
+        return self.dev_key_file.parent / ".reflow-dev-secret"
+
+    def secret_keyring(self) -> MultiFernet | None:
+        """The keys that seal trigger secrets: REFLOW_SECRET_KEY, else in dev `make run`'s
+        file (so a CLI beside `make run` seals with the server's key); None if neither."""
+        if self.secret_key is not None:
+            return keyring(self.secret_key.get_secret_value())
+        if self.env is not Environment.DEV:
+            return None
+        try:
+            text = self.dev_secret_file.read_text()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise SettingsError(f"cannot read {self.dev_secret_file}: {exc.strerror}") from None
+        try:
+            return keyring(text)
+        except ValueError as exc:
+            raise SettingsError(f"{self.dev_secret_file}: {exc}") from None
+
+    def require_secret_key(self) -> None:
+        """Refuse to serve in production without REFLOW_SECRET_KEY."""
+        if self.env is Environment.PRODUCTION and self.secret_key is None:
+            raise SettingsError(
+                "REFLOW_SECRET_KEY is not set: production needs it to encrypt the secret "
+                "fields of trigger payloads. Make one with: python -c 'import base64,os; "
+                "print(base64.urlsafe_b64encode(os.urandom(32)).decode())' "
+                "(docs/security.md)"
+            )
 
     @property
     def base_url(self) -> str:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 
 from reflow.blocks.base import BlockContext, Outcome, replay
-from reflow.blocks.redaction import redact
+from reflow.blocks.redaction import redact, secret_values
 from reflow.domain.executions import (
     ExecutionRecord,
     ExecutionStatus,
@@ -159,6 +159,8 @@ class Engine:
             recorded={s.block_id: s for s in steps if s.status is StepStatus.SUCCEEDED},
             next_seq=steps[-1].seq + 1 if steps else 0,
             deadline=time.monotonic() + timeout,
+            # The trigger's secret-field values are hidden wherever a step repeats them.
+            secrets=secret_values(trigger),
         )
 
     async def run(self, state: RunState) -> ExecutionRecord:
@@ -170,7 +172,8 @@ class Engine:
         try:
             await self._run_blocks(state.workflow.blocks, state)
         except StepFailedError as exc:
-            self._finish(record, ExecutionStatus.FAILED, exc.message, exc.block_id)
+            self._finish(record, ExecutionStatus.FAILED, redact(exc.message, state.secrets),
+                         exc.block_id)
         except ExecutionCancelledError as exc:
             self._finish(record, ExecutionStatus.CANCELLED,
                          f"cancelled before block {exc.block_id!r} ran", exc.block_id)
@@ -185,7 +188,8 @@ class Engine:
             # message rather than leaving it to be claimed and crash again forever.
             log.exception("execution %s failed on an internal error", record.id)
             self._finish(record, ExecutionStatus.FAILED,
-                         f"internal error: {type(exc).__name__}: {exc}", None)
+                         redact(f"internal error: {type(exc).__name__}: {exc}", state.secrets),
+                         None)
         else:
             self._finish(record, ExecutionStatus.SUCCEEDED, None, None)
         await state.recorder.flush()
@@ -336,7 +340,7 @@ class Engine:
             stopped_at=now_ms(),
             input=encoded_input,
             output=encoded_output,
-            error=error,
+            error=redact(error, state.secrets),
             truncated=output_cut or input_cut,
         )
         state.recorder.add(step)

@@ -69,7 +69,8 @@ class Reflow:
             concurrency=settings.worker_concurrency, lease_seconds=settings.lease_seconds,
         )
         self.runs = RunService(store, self.workflows, self.engine, self.worker,
-                               teams=self.teams, log_retention=settings.log_retention)
+                               teams=self.teams, log_retention=settings.log_retention,
+                               sealing_keys=settings.secret_keyring())
         self.logs = LogService(store, self.workflows)
         self._background: list[asyncio.Task[None]] = []
         self.running = False

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
 
+from reflow import sealing
 from reflow.domain.executions import ExecutionRecord, StepRecord
 from reflow.domain.records import Team
 from reflow.errors import InvalidRequest, NotFound
@@ -151,8 +152,10 @@ class LogService:
         return await self.store.execution_status(team.id, execution_id)
 
     async def execution(self, team: Team, execution_id: str) -> ExecutionRecord:
-        """One execution with its steps; NotFound for another team's."""
+        """One execution with its steps, its trigger redacted; NotFound for another team's."""
         execution = await self.store.get_execution(team.id, execution_id)
         if execution is None:
             raise NotFound(f"execution {execution_id} not found")
-        return execution
+        # Sealed secret fields (and any secret stored before sealing) show as [redacted].
+        shown_trigger = sealing.redacted(execution.trigger)
+        return replace(execution, trigger=shown_trigger)

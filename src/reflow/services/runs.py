@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from reflow import sealing
 from reflow.domain.definitions import TriggerType
 from reflow.domain.executions import (
     ExecutionRecord,
@@ -25,6 +26,9 @@ from reflow.services.teams import TeamService
 from reflow.services.workflows import Target, WorkflowService
 from reflow.store.base import Store
 from reflow.worker import Worker
+
+if TYPE_CHECKING:
+    from cryptography.fernet import MultiFernet
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +107,7 @@ class RunService:
         *,
         teams: TeamService,
         log_retention: float,
+        sealing_keys: MultiFernet | None = None,
     ) -> None:
         self.store = store
         self.workflows = workflows
@@ -110,6 +115,8 @@ class RunService:
         self.worker = worker
         self.log_retention = log_retention
         self.teams = teams
+        # REFLOW_SECRET_KEY: seals a trigger's secret fields when stored, opens them to run.
+        self.sealing_keys = sealing_keys
 
     async def run(
         self,
@@ -144,9 +151,10 @@ class RunService:
                 f"workflow {target.workflow.name!r} is triggered by the event "
                 f"{trigger.event!r}: fire that event instead of running it directly"
             )
+        stored_trigger = sealing.seal({"data": data}, self.sealing_keys)
         record = self._new_record(
             team.id, installation.workflow_id, installation.id, installation.user_id,
-            installation.installed_version, mode, orjson.dumps({"data": data}), None,
+            installation.installed_version, mode, stored_trigger, None,
         )
         if queue:
             return await self._enqueue(record)
@@ -168,11 +176,13 @@ class RunService:
             earlier = await self._keyed(team, idempotency_key, record, wait)
             if earlier is not None:
                 return earlier
+        # Opened before anything is stored: a key since removed is a 409, not a new run
+        # (a queued rerun is opened by the process that claims it).
+        trigger = None if queue else sealing.open_trigger(record.trigger, self.sealing_keys)
         try:
             if queue:
                 return await self._enqueue(record, idempotency_key)
-            return await self._start(record, orjson.loads(record.trigger), wait,
-                                     idempotency_key)
+            return await self._start(record, trigger, wait, idempotency_key)
         except Conflict:
             # The same key, sent twice at once: the other request stored it first.
             earlier = None
@@ -195,8 +205,12 @@ class RunService:
         earlier = await self.store.get_execution(team.id, execution_id)
         if earlier is None:
             return None  # purged with its execution: the key is free again
-        same = (earlier.rerun_of, earlier.version, earlier.trigger, len(earlier.reused_steps)) == (
-            record.rerun_of, record.version, record.trigger, len(record.steps))
+        # Each sealing encrypts anew, so equal data can differ in bytes: compare it opened.
+        same_trigger = earlier.trigger == record.trigger or (
+            sealing.open_trigger(earlier.trigger, self.sealing_keys)
+            == sealing.open_trigger(record.trigger, self.sealing_keys))
+        same = same_trigger and (earlier.rerun_of, earlier.version, len(earlier.reused_steps)) == (
+            record.rerun_of, record.version, len(record.steps))
         if not same:
             raise InvalidRequest(
                 f"Idempotency-Key {key!r} was used for a different rerun "
@@ -227,7 +241,8 @@ class RunService:
             )
         version = await self._rerun_version(team, target, source, options.version)
         compiled = await self.workflows.compiled(team.id, source.workflow_id, version)
-        trigger = source.trigger if options.data is None else orjson.dumps({"data": options.data})
+        trigger = (source.trigger if options.data is None
+                   else sealing.seal({"data": options.data}, self.sealing_keys))
         record = self._new_record(
             team.id, source.workflow_id, source.installation_id, source.user_id,
             version, TriggerMode.RERUN, trigger, source.id,
@@ -325,5 +340,5 @@ class RunService:
         recorder = Recorder(self.store, record, persisted=True)
         recorded, record.steps = record.steps, []
         env = await self.teams.expression_env(record.team_id)
-        return self.engine.new_state(recorder, compiled, orjson.loads(record.trigger), recorded,
-                                     env=env)
+        trigger = sealing.open_trigger(record.trigger, self.sealing_keys)
+        return self.engine.new_state(recorder, compiled, trigger, recorded, env=env)

@@ -10,6 +10,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 
 from reflow.errors import SettingsError
+from reflow.store.sqlite import create_private
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -33,6 +34,11 @@ def upgrade(database_url: str, revision: str = "head") -> None:
     if database_url.startswith("sqlite:///") and path != ":memory:":
         if not Path(path).parent.exists():
             raise SettingsError(f"REFLOW_DATABASE_URL: folder of {path!r} does not exist")
+        try:
+            create_private(path)  # before SQLite makes it (and its -wal, -shm) world-readable
+        except OSError as exc:
+            raise SettingsError(f"REFLOW_DATABASE_URL: cannot create {path!r}: "
+                                f"{exc.strerror}") from None
     engine = _engine(database_url)
     try:
         with engine.begin() as connection:

@@ -35,6 +35,20 @@ from reflow.store.queries import load_queries
 log = logging.getLogger(__name__)
 Q = load_queries(Path(__file__).parent / "queries.sql")
 
+# Database files hold API key hashes and run data: readable by their owner only.
+PRIVATE_FILE_MODE = 0o600
+
+
+def create_private(path: str) -> None:
+    """Create the SQLite file ``path`` (if new) readable by its owner only.
+
+    SQLite gives its -wal and -shm files the database file's mode, so those follow.
+    """
+    if path in ("", ":memory:"):
+        return
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
+
 
 def _team(row: sqlite3.Row) -> Team:
     retention = row["log_retention_s"]
@@ -160,10 +174,11 @@ class SqliteStore:
     def __init__(self, path: str, *, synchronous: str = "NORMAL") -> None:
         self.path = path
         try:
+            create_private(path)
             self._db = sqlite3.connect(
                 path, isolation_level=None, check_same_thread=False, cached_statements=256
             )
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open SQLite database {path!r}: {exc}") from exc
         self._db.row_factory = sqlite3.Row
         for pragma in (
@@ -195,12 +210,14 @@ class SqliteStore:
     def _acquire_runner_lock(self) -> bool:
         if self.path == ":memory:":
             return True
-        handle = open(f"{self.path}.lock", "w")  # held for the process life
+        fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
+        handle = os.fdopen(fd, "r+")  # held for the process life
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
             return False
+        handle.truncate(0)  # only once it is ours: the holder's pid stays readable until then
         handle.write(str(os.getpid()))
         handle.flush()
         self._lock_file = handle

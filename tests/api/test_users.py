@@ -110,3 +110,8 @@ def test_invalid_create_user_body_answers_422_naming_the_field(
     response = client.post("/users", json=body)
     assert response.status_code == 422, response.text
     assert field in response.json()["message"]
+
+
+def test_a_username_ending_in_a_newline_is_refused(client: TestClient) -> None:
+    response = client.post("/users", json={"username": "ada\n"})
+    assert response.status_code == 422, response.text

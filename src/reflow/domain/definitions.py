@@ -739,6 +739,10 @@ def _json_problems(doc: Any) -> list[Problem]:
     return problems
 
 
+# orjson writes integers within int64 and uint64; a larger one cannot be stored.
+_MIN_INT64, _MAX_UINT64 = -(2**63), 2**64 - 1
+
+
 def _json_value_problem(value: Any, depth: int) -> str | None:
     if isinstance(value, dict | list):
         return _too_deep() if depth >= MAX_DOCUMENT_DEPTH and value else None
@@ -746,6 +750,9 @@ def _json_value_problem(value: Any, depth: int) -> str | None:
         return _text_problem(value)
     if isinstance(value, float) and not math.isfinite(value):
         return "must be a finite number"
+    if isinstance(value, int) and not isinstance(value, bool) and not (
+            _MIN_INT64 <= value <= _MAX_UINT64):
+        return "integer out of range: JSON numbers are stored as 64-bit integers"
     if value is None or isinstance(value, bool | int | float):
         return None
     return f"{_kind(value)} values cannot be stored as JSON"

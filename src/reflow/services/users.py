@@ -9,7 +9,7 @@ from reflow.errors import InvalidRequest, NotFound
 from reflow.ids import new_object_id, now_ms
 from reflow.store.base import Store
 
-_USERNAME = re.compile(r"^\S(.{0,198}\S)?$")
+_USERNAME = re.compile(r"\S(.{0,198}\S)?")
 
 
 class UserService:
@@ -20,7 +20,7 @@ class UserService:
 
     async def create(self, team: Team, username: str, full_name: str | None) -> User:
         """A new user; a taken username is a Conflict."""
-        if not _USERNAME.match(username):
+        if not _USERNAME.fullmatch(username):
             raise InvalidRequest(
                 "username: must be 1 to 200 characters without leading or trailing spaces"
             )

@@ -13,7 +13,6 @@ kept in the list still opens what it sealed (docs/security.md, "Rotation").
 
 from __future__ import annotations
 
-import binascii
 from collections.abc import Mapping
 from typing import Any
 
@@ -49,7 +48,7 @@ def keyring(text: str) -> MultiFernet:
     for number, part in enumerate(parts, 1):
         try:
             keys.append(Fernet(part))
-        except (ValueError, binascii.Error):
+        except ValueError:  # binascii.Error included
             raise ValueError(
                 f"key {number} of {len(parts)} is not 32 bytes in URL-safe base64 "
                 "(make one with: python -c 'import base64,os; "

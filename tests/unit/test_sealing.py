@@ -74,7 +74,7 @@ def test_opening_a_sealed_payload_without_any_key_says_the_key_is_not_set() -> N
 
 @pytest.mark.parametrize("text", ["", " , ", "short", f"{NEW},not-a-key"])
 def test_a_malformed_key_list_is_refused_without_echoing_the_key(text: str) -> None:
-    with pytest.raises(ValueError, match="key|no key") as caught:
+    with pytest.raises(ValueError, match="key") as caught:
         keyring(text)
     assert "not-a-key" not in str(caught.value)
 

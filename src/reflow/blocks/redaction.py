@@ -31,7 +31,7 @@ _CREDENTIAL_IN_TEXT = re.compile(
     r"(?P<lead>(?:^|[?&])(?P<name>[^=&#\s?]+)=)(?P<value>[^&#\s\"'<>]*)"
     r"|(?P<user>://[^/\s:@?#]+:)(?P<password>[^/\s@?#]+)@"
 )
-# Every secret-looking parameter name holds one of these: a text holding none of them is
+# Every secret-looking key or parameter name holds one of these: a text holding none is
 # skipped with substring tests (a case-insensitive regex search costs ~20x more).
 _SECRET_PARAM_HINTS = ("token", "secret", "pass", "key", "sig", "auth", "pwd", "cookie",
                        "code_verifier")

@@ -247,15 +247,22 @@ async def test_the_heartbeat_keeps_the_lease_of_a_run_not_yet_stored_current(
         await runner.worker.stop()
 
 
+async def _resume_abandoned(store: SqliteStore, effect: Effect, resumes: int) -> ExecutionRecord:
+    """Run an execution a dead process left running after ``resumes`` earlier resumes."""
+    abandoned = queued_record(None, status=ExecutionStatus.RUNNING, started_at=now_ms(),
+                              lease_owner="dead:1:abc", lease_expires=now_ms() - 1,
+                              resumes=resumes)
+    await store.insert_execution(abandoned)
+    [done] = await Runner(store, single_call(effect, value=1)).run_to_end([abandoned.id])
+    return done
+
+
 async def test_an_execution_that_keeps_killing_its_process_is_failed_instead_of_resumed(
     store: SqliteStore,
 ) -> None:
     # Resumed twice already (the default limit), and its process died again.
     effect = Effect()
-    poisoned = queued_record(None, status=ExecutionStatus.RUNNING, started_at=now_ms(),
-                             lease_owner="dead:1:abc", lease_expires=now_ms() - 1, resumes=2)
-    await store.insert_execution(poisoned)
-    [done] = await Runner(store, single_call(effect, value=1)).run_to_end([poisoned.id])
+    done = await _resume_abandoned(store, effect, resumes=2)
     assert done.status is ExecutionStatus.FAILED
     assert done.resumes == 3
     message = orjson.loads(done.error or b"null")["message"]
@@ -266,11 +273,7 @@ async def test_an_execution_that_keeps_killing_its_process_is_failed_instead_of_
 async def test_an_abandoned_execution_within_the_limit_resumes_and_counts_it(
     store: SqliteStore,
 ) -> None:
-    effect = Effect()
-    abandoned = queued_record(None, status=ExecutionStatus.RUNNING, started_at=now_ms(),
-                              lease_owner="dead:1:abc", lease_expires=now_ms() - 1, resumes=1)
-    await store.insert_execution(abandoned)
-    [done] = await Runner(store, single_call(effect, value=1)).run_to_end([abandoned.id])
+    done = await _resume_abandoned(store, Effect(), resumes=1)
     assert done.status is ExecutionStatus.SUCCEEDED
     assert done.resumes == 2
 

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -58,6 +59,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = False
+        self._next_cancel_poll = 0.0
 
     @property
     def full(self) -> bool:
@@ -125,7 +127,12 @@ class Worker:
                 log.exception("claiming executions failed")
 
     async def _pass_cancels(self) -> None:
-        # A cancel made by another process (the CLI) is a flag in the database.
+        # A cancel made by another process (the CLI) is a flag in the database: looked for
+        # once per poll interval, not on every wake (a busy worker wakes all the time).
+        now = time.monotonic()
+        if now < self._next_cancel_poll:
+            return
+        self._next_cancel_poll = now + self.poll_interval
         ids = [i for i, (_, job) in self.running.items() if job.persisted]
         if ids:
             for execution_id in await self.store.cancel_requests(ids):

@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
+import httpx
 from fastapi.testclient import TestClient
 
 API_VERSION = "2025-09"
@@ -134,3 +141,43 @@ def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start_serve(
+    args: Sequence[str], env: Mapping[str, str], port: int, log: IO[bytes], timeout: float = 30
+) -> subprocess.Popen[bytes]:
+    """Start a real ``reflow serve ARGS`` (``env`` over this environment) and wait, bounded,
+    until ``GET /health`` answers on 127.0.0.1:``port``; its stderr goes to ``log``."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reflow", "serve", *args],
+        env={**os.environ, "REFLOW_PORT": str(port), **env},
+        stdout=subprocess.DEVNULL, stderr=log,
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, Path(log.name).read_text()
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    raise AssertionError(f"reflow serve did not come up in {timeout}s")
+
+
+def stop_serve(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    """Stop a ``start_serve`` process gracefully (SIGTERM), killing it if it hangs."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout)

@@ -987,6 +987,7 @@ def _configure_logging() -> None:
 async def _serve(settings: Settings, apply_paths: Sequence[str], demo_user: str | None) -> None:
     # Imported here: FastAPI costs every other command a noticeable start-up delay.
     from reflow.api import create_app
+    from reflow.api.server import build_server
 
     reflow = Reflow.open(settings)
     try:
@@ -999,11 +1000,7 @@ async def _serve(settings: Settings, apply_paths: Sequence[str], demo_user: str 
         if problems:
             raise DefinitionInvalid(problems)
         user = await _demo_user(reflow, team, demo_user, done) if demo_user else None
-        config = uvicorn.Config(
-            create_app(reflow, manage=False), host=settings.host, port=settings.port,
-            loop="uvloop", http="httptools", access_log=False, lifespan="on", log_config=None,
-        )
-        server = uvicorn.Server(config)
+        server = build_server(create_app(reflow, manage=False), settings)
         _tune_garbage_collector()
         banner = asyncio.create_task(_announce(server, Banner(settings, boot, done, user)))
         try:

@@ -76,9 +76,16 @@ class Settings(BaseSettings):
     expression_env: dict[str, Any] = Field(default_factory=dict)
     # FULL survives power loss; NORMAL (WAL) survives a process crash and is much faster.
     sqlite_synchronous: str = "NORMAL"
+    # What one client connection may cost the HTTP server (docs/deployment.md).
+    server_max_header_bytes: int = Field(default=64 * KIB, ge=KIB)
+    server_header_timeout: float = Field(default=10.0, gt=0)
+    server_body_timeout: float = Field(default=60.0, gt=0)
+    server_keep_alive_timeout: float = Field(default=5.0, gt=0)
+    server_max_connections: int = Field(default=1024, ge=1)
 
     @field_validator("log_retention", "execution_timeout", "lease_seconds", "purge_interval",
-                     "http_timeout", mode="before")
+                     "http_timeout", "server_header_timeout", "server_body_timeout",
+                     "server_keep_alive_timeout", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         # Environment values are text: a bare number there means seconds.
@@ -89,7 +96,8 @@ class Settings(BaseSettings):
                 pass
         return parse_duration(value)
 
-    @field_validator("step_output_cap", "max_body_bytes", mode="before")
+    @field_validator("step_output_cap", "max_body_bytes", "server_max_header_bytes",
+                     mode="before")
     @classmethod
     def _bytes(cls, value: Any) -> int:
         return _size(value)

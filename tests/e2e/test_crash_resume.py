@@ -6,14 +6,11 @@ that was recorded as finished before the crash may run again after it.
 
 from __future__ import annotations
 
-import json
 import base64
-import os
+import json
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -26,20 +23,13 @@ from typing import IO, Any
 import httpx
 import pytest
 
-from support import json_handler, serving
+from support import free_port, json_handler, serving, start_serve, stop_serve
 
 pytestmark = pytest.mark.e2e
 
 KEY = "rf_e2e_key_0123456789abcdef"
 HEADERS = {"authorization": f"bearer {KEY}", "x-api-version": "2025-09"}
 RUNS = 120
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 # Calls per Idempotency-Key seen by the side-effect target.
@@ -80,29 +70,14 @@ def _workflow(path: Path, target: str) -> None:
 
 def _start(tmp: Path, port: int, workflow: Path, log: IO[bytes]) -> subprocess.Popen[bytes]:
     env = {
-        **os.environ,
         "REFLOW_DATABASE_URL": f"sqlite:///{tmp / 'reflow.db'}",
-        "REFLOW_PORT": str(port),
         "REFLOW_BOOTSTRAP_KEY": KEY,
         "REFLOW_HTTP_ALLOW_NETWORKS": "127.0.0.0/8",
         "REFLOW_DEV_KEY_FILE": str(tmp / "dev-key"),
         "REFLOW_SECRET_KEY": base64.urlsafe_b64encode(bytes(range(32))).decode(),
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "reflow", "serve", "--apply", str(workflow),
-         "--demo-user", "crash@example.com"],
-        env=env, stdout=subprocess.DEVNULL, stderr=log,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, (tmp / "serve.log").read_text()
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise AssertionError("reflow serve did not come up in 30s")
+    return start_serve(["--apply", str(workflow), "--demo-user", "crash@example.com"],
+                       env, port, log)
 
 
 def _finished_http_steps(db: Path) -> set[str]:
@@ -160,7 +135,7 @@ def test_killed_server_resumes_every_acknowledged_execution_without_repeating_st
 ) -> None:
     workflow = tmp_path / "crash.json"
     _workflow(workflow, target)
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = (tmp_path / "serve.log").open("ab")
     request.addfinalizer(log.close)
@@ -174,8 +149,7 @@ def test_killed_server_resumes_every_acknowledged_execution_without_repeating_st
     try:
         details = _wait_finished(base, acknowledged, 60)
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(15)
+        stop_serve(server)
 
     for execution_id, data in details.items():
         assert data["status"] == "succeeded", data

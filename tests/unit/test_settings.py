@@ -161,3 +161,37 @@ def test_settings_error_lists_every_bad_variable(monkeypatch: pytest.MonkeyPatch
         load_settings()
     assert "REFLOW_PORT" in refused.value.message
     assert "REFLOW_LOG_RETENTION" in refused.value.message
+
+
+def test_server_limits_default_to_64_kib_headers_10_s_headers_60_s_body_1024_connections() -> None:
+    settings = load_settings()
+    assert settings.server_max_header_bytes == 64 * KIB
+    assert settings.server_header_timeout == 10.0
+    assert settings.server_body_timeout == 60.0
+    assert settings.server_keep_alive_timeout == 5.0
+    assert settings.server_max_connections == 1024
+
+
+def test_server_limits_read_sizes_and_durations(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REFLOW_SERVER_MAX_HEADER_BYTES", "16KiB")
+    monkeypatch.setenv("REFLOW_SERVER_HEADER_TIMEOUT", "500ms")
+    monkeypatch.setenv("REFLOW_SERVER_BODY_TIMEOUT", "2")
+    monkeypatch.setenv("REFLOW_SERVER_KEEP_ALIVE_TIMEOUT", "1m")
+    monkeypatch.setenv("REFLOW_SERVER_MAX_CONNECTIONS", "10")
+    settings = load_settings()
+    assert settings.server_max_header_bytes == 16 * KIB
+    assert (settings.server_header_timeout, settings.server_body_timeout) == (0.5, 2.0)
+    assert settings.server_keep_alive_timeout == 60.0
+    assert settings.server_max_connections == 10
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("REFLOW_SERVER_MAX_HEADER_BYTES", "100"), ("REFLOW_SERVER_HEADER_TIMEOUT", "0"),
+    ("REFLOW_SERVER_MAX_CONNECTIONS", "0"),
+])
+def test_unworkable_server_limit_is_refused_naming_its_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=name):
+        load_settings()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import tempfile
 from pathlib import Path
 
 from alembic import command
@@ -28,12 +31,39 @@ def _engine(database_url: str) -> Engine:
     return engine
 
 
+def check_folder(path: str) -> None:
+    """Refuse, as one SettingsError line, a database whose folder is missing or read-only.
+
+    SQLite writes beside the file (its -wal and -shm files), so the folder must be
+    writable even when the database exists. A probe file tells, even for root, whom
+    permission bits do not stop but a read-only mount or an immutable folder does.
+    """
+    folder = Path(path).parent
+    verb = "use" if os.path.exists(path) else "create"
+    problem = f"REFLOW_DATABASE_URL: cannot {verb} the database at {path}: directory {folder}"
+    if not folder.is_dir():
+        reason = "is not a directory" if folder.exists() else "does not exist"
+        raise SettingsError(f"{problem} {reason}")
+    try:
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        read_only = exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+        raise SettingsError(f"{problem} {'is read-only' if read_only else 'is unusable'} "
+                            f"({exc.strerror})") from None
+    try:
+        os.close(os.open(path, os.O_RDWR))
+    except FileNotFoundError:
+        pass  # a new database: the folder can take it
+    except OSError as exc:
+        raise SettingsError(f"REFLOW_DATABASE_URL: cannot open the database at {path} for "
+                            f"writing ({exc.strerror})") from None
+
+
 def upgrade(database_url: str, revision: str = "head") -> None:
     """Bring the database at ``database_url`` to ``revision`` (creating it if new)."""
     path = database_url.removeprefix("sqlite:///")
     if database_url.startswith("sqlite:///") and path != ":memory:":
-        if not Path(path).parent.exists():
-            raise SettingsError(f"REFLOW_DATABASE_URL: folder of {path!r} does not exist")
+        check_folder(path)
         try:
             create_private(path)  # before SQLite makes it (and its -wal, -shm) world-readable
         except OSError as exc:

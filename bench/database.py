@@ -1,4 +1,4 @@
-"""Reading the server's SQLite file from outside: stored-check, bulk fill, size.
+"""Reading the server's SQLite file from outside: stored-check, bulk fill, sizes.
 
 The checks open the file read-only. The fill writes copies of real executions (same
 columns, new time-ordered ids) in large transactions: 100,000 executions through HTTP
@@ -7,10 +7,12 @@ would measure the load generator, not the logs query.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, closing, contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,54 @@ def size_after_checkpoint(path: Path) -> int:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     wal = path.with_name(path.name + "-wal")
     return path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+
+
+@dataclass
+class DiskPeaks:
+    """The largest sizes the database's files reached while a loop ran (bytes)."""
+
+    total: int = 0  # database + -wal + -shm, at the same instant
+    wal: int = 0
+    database: int = 0
+    # (seconds since the start, database, -wal, -shm) every sample.
+    samples: list[tuple[float, int, int, int]] = field(default_factory=list)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+@asynccontextmanager
+async def disk_peaks(path: Path, interval: float = 0.1) -> AsyncIterator[DiskPeaks]:
+    """Sample the sizes of the database, its -wal and its -shm every ``interval`` while
+    the block runs (from this process, so the server does no extra work)."""
+    peaks = DiskPeaks()
+    files = [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
+    start = time.perf_counter()
+
+    def sample() -> None:
+        db, wal, shm = (_size(f) for f in files)
+        peaks.samples.append((round(time.perf_counter() - start, 3), db, wal, shm))
+        peaks.total = max(peaks.total, db + wal + shm)
+        peaks.wal = max(peaks.wal, wal)
+        peaks.database = max(peaks.database, db)
+
+    async def sampling() -> None:
+        while True:
+            sample()
+            await asyncio.sleep(interval)
+
+    task = asyncio.create_task(sampling())
+    try:
+        yield peaks
+    finally:
+        task.cancel()
+        with suppress(asyncio.CancelledError):
+            await task
+        sample()
 
 
 def _columns(db: sqlite3.Connection, table: str) -> list[str]:

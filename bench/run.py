@@ -36,6 +36,7 @@ from bench.client import Connection, Reply
 from bench.phases import Sample, Target
 from bench.profile import Profiler, Summary
 from bench.server import HEADERS, ROOT, WORKFLOW_FILE, Server
+from reflow.store.sqlite import DEFAULT_WAL_LIMIT
 
 RESULTS = Path(__file__).resolve().parent / "results"
 WORKFLOW_NAME = "Order summary"
@@ -43,6 +44,9 @@ PHASE_SECONDS = 120.0
 # Above this share of the machine's CPU used by other processes, the figures are suspect.
 BUSY_SHARE = 0.10
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+MIB = 1024 * 1024
+# The server runs with the default REFLOW_SQLITE_WAL_LIMIT.
+WAL_LIMIT_MIB = DEFAULT_WAL_LIMIT / MIB
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,7 @@ class Run:
     warnings: list[str] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict)
     profile: Summary | None = None
+    disk: database.DiskPeaks | None = None  # file sizes during (b)
 
     def add(self, figure: Figure) -> None:
         """Record a figure."""
@@ -171,8 +176,9 @@ async def _concurrent(run: Run, server: Server, target: Target, first: int) -> S
     sizes = run.sizes
     machine_before = _machine_busy_seconds()
     (main_before, others_before), client_before = server.cpu_seconds(), _own_cpu_seconds()
-    sample = await phases.run_concurrent(target, sizes.concurrent, sizes.clients, first,
-                                         PHASE_SECONDS)
+    async with database.disk_peaks(server.db_path) as run.disk:
+        sample = await phases.run_concurrent(target, sizes.concurrent, sizes.clients, first,
+                                             PHASE_SECONDS)
     (main_after, others_after), client_after = server.cpu_seconds(), _own_cpu_seconds()
     machine = _machine_busy_seconds() - machine_before
     run.check("concurrent runs", sample)
@@ -224,6 +230,25 @@ def _bytes_per_execution(run: Run, server: Server, label: str, key: str) -> tupl
     return size, count
 
 
+def _disk_during_load(run: Run, stored_bytes: int) -> None:
+    """The database's files at their largest during (b), against what the load stored."""
+    disk = run.disk
+    if disk is None:
+        return
+    label = f"during {run.sizes.clients} clients"
+    stored = stored_bytes / MIB
+    run.add(Figure("disk_peak_mib", f"database + WAL, peak {label}", disk.total / MIB, "MiB",
+                   f"< {stored + WAL_LIMIT_MIB:,.0f} MiB (stored + WAL limit)",
+                   disk.total / MIB < stored + WAL_LIMIT_MIB))
+    run.add(Figure("wal_peak_mib", f"WAL alone, peak {label}", disk.wal / MIB, "MiB",
+                   f"< {WAL_LIMIT_MIB:g} MiB", disk.wal / MIB < WAL_LIMIT_MIB))
+    run.raw["diskDuringLoad"] = {
+        "peakBytes": disk.total, "peakWalBytes": disk.wal, "peakDatabaseBytes": disk.database,
+        "storedBytesAfterLoad": stored_bytes, "walLimitBytes": DEFAULT_WAL_LIMIT,
+        "samples": {"columns": ["seconds", "database", "wal", "shm"], "rows": disk.samples},
+    }
+
+
 async def _stored_logs_reruns(run: Run, server: Server, target: Target,
                               executions: list[tuple[int, str]]) -> None:
     """Check storage, fill to ``sizes.stored``, then (c) logs and (d) reruns."""
@@ -233,6 +258,7 @@ async def _stored_logs_reruns(run: Run, server: Server, target: Target,
         run.problems["stored after load"] = missing[:20]
     size_before, count_before = _bytes_per_execution(run, server, "after the load",
                                                      "db_bytes_per_exec_after_load")
+    _disk_during_load(run, size_before)
     started = time.perf_counter()
     added = database.fill(server.db_path, target.workflow_id, sizes.stored)
     run.raw["fill"] = {"added": added, "seconds": time.perf_counter() - started}
@@ -404,8 +430,14 @@ def main(argv: list[str] | None = None) -> int:
                              "(writes bench/results/profile.txt)")
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json",
                         help="where to write the JSON results")
+    parser.add_argument("--concurrent", type=int, metavar="N",
+                        help="runs in the 16-client loop (5,000; 1,000 with --quick): "
+                             "100,000 holds the maximum load about 40 s for the disk figures")
     args = parser.parse_args(argv)
-    run = Run(QUICK if args.quick else Sizes())
+    sizes = QUICK if args.quick else Sizes()
+    if args.concurrent:
+        sizes = replace(sizes, concurrent=args.concurrent)
+    run = Run(sizes)
     with tempfile.TemporaryDirectory(prefix="reflow-bench-") as folder:
         _event_loop_runner()(_measure(run, Path(folder), args.profile))
     _report(run, args.output, args.quick)

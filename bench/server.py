@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import signal
@@ -74,6 +75,8 @@ class Server:
             "REFLOW_PORT": str(self.port),
             "REFLOW_BOOTSTRAP_KEY": API_KEY,
             "REFLOW_DEV_KEY_FILE": str(self.folder / "dev-key"),
+            # Production refuses to start without a key for trigger secrets: a fresh one.
+            "REFLOW_SECRET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
         })
         return env
 

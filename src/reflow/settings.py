@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     expression_env: dict[str, Any] = Field(default_factory=dict)
     # FULL survives power loss; NORMAL (WAL) survives a process crash and is much faster.
     sqlite_synchronous: str = "NORMAL"
+    # Bound on the SQLite -wal file under sustained load (docs/benchmarks.md "Disk").
+    sqlite_wal_limit: int = Field(default=64 * KIB * KIB, ge=KIB * KIB)
     # What one client connection may cost the HTTP server (docs/deployment.md).
     server_max_header_bytes: int = Field(default=64 * KIB, ge=KIB)
     server_header_timeout: float = Field(default=10.0, gt=0)
@@ -97,7 +99,7 @@ class Settings(BaseSettings):
         return parse_duration(value)
 
     @field_validator("step_output_cap", "max_body_bytes", "server_max_header_bytes",
-                     mode="before")
+                     "sqlite_wal_limit", mode="before")
     @classmethod
     def _bytes(cls, value: Any) -> int:
         return _size(value)

@@ -85,7 +85,8 @@ class Reflow:
         path = settings.sqlite_path
         if path != ":memory:" and not Path(path).parent.exists():
             raise SettingsError(f"REFLOW_DATABASE_URL: folder of {path!r} does not exist")
-        return cls(settings, SqliteStore(path, synchronous=settings.sqlite_synchronous))
+        return cls(settings, SqliteStore(path, synchronous=settings.sqlite_synchronous,
+                                         wal_limit=settings.sqlite_wal_limit))
 
     async def start(self) -> None:
         """Become the process that runs executions: resume abandoned ones, start the worker."""

@@ -3,8 +3,10 @@
 Messages are tuples of plain values (str, int, bytes, bool, None, tuples and lists),
 pickled. The reader refuses any pickled class or function, so a child process that an
 expression managed to corrupt still cannot make its parent build objects of its choosing.
-Frames are a 4-byte length then the pickle; writes made in one event-loop turn leave in
-one ``send`` (the pipe's cost is per write, not per message).
+Frames are a 4-byte length then the pickle. Each message is written at once: batching a
+loop turn's messages into one write made the other process wait for the whole batch (a
+convoy that doubled a run's latency); ``send(..., more=True)`` groups messages that belong
+together, such as a finished execution's last commit and its ``done``.
 """
 
 from __future__ import annotations
@@ -112,13 +114,13 @@ class Channel(asyncio.Protocol):
         if self._on_lost is not None:
             self._on_lost(exc)
 
-    def send(self, message: Message) -> None:
-        """Queue a message; everything queued in this loop turn is written together."""
+    def send(self, message: Message, *, more: bool = False) -> None:
+        """Write a message now, or with ``more`` keep it for the next send (one write)."""
         if self.closed or self._transport is None:
             return
-        if not self._outgoing:
-            asyncio.get_running_loop().call_soon(self._flush)
         self._outgoing.append(encode(message))
+        if not more:
+            self._flush()
 
     def _flush(self) -> None:
         outgoing, self._outgoing = self._outgoing, []

@@ -9,10 +9,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from reflow.blocks.http import HttpPolicy, create_http_clients
 from reflow.domain.executions import ExecutionRecord
-from reflow.engine import Engine, EngineConfig, RunState
-from reflow.errors import SettingsError
+from reflow.engine import Engine
+from reflow.executor import Executor, InProcessExecutor, Job, JobBook
+from reflow.executor.engine import build_engine, close_engine
+from reflow.executor.process import ProcessExecutor
 from reflow.ids import now_ms
 from reflow.services.keys import KeyService
 from reflow.services.logs import LogService
@@ -22,8 +23,9 @@ from reflow.services.users import UserService
 from reflow.services.workflows import WorkflowService
 from reflow.settings import Environment, Settings
 from reflow.store.base import Store
+from reflow.store.migrate import check_folder
 from reflow.store.sqlite import SqliteStore
-from reflow.worker import Worker
+from reflow.worker import Worker, new_owner
 
 log = logging.getLogger(__name__)
 
@@ -45,37 +47,32 @@ class Reflow:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
-        self.http = create_http_clients(HttpPolicy(
-            allow_networks=settings.http_allow_networks, timeout=settings.http_timeout,
-            team_connections=settings.http_team_connections,
-            host_connections=settings.http_host_connections,
-            team_clients=settings.http_team_clients,
-        ))
-        self.engine = Engine(
-            EngineConfig(
-                step_output_cap=settings.step_output_cap,
-                execution_timeout=settings.execution_timeout,
-                http_timeout=settings.http_timeout,
-                env=settings.expression_env,
-            ),
-            self.http,
-        )
         self.keys = KeyService(store)
         self.teams = TeamService(store, self.keys, settings.expression_env)
         self.users = UserService(store)
         self.workflows = WorkflowService(store, self.users)
+        book = JobBook(store, new_owner(), settings.lease_seconds)
+        # The engine runs in supervised executor processes, or here when there are none.
+        self.engine: Engine | None = None
+        executor: Executor
+        if settings.executor_processes:
+            executor = ProcessExecutor(settings, book, processes=settings.executor_processes,
+                                       capacity=settings.worker_concurrency)
+        else:
+            self.engine = build_engine(settings)
+            executor = InProcessExecutor(self.engine, book)
         self.worker = Worker(
-            store, self.engine, self._prepare,
-            concurrency=settings.worker_concurrency, lease_seconds=settings.lease_seconds,
+            book, executor, self._prepare, concurrency=settings.worker_concurrency,
+            max_resumes=settings.max_resumes,
         )
-        self.runs = RunService(store, self.workflows, self.engine, self.worker,
+        self.runs = RunService(store, self.workflows, self.worker,
                                teams=self.teams, log_retention=settings.log_retention,
                                sealing_keys=settings.secret_keyring())
         self.logs = LogService(store, self.workflows)
         self._background: list[asyncio.Task[None]] = []
         self.running = False
 
-    async def _prepare(self, record: ExecutionRecord) -> RunState:
+    async def _prepare(self, record: ExecutionRecord) -> Job:
         # The worker is built before the run service it needs; resolve it late.
         return await self.runs.prepare(record)
 
@@ -83,8 +80,8 @@ class Reflow:
     def open(cls, settings: Settings) -> Reflow:
         """Open the database (which must be migrated: ``reflow db upgrade``)."""
         path = settings.sqlite_path
-        if path != ":memory:" and not Path(path).parent.exists():
-            raise SettingsError(f"REFLOW_DATABASE_URL: folder of {path!r} does not exist")
+        if path != ":memory:":
+            check_folder(path)
         return cls(settings, SqliteStore(path, synchronous=settings.sqlite_synchronous,
                                          wal_limit=settings.sqlite_wal_limit))
 
@@ -106,7 +103,8 @@ class Reflow:
                 await task
         if self.running:
             await self.worker.stop()
-        await self.http.aclose()
+        if self.engine is not None:
+            await close_engine(self.engine)
         await self.store.close()
 
     async def purge_once(self) -> int:

@@ -149,7 +149,7 @@ _RESTART_WAIT_MS = 100
 # next (doubling from 1), so a reader that holds a snapshot does not hold commits each tick.
 _MAX_RESTART_BACKOFF = 32
 # The checkpointer's tick while the WAL holds more than an eighth of the limit.
-_BUSY_INTERVAL = 0.01
+_BUSY_INTERVAL = 0.03
 # The longest the WAL's limit holds commits back (a slow disk): past it, writes go on.
 _MAX_HOLD_SECONDS = 1.0
 # How soon a group commit held back by the checkpointer tries again.

@@ -858,6 +858,33 @@ def rerun(
     _echo_run(_session(work), as_json=as_json)
 
 
+@cli.command("cancel")
+@click.argument("execution_id")
+@click.option("--wait", type=click.FloatRange(min=0, min_open=True), default=None,
+              metavar="SECONDS", help="Wait up to SECONDS for a running execution to stop.")
+@team_option
+@database_option
+@json_option
+def cancel(execution_id: str, wait: float | None, as_json: bool) -> None:
+    """Cancel an execution: a queued one at once, a running one before its next block (the
+    `reflow serve` running it sees the request within a second).
+
+    \b
+    Examples:
+      reflow cancel 0Ab3dEf9GhIjKlMnOpQrS
+      reflow cancel 0Ab3dEf9GhIjKlMnOpQrS --wait 30
+    """
+
+    async def work(reflow: Reflow, team: Team) -> ExecutionRecord:
+        record = await reflow.runs.cancel(team, execution_id)
+        if wait is not None and not record.finished:
+            await _poll(reflow, team, execution_id, wait)
+            return await reflow.logs.execution(team, execution_id)
+        return record
+
+    _echo_run(_session(work), as_json=as_json)
+
+
 # logs ----------------------------------------------------------------------------------------
 
 

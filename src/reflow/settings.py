@@ -35,7 +35,8 @@ def _size(value: Any) -> int:
     if isinstance(value, int):
         return value
     text = str(value).strip().lower().replace(" ", "")
-    for suffix, factor in (("kib", KIB), ("mib", KIB * KIB), ("kb", 1000), ("mb", 1000_000)):
+    for suffix, factor in (("kib", KIB), ("mib", KIB * KIB), ("gib", KIB**3), ("kb", 1000),
+                           ("mb", 1000_000), ("gb", 1000**3)):
         if text.endswith(suffix):
             return int(float(text[: -len(suffix)]) * factor)
     return int(text.removesuffix("b"))
@@ -62,6 +63,15 @@ class Settings(BaseSettings):
     execution_timeout: float = Field(default=parse_duration("1h"), gt=0)
     lease_seconds: float = Field(default=30.0, ge=1)
     worker_concurrency: int = Field(default=64, ge=1, le=10_000)
+    # Executor processes that run the engine (0: in this process, without crash isolation).
+    executor_processes: int = Field(default=1, ge=0, le=64)
+    # Address-space limit of each executor process (RLIMIT_AS); 0 for none.
+    executor_memory_limit: int = Field(default=2 * KIB * KIB * KIB, ge=0)
+    # An executor silent this long (stuck in one evaluation) is killed: above any legitimate
+    # synchronous work (an expression's budget is 1 s), below other blocks' timeouts.
+    executor_hang_timeout: float = Field(default=5.0, gt=0)
+    # How often an execution is resumed after the process running it died, before it fails.
+    max_resumes: int = Field(default=2, ge=0, le=100)
     purge_interval: float = Field(default=60.0, gt=0)
     http_timeout: float = Field(default=30.0, gt=0)
     http_allow_networks: Annotated[
@@ -86,8 +96,8 @@ class Settings(BaseSettings):
     server_max_connections: int = Field(default=1024, ge=1)
 
     @field_validator("log_retention", "execution_timeout", "lease_seconds", "purge_interval",
-                     "http_timeout", "server_header_timeout", "server_body_timeout",
-                     "server_keep_alive_timeout", mode="before")
+                     "http_timeout", "executor_hang_timeout", "server_header_timeout",
+                     "server_body_timeout", "server_keep_alive_timeout", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         # Environment values are text: a bare number there means seconds.
@@ -98,8 +108,8 @@ class Settings(BaseSettings):
                 pass
         return parse_duration(value)
 
-    @field_validator("step_output_cap", "max_body_bytes", "server_max_header_bytes",
-                     "sqlite_wal_limit", mode="before")
+    @field_validator("step_output_cap", "max_body_bytes", "executor_memory_limit",
+                     "sqlite_wal_limit", "server_max_header_bytes", mode="before")
     @classmethod
     def _bytes(cls, value: Any) -> int:
         return _size(value)

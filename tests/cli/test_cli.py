@@ -590,3 +590,33 @@ def test_serve_prints_a_banner_whose_curl_runs_and_restarts_with_a_key_that_stil
     assert again.status_code == 200, again.text
     assert second.key == first.key
     assert second.stop() == 0
+
+
+# -- cancel ----------------------------------------------------------------------------------
+
+
+def test_cancel_of_a_queued_execution_ends_it_cancelled_and_no_runner_claims_it(
+    ready: Cli,
+) -> None:
+    queued = ready.json("run", "Order summary", "--user", "demo", "--data", DATA)
+    cancelled = ready.json("cancel", queued["executionId"])
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["error"] == {"message": "cancelled before it started", "blockId": None}
+
+    async def claim(reflow: Reflow) -> ExecutionRecord:
+        await reflow.start()  # a runner claims nothing: the execution is final
+        reflow.worker.wake()
+        await asyncio.sleep(0.1)
+        team = await reflow.keys.team(None)
+        return await reflow.logs.execution(team, queued["executionId"])
+
+    after = ready.reflow_call(claim)
+    assert after.status.value == "cancelled" and after.steps == []
+
+
+def test_cancel_of_a_finished_or_unknown_execution_exits_with_its_error(ready: Cli) -> None:
+    finished = _run_finished(ready)
+    refused = ready("cancel", finished["executionId"], code=5)
+    assert "already succeeded" in refused.stderr
+    missing = ready("cancel", new_execution_id(), code=4)
+    assert "not found" in missing.stderr

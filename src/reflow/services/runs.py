@@ -16,11 +16,12 @@ from reflow.domain.executions import (
     StepRecord,
     StepStatus,
     TriggerMode,
+    error_json,
 )
 from reflow.domain.records import Team
-from reflow.engine import Engine, Recorder, RunState
 from reflow.engine.compiled import CompiledWorkflow
 from reflow.errors import Conflict, InvalidRequest, NotFound
+from reflow.executor import Job
 from reflow.ids import execution_id_time_ms, new_execution_id, now_ms
 from reflow.services.teams import TeamService
 from reflow.services.workflows import Target, WorkflowService
@@ -102,7 +103,6 @@ class RunService:
         self,
         store: Store,
         workflows: WorkflowService,
-        engine: Engine,
         worker: Worker,
         *,
         teams: TeamService,
@@ -111,7 +111,6 @@ class RunService:
     ) -> None:
         self.store = store
         self.workflows = workflows
-        self.engine = engine
         self.worker = worker
         self.log_retention = log_retention
         self.teams = teams
@@ -311,34 +310,50 @@ class RunService:
             return await self._enqueue(record, idempotency_key)
         compiled = await self.workflows.compiled(record.team_id, record.workflow_id,
                                                  record.version)
+        env = await self.teams.expression_env(record.team_id)
+        # Steps copied from the source (a rerun from a block) count as recorded.
+        job = Job(record, compiled, trigger, list(record.steps), persisted=False,
+                  idempotency_key=idempotency_key, env=env)
         # A run answered only when it finishes acknowledges nothing before its commit;
         # any other run is committed (and so acknowledged) before it starts. A keyed one
         # is committed first too, so a second request with the key finds it at once.
-        recorder = Recorder(self.store, record, persisted=False,
-                            idempotency_key=idempotency_key)
         if not wait or idempotency_key is not None:
-            await recorder.flush()
-        env = await self.teams.expression_env(record.team_id)
-        # Steps copied from the source (a rerun from a block) count as recorded.
-        state = self.engine.new_state(recorder, compiled, trigger, list(record.steps),
-                                      env=env)
-        task = self.worker.spawn(state)
+            await self.worker.book.ensure(job)
+        future = self.worker.spawn(job)
         if not wait:
             return Started(record.id)
-        done, _ = await asyncio.wait({task}, timeout=wait)
+        done, _ = await asyncio.wait({future}, timeout=wait)
         if done:
-            finished = task.result()  # re-raises what stopped the run
-            body = orjson.dumps(state.response) if state.responded else None
-            return Started(record.id, finished, body)
-        await recorder.ensure_persisted()
+            finished = future.result()  # re-raises what stopped the run
+            return Started(record.id, finished.record, finished.response)
+        await self.worker.book.ensure(job)
         return Started(record.id)
 
-    async def prepare(self, record: ExecutionRecord) -> RunState:
-        """Rebuild a claimed execution's run state from its record and recorded steps."""
+    async def prepare(self, record: ExecutionRecord) -> Job:
+        """The job of a claimed execution: its record, recorded steps and opened trigger."""
         compiled = await self.workflows.compiled(record.team_id, record.workflow_id,
                                                  record.version)
-        recorder = Recorder(self.store, record, persisted=True)
         recorded, record.steps = record.steps, []
         env = await self.teams.expression_env(record.team_id)
         trigger = sealing.open_trigger(record.trigger, self.sealing_keys)
-        return self.engine.new_state(recorder, compiled, trigger, recorded, env=env)
+        return Job(record, compiled, trigger, recorded, persisted=True, env=env)
+
+    async def cancel(self, team: Team, execution_id: str) -> ExecutionRecord:
+        """Cancel an execution: a queued one at once, a running one before its next block.
+
+        Answers the execution as it is now; cancelling a cancelled one again is harmless,
+        a finished one is a Conflict.
+        """
+        error = orjson.dumps(error_json("cancelled before it started", None))
+        record = await self.store.request_cancel(team.id, execution_id, now_ms(), error)
+        if record is None:
+            raise self._missing(execution_id)
+        if record.finished and record.status is not ExecutionStatus.CANCELLED:
+            raise Conflict(
+                f"execution {execution_id} already {record.status.value}; "
+                "only a queued or running execution can be cancelled"
+            )
+        if record.cancel_requested:
+            # Here at once; a runner in another process sees the flag at its next poll.
+            self.worker.cancel(execution_id)
+        return record

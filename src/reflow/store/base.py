@@ -105,6 +105,14 @@ class Store(Protocol):
         self, execution: ExecutionRecord, new_steps: Sequence[StepRecord]
     ) -> None:
         """Update an execution's status fields and append steps, in one transaction."""
+    async def request_cancel(
+        self, team_id: str, execution_id: str, now: int, error: bytes
+    ) -> ExecutionRecord | None:
+        """Cancel a queued execution (status ``cancelled``, ``error`` stored) or set the
+        cancel flag of a running or waiting one, in one transaction; returns the execution
+        as it is afterwards (None when the team has no such execution)."""
+    async def cancel_requests(self, ids: Sequence[str]) -> list[str]:
+        """The ids among ``ids`` whose cancel was requested."""
     async def claim_executions(
         self, owner: str, now: int, lease_until: int, limit: int
     ) -> list[ExecutionRecord]:

@@ -129,7 +129,7 @@ def _execution_params(e: ExecutionRecord) -> tuple[Any, ...]:
     return (
         e.id, e.team_id, e.workflow_id, e.installation_id, e.user_id, e.version, e.mode.value,
         e.trigger, e.status.value, e.created_at, e.started_at, e.stopped_at, e.output,
-        e.response_status, e.error, e.rerun_of, e.lease_owner, e.lease_expires,
+        e.response_status, e.error, e.rerun_of, e.lease_owner, e.lease_expires, e.resumes,
     )
 
 
@@ -626,9 +626,22 @@ class SqliteStore:
         ]
         statements.append(("update_execution", (
             e.status.value, e.started_at, e.stopped_at, e.output, e.response_status, e.error,
-            e.lease_owner, e.lease_expires, e.id,
+            e.lease_owner, e.lease_expires, e.resumes, e.id,
         )))
         await self._write_grouped(statements)
+
+    async def request_cancel(
+        self, team_id: str, execution_id: str, now: int, error: bytes
+    ) -> ExecutionRecord | None:
+        """Cancel a queued execution, or flag a running one; the execution as it is now."""
+        with self._transaction() as db:
+            db.execute(Q["cancel_queued"], (now, error, team_id, execution_id))
+            db.execute(Q["request_cancel"], (team_id, execution_id))
+        return await self.get_execution(team_id, execution_id)
+
+    async def cancel_requests(self, ids: Sequence[str]) -> list[str]:
+        """Which of these executions a cancel was requested for."""
+        return [r[0] for r in self._all("cancel_requests", (orjson.dumps(list(ids)),))]
 
     async def claim_executions(
         self, owner: str, now: int, lease_until: int, limit: int

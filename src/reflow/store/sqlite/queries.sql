@@ -91,13 +91,26 @@ ON CONFLICT (id) DO UPDATE SET
 INSERT INTO executions
     (id, team_id, workflow_id, installation_id, user_id, version, mode, trigger, status,
      created_at, started_at, stopped_at, output, response_status, error, rerun_of,
-     lease_owner, lease_expires)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+     lease_owner, lease_expires, resumes)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: update_execution
 UPDATE executions SET status = ?, started_at = ?, stopped_at = ?, output = ?,
-    response_status = ?, error = ?, lease_owner = ?, lease_expires = ?
+    response_status = ?, error = ?, lease_owner = ?, lease_expires = ?, resumes = ?
 WHERE id = ?;
+
+-- name: cancel_queued
+UPDATE executions SET status = 'cancelled', stopped_at = ?, error = ?,
+    lease_owner = NULL, lease_expires = NULL
+WHERE team_id = ? AND id = ? AND status = 'queued';
+
+-- name: request_cancel
+UPDATE executions SET cancel_requested = 1
+WHERE team_id = ? AND id = ? AND status IN ('running', 'waiting');
+
+-- name: cancel_requests
+SELECT id FROM executions
+WHERE id IN (SELECT value FROM json_each(?)) AND cancel_requested = 1;
 
 -- name: insert_step
 INSERT INTO steps

@@ -181,3 +181,37 @@ def stop_serve(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout)
+
+
+def heavy_workflow(value: str, name: str) -> dict[str, Any]:
+    """A workflow whose block ``heavy`` evaluates ``value`` after a first pure block."""
+    return {"name": name, "trigger": {"type": "api"}, "blocks": [
+        {"id": "prepare", "type": "transform", "with": {"value": 1}},
+        {"id": "heavy", "type": "transform", "with": {"value": value}},
+        {"id": "done", "type": "respond", "with": {"body": "{{ heavy }}"}},
+    ]}
+
+
+def start_run(client: TestClient, workflow_id: str, user_id: str,
+              headers: dict[str, str] | None = None) -> str:
+    """Start a run with ``ORDER_DATA`` (no wait); its executionId."""
+    response = client.post("/run/workflow", json={
+        "workflowId": workflow_id, "userId": user_id, "data": ORDER_DATA}, headers=headers)
+    assert response.status_code == 200, response.text
+    execution_id: str = response.json()["executionId"]
+    return execution_id
+
+
+def other_team_runs_meanwhile(client: TestClient, headers: dict[str, str]) -> None:
+    """Another team defines, installs and runs the order summary to its end, with waiting."""
+    created = client.post("/workflows", json=ORDER_SUMMARY, headers=headers)
+    assert created.status_code == 200, created.text
+    user = client.post("/users", json={"username": "bystander@example.com"}, headers=headers)
+    assert user.status_code == 200, user.text
+    ids = {"workflowId": created.json()["workflowId"], "userId": user.json()["userId"]}
+    assert client.put("/workflows/activate", json=ids, headers=headers).status_code == 200
+    response = client.post("/run/workflow", params={"wait": 30},
+                           json={**ids, "data": ORDER_DATA}, headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "succeeded"
+    assert response.json()["output"] == ORDER_OUTPUT

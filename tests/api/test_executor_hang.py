@@ -9,8 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from reflow.settings import Settings
-from support import wait_finished
-from test_executor_processes import _one_block, _other_team_runs_meanwhile, _start
+from support import heavy_workflow, other_team_runs_meanwhile, start_run, wait_finished
 
 # One built-in call of several seconds: the engine's own clock cannot interrupt it.
 HANGS = '{{ $length($pad("x", 400000000)) }}'
@@ -29,8 +28,8 @@ def test_a_run_that_hangs_its_executor_fails_its_block_at_once(
     client: TestClient, installed: Callable[..., tuple[str, str]],
     other_team_headers: dict[str, str], expression: str,
 ) -> None:
-    execution_id = _start(client, *installed(_one_block(expression, "Endless")))
-    _other_team_runs_meanwhile(client, other_team_headers)
+    execution_id = start_run(client, *installed(heavy_workflow(expression, "Endless")))
+    other_team_runs_meanwhile(client, other_team_headers)
     data = wait_finished(client, execution_id, timeout=60)
     assert data["status"] == "failed"
     assert data["error"] == {

@@ -7,7 +7,6 @@ These start real executor processes (REFLOW_EXECUTOR_PROCESSES=1), as ``serve`` 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,9 +16,11 @@ from reflow.settings import Settings
 from support import (
     ORDER_DATA,
     ORDER_OUTPUT,
-    ORDER_SUMMARY,
     SlowTarget,
     execution_log,
+    heavy_workflow,
+    other_team_runs_meanwhile,
+    start_run,
     wait_finished,
 )
 
@@ -37,38 +38,6 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
         executor_processes=1, executor_memory_limit="512MiB", executor_hang_timeout=10,
         http_allow_networks="127.0.0.0/8",
     )
-
-
-def _one_block(value: str, name: str) -> dict[str, Any]:
-    return {"name": name, "trigger": {"type": "api"}, "blocks": [
-        {"id": "prepare", "type": "transform", "with": {"value": 1}},
-        {"id": "heavy", "type": "transform", "with": {"value": value}},
-        {"id": "done", "type": "respond", "with": {"body": "{{ heavy }}"}},
-    ]}
-
-
-def _start(client: TestClient, workflow_id: str, user_id: str,
-           headers: dict[str, str] | None = None) -> str:
-    response = client.post("/run/workflow", json={
-        "workflowId": workflow_id, "userId": user_id, "data": ORDER_DATA}, headers=headers)
-    assert response.status_code == 200, response.text
-    execution_id: str = response.json()["executionId"]
-    return execution_id
-
-
-def _other_team_runs_meanwhile(client: TestClient, headers: dict[str, str]) -> None:
-    """Another team defines, installs and runs the order summary to its end, with waiting."""
-    created = client.post("/workflows", json=ORDER_SUMMARY, headers=headers)
-    assert created.status_code == 200, created.text
-    user = client.post("/users", json={"username": "bystander@example.com"}, headers=headers)
-    assert user.status_code == 200, user.text
-    ids = {"workflowId": created.json()["workflowId"], "userId": user.json()["userId"]}
-    assert client.put("/workflows/activate", json=ids, headers=headers).status_code == 200
-    response = client.post("/run/workflow", params={"wait": 30},
-                           json={**ids, "data": ORDER_DATA}, headers=headers)
-    assert response.status_code == 200, response.text
-    assert response.json()["status"] == "succeeded"
-    assert response.json()["output"] == ORDER_OUTPUT
 
 
 def test_runs_answer_the_same_through_an_executor_process(
@@ -95,8 +64,8 @@ def test_a_run_that_crashes_its_executor_fails_after_its_resumes_and_others_keep
     client: TestClient, installed: Callable[..., tuple[str, str]],
     other_team_headers: dict[str, str], reflow: Reflow, expression: str, signal: str,
 ) -> None:
-    execution_id = _start(client, *installed(_one_block(expression, "Greedy")))
-    _other_team_runs_meanwhile(client, other_team_headers)
+    execution_id = start_run(client, *installed(heavy_workflow(expression, "Greedy")))
+    other_team_runs_meanwhile(client, other_team_headers)
     data = wait_finished(client, execution_id, timeout=60)
     assert data["status"] == "failed"
     assert data["error"]["blockId"] == "heavy"
@@ -120,9 +89,9 @@ def test_executions_sharing_the_executor_with_a_crash_continue_without_counting_
     client: TestClient, installed: Callable[..., tuple[str, str]], slow_target: SlowTarget,
     reflow: Reflow,
 ) -> None:
-    innocent = _start(client, *installed(slow_target.workflow()))
+    innocent = start_run(client, *installed(slow_target.workflow()))
     wait_until_running(client, innocent)
-    culprit = _start(client, *installed(_one_block(DEEP_VALUE, "Greedy")))
+    culprit = start_run(client, *installed(heavy_workflow(DEEP_VALUE, "Greedy")))
     assert wait_finished(client, culprit, timeout=60)["status"] == "failed"
     slow_target.release.set()
     data = wait_finished(client, innocent, timeout=30)

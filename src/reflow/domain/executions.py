@@ -23,7 +23,9 @@ class ExecutionStatus(StrEnum):
         return self in _FINISHED
 
 
-_FINISHED = frozenset({ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED})
+_FINISHED = frozenset(
+    {ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.CANCELLED}
+)
 
 
 class StepStatus(StrEnum):

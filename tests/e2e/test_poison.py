@@ -9,7 +9,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_crash_resume import HEADERS, _free_port, _start, _wait_finished
+from test_crash_resume import HEADERS, _start, _wait_finished
+
+from support import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -35,7 +37,7 @@ def _workflows(folder: Path) -> Path:
 def test_a_run_that_crashes_its_executor_ends_failed_while_serve_keeps_answering(
     tmp_path: Path, request: pytest.FixtureRequest,
 ) -> None:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = (tmp_path / "serve.log").open("ab")
     request.addfinalizer(log.close)

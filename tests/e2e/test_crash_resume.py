@@ -152,7 +152,7 @@ def test_killed_server_resumes_every_acknowledged_execution_without_repeating_st
         stop_serve(server)
 
     for execution_id, data in details.items():
-        assert data["status"] == "succeeded", data
+        assert data["status"] == "succeeded", (data["error"], data["results"])
         blocks = [step["blockId"] for step in data["steps"]]
         assert blocks == ["prepare", "call", "after", "done"], (execution_id, blocks)
         seqs = [step["seq"] for step in data["steps"]]

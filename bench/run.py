@@ -176,10 +176,12 @@ async def _concurrent(run: Run, server: Server, target: Target, first: int) -> S
     sizes = run.sizes
     machine_before = _machine_busy_seconds()
     (main_before, others_before), client_before = server.cpu_seconds(), _own_cpu_seconds()
+    executors_before = server.executor_cpu_seconds()
     async with database.disk_peaks(server.db_path) as run.disk:
         sample = await phases.run_concurrent(target, sizes.concurrent, sizes.clients, first,
                                              PHASE_SECONDS)
     (main_after, others_after), client_after = server.cpu_seconds(), _own_cpu_seconds()
+    executors_after = server.executor_cpu_seconds()
     machine = _machine_busy_seconds() - machine_before
     run.check("concurrent runs", sample)
     done = len(sample.latencies)
@@ -190,6 +192,7 @@ async def _concurrent(run: Run, server: Server, target: Target, first: int) -> S
     run.figures.extend(_ms_figures("concurrent", label, sample))
     cpu = {"serverMainThread": main_after - main_before,
            "serverOtherThreads": others_after - others_before,
+           "executors": executors_after - executors_before,
            "client": client_after - client_before}
     # CPU the rest of the machine used meanwhile (someone's tests, say) was not ours.
     cpu["otherProcesses"] = machine - sum(cpu.values())
@@ -199,6 +202,8 @@ async def _concurrent(run: Run, server: Server, target: Target, first: int) -> S
     run.add(Figure("server_other_threads_cpu_us_per_exec",
                    "server CPU per execution: other threads",
                    cpu["serverOtherThreads"] * us_per_exec, "µs"))
+    run.add(Figure("executor_cpu_us_per_exec", "executor processes CPU per execution",
+                   cpu["executors"] * us_per_exec, "µs"))
     run.raw["concurrent"] = {"runs": done, "seconds": sample.seconds, "cpuSeconds": cpu}
     capacity = sample.seconds * (os.cpu_count() or 1)
     if capacity and cpu["otherProcesses"] > BUSY_SHARE * capacity:
@@ -286,8 +291,10 @@ async def _stored_logs_reruns(run: Run, server: Server, target: Target,
                                    reruns.until_finished))
 
 
-async def _measure(run: Run, folder: Path, profile: bool) -> None:
-    server = Server(folder)
+async def _measure(
+    run: Run, folder: Path, profile: bool, executor_processes: int | None = None
+) -> None:
+    server = Server(folder, executor_processes=executor_processes)
     await server.start()
     try:
         target = await _setup(server)
@@ -297,7 +304,10 @@ async def _measure(run: Run, folder: Path, profile: bool) -> None:
         peak = memory.get("VmHWM", 0) / 1024
         run.add(Figure("peak_rss_mib", "server peak resident memory", peak, "MiB",
                        "< 150 MiB", peak < 150, "600 MiB"))
-        run.raw["memoryKiB"] = memory
+        executors = server.executor_memory_kib() / 1024
+        run.add(Figure("executor_peak_rss_mib", "executor processes peak resident memory",
+                       executors, "MiB"))
+        run.raw["memoryKiB"] = {**memory, "executorsVmHWM": int(executors * 1024)}
         if profile:
             run.profile = await _profile(run, server, target)
     except BaseException:
@@ -433,12 +443,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrent", type=int, metavar="N",
                         help="runs in the 16-client loop (5,000; 1,000 with --quick): "
                              "100,000 holds the maximum load about 40 s for the disk figures")
+    parser.add_argument("--executor-processes", type=int, metavar="N",
+                        help="REFLOW_EXECUTOR_PROCESSES for the server (default: reflow's, 1; "
+                             "0 runs the engine in the serving process, for comparison)")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else Sizes()
     if args.concurrent:
         sizes = replace(sizes, concurrent=args.concurrent)
     run = Run(sizes)
     with tempfile.TemporaryDirectory(prefix="reflow-bench-") as folder:
-        _event_loop_runner()(_measure(run, Path(folder), args.profile))
+        _event_loop_runner()(_measure(run, Path(folder), args.profile,
+                                      args.executor_processes))
     _report(run, args.output, args.quick)
     return 0 if run.ok else 1

@@ -44,6 +44,8 @@ class Server:
     folder: Path
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    # REFLOW_EXECUTOR_PROCESSES for the server; None keeps reflow's default.
+    executor_processes: int | None = None
 
     @property
     def db_path(self) -> Path:
@@ -78,6 +80,8 @@ class Server:
             # Production refuses to start without a key for trigger secrets: a fresh one.
             "REFLOW_SECRET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
         })
+        if self.executor_processes is not None:
+            env["REFLOW_EXECUTOR_PROCESSES"] = str(self.executor_processes)
         return env
 
     async def start(self) -> None:
@@ -123,12 +127,29 @@ class Server:
 
     def memory_kib(self) -> dict[str, int]:
         """VmHWM (peak resident) and VmRSS of the server process, in KiB."""
-        found: dict[str, int] = {}
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            name, _, value = line.partition(":")
-            if name in ("VmHWM", "VmRSS"):
-                found[name] = int(value.split()[0])
-        return found
+        return _memory_kib(self.pid)
+
+    def executor_pids(self) -> list[int]:
+        """The server's executor processes (its children)."""
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    if int(_stat_fields(entry / "stat")[1]) == self.pid:
+                        pids.append(int(entry.name))
+        return pids
+
+    def executor_memory_kib(self) -> int:
+        """The peak resident memory (VmHWM) of the executor processes, summed, in KiB."""
+        return sum(_memory_kib(pid).get("VmHWM", 0) for pid in self.executor_pids())
+
+    def executor_cpu_seconds(self) -> float:
+        """CPU time the executor processes have used (they run the engine)."""
+        total = 0.0
+        for pid in self.executor_pids():
+            with contextlib.suppress(OSError):
+                total += _cpu_seconds(Path(f"/proc/{pid}/stat"))
+        return total
 
     def cpu_seconds(self) -> tuple[float, float]:
         """CPU time (user plus system) the server has used: its main thread, other threads.
@@ -147,7 +168,20 @@ class Server:
         return main, others
 
 
-def _cpu_seconds(stat: Path) -> float:
+def _memory_kib(pid: int) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmHWM", "VmRSS"):
+            found[name] = int(value.split()[0])
+    return found
+
+
+def _stat_fields(stat: Path) -> list[str]:
     # Field 2 (comm) may hold spaces; the fields after its closing parenthesis are fixed.
-    fields = stat.read_text().rpartition(")")[2].split()
+    return stat.read_text().rpartition(")")[2].split()
+
+
+def _cpu_seconds(stat: Path) -> float:
+    fields = _stat_fields(stat)
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS

@@ -110,6 +110,8 @@ class Child:
         self._states: dict[str, RunState] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._acks: dict[int, asyncio.Future[None]] = {}
+        # A finished execution's last commit, sent with its ``finish``.
+        self._final: dict[str, tuple[list[Any], list[Any]]] = {}
         self._seq = 0
         self.stopped = asyncio.Event()
         self._stopping = False
@@ -142,15 +144,14 @@ class Child:
         """The parent is gone: nothing this process does can be committed any more."""
         os._exit(0)
 
-    def _workflow(self, key: tuple[str, int], source: bytes | None) -> CompiledWorkflow:
+    def _workflow(self, key: tuple[str, int], source: Any) -> CompiledWorkflow:
         compiled = self._compiled.get(key)
         if compiled is None:
             if source is None:
                 raise StoreError(f"the parent sent no definition for {key}")
             # Validated when it was stored; validating again builds the parsed form.
-            definition = validate_definition(orjson.loads(source), block_specs(),
-                                             compile_template_problems)
-            compiled = compile_workflow(key[0], key[1], definition, self.registry, source)
+            definition = validate_definition(source, block_specs(), compile_template_problems)
+            compiled = compile_workflow(key[0], key[1], definition, self.registry)
             self._compiled[key] = compiled
             if len(self._compiled) > _COMPILED_CACHE:
                 self._compiled.popitem(last=False)
@@ -169,22 +170,21 @@ class Child:
             steps=[step_from_wire(s) for s in unwritten],
         )
         task = asyncio.get_running_loop().create_task(
-            self._execute(record, key, source, orjson.loads(trigger),
-                          [step_from_wire(s) for s in recorded], persisted,
-                          orjson.loads(env) if env is not None else None),
+            self._execute(record, (key[0], key[1]), source, trigger,
+                          [step_from_wire(s) for s in recorded], persisted, env),
             name=f"execution {execution_id}",
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _execute(
-        self, record: ExecutionRecord, key: tuple[str, int], source: bytes | None,
+        self, record: ExecutionRecord, key: tuple[str, int], source: Any,
         trigger: Any, recorded: list[Any], persisted: bool,
         env: Mapping[str, Any] | None,
     ) -> None:
         execution_id = record.id
         error: str | None = None
-        response: bytes | None = None
+        response: str | None = None
         try:
             workflow = self._workflow(key, source)
             recorder = Recorder(_ParentWriter(self, execution_id), record, persisted=persisted)
@@ -193,39 +193,40 @@ class Child:
             self._states[execution_id] = state
             await self.engine.run(state)
             if state.responded:
-                response = orjson.dumps(state.response)
+                response = orjson.dumps(state.response).decode()
         except Exception as exc:  # the parent logs it; the lease brings the execution back
             error = f"{type(exc).__name__}: {exc}"
         finally:
             self._states.pop(execution_id, None)
-        self._send(("done", execution_id, response, error))
+        progress, steps = self._final.pop(execution_id, (None, []))
+        self._send(["finish", execution_id, progress, steps, response, error])
 
     async def save(self, record: ExecutionRecord, steps: Sequence[Any]) -> None:
         """Send a commit to the parent and wait until it is committed.
 
-        The last commit of a finished execution is not waited for: the ``done`` that
-        follows it in the same write makes the parent answer only once it is committed.
+        The last commit of a finished execution is kept for the ``finish`` message that
+        ends the run: the parent commits it, then answers (one message, not three).
         """
         if record.finished:
-            self._send(("save", 0, record.id, progress_to_wire(record),
-                        [step_to_wire(s) for s in steps]), more=True)
+            self._final[record.id] = (progress_to_wire(record),
+                                      [step_to_wire(s) for s in steps])
             return
         self._seq += 1
         seq = self._seq
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._acks[seq] = future
-        self._send(("save", seq, record.id, progress_to_wire(record),
-                    [step_to_wire(s) for s in steps]))
+        self._send(["save", seq, record.id, progress_to_wire(record),
+                    [step_to_wire(s) for s in steps]])
         await future
 
-    def _send(self, message: Message, *, more: bool = False) -> None:
+    def _send(self, message: Message) -> None:
         if self.channel is not None:
-            self.channel.send(message, more=more)
+            self.channel.send(message)
 
     async def beat(self) -> None:
         """Tell the parent this loop is alive, until stopped."""
         while not self.stopped.is_set():
-            self._send(("beat",))
+            self._send(["beat"])
             await asyncio.sleep(BEAT_SECONDS)
 
     async def _stop(self, grace: float) -> None:
@@ -255,11 +256,11 @@ async def _serve(fd: int, settings: Settings, marker_path: str) -> None:
     child = Child(settings, MmapMarker(marker_path))
     sock = socket.socket(fileno=fd)
     _, channel = await loop.create_connection(
-        lambda: Channel(child.on_message, child.on_lost, trusted=True), sock=sock
+        lambda: Channel(child.on_message, child.on_lost), sock=sock
     )
     child.channel = channel
     beat = loop.create_task(child.beat())
-    child._send(("ready", os.getpid()))
+    child._send(["ready", os.getpid()])
     await child.stopped.wait()
     beat.cancel()
     with contextlib.suppress(asyncio.CancelledError):

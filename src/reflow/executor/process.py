@@ -104,8 +104,8 @@ class ProcessExecutor:
         self._waiting: collections.deque[Job] = collections.deque()  # no live executor yet
         self._futures: dict[str, asyncio.Future[Finished]] = {}
         self._where: dict[str, _Executor] = {}
-        self._writes: dict[str, asyncio.Task[None]] = {}  # a job's commit in progress
         self._background: set[asyncio.Task[None]] = set()
+        self._writes: set[asyncio.Task[None]] = set()  # commits executors asked for
         self._stopping = False
         self._young_deaths = 0
         self._counter = 0
@@ -147,10 +147,14 @@ class ProcessExecutor:
         self._keep(self._reap(executor))
         return executor
 
-    def _keep(self, coroutine: collections.abc.Coroutine[object, object, None]) -> None:
+    def _keep(
+        self, coroutine: collections.abc.Coroutine[object, object, None],
+        tasks: set[asyncio.Task[None]] | None = None,
+    ) -> None:
+        held = self._background if tasks is None else tasks
         task = asyncio.get_running_loop().create_task(coroutine)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        held.add(task)
+        task.add_done_callback(held.discard)
 
     async def stop(self, grace: float) -> None:
         """Let executors finish their jobs for ``grace`` seconds, then end them."""
@@ -158,18 +162,10 @@ class ProcessExecutor:
         executors = [e for e in [*self._executors, self._quarantine] if e is not None]
         for executor in executors:
             if executor.channel is not None:
-                executor.channel.send(("stop", grace))
-        waits = [e.process.wait() for e in executors if e.process is not None]
-        if waits:
-            _, pending = await asyncio.wait(
-                [asyncio.ensure_future(w) for w in waits], timeout=grace + 2.0
-            )
-            for executor in executors:
-                if executor.process is not None and executor.process.returncode is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        executor.process.kill()
-            if pending:
-                await asyncio.wait(pending, timeout=2.0)
+                executor.channel.send(["stop", grace])
+        await self._ended(executors, grace + 2.0)
+        if self._writes:
+            await asyncio.wait(set(self._writes), timeout=5.0)  # what was asked is committed
         for task in list(self._background):
             task.cancel()
         for future in self._futures.values():
@@ -177,6 +173,21 @@ class ProcessExecutor:
                 future.set_exception(ExecutorStopped("reflow is stopping"))
         self._futures.clear()
         shutil.rmtree(self._dir, ignore_errors=True)
+
+    @staticmethod
+    async def _ended(executors: list[_Executor], timeout: float) -> None:
+        """Wait for the processes to exit; kill those still running after ``timeout``."""
+        processes = [e.process for e in executors if e.process is not None]
+        if not processes:
+            return
+        waits = [asyncio.ensure_future(p.wait()) for p in processes]
+        _, pending = await asyncio.wait(waits, timeout=timeout)
+        for process in processes:
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+        if pending:
+            await asyncio.wait(pending, timeout=2.0)
 
     # -- jobs --------------------------------------------------------------------------------
 
@@ -199,25 +210,25 @@ class ProcessExecutor:
         key = (record.workflow_id, record.version)
         source = None
         if key not in executor.sent_versions:
-            source = job.workflow.source
+            source = orjson.Fragment(job.workflow.source)  # stored JSON, sent as it is
             executor.sent_versions.add(key)
-        meta = (record.id, record.team_id, record.workflow_id, record.installation_id,
+        meta = [record.id, record.team_id, record.workflow_id, record.installation_id,
                 record.user_id, record.version, record.mode.value, record.created_at,
-                record.started_at, record.rerun_of, record.resumes, record.cancel_requested)
+                record.started_at, record.rerun_of, record.resumes, record.cancel_requested]
         executor.jobs[record.id] = job
         self._where[record.id] = executor
         assert executor.channel is not None
-        executor.channel.send((
-            "run", meta, key, source, orjson.dumps(job.trigger),
+        executor.channel.send([
+            "run", meta, key, source, job.trigger,
             [step_to_wire(s) for s in record.steps], [step_to_wire(s) for s in job.recorded],
-            job.persisted, None if job.env is None else orjson.dumps(job.env),
-        ))
+            job.persisted, job.env,
+        ])
 
     def cancel(self, execution_id: str) -> None:
         """Pass a cancel to the executor running the job (or flag it while it waits)."""
         executor = self._where.get(execution_id)
         if executor is not None and executor.channel is not None:
-            executor.channel.send(("cancel", execution_id))
+            executor.channel.send(["cancel", execution_id])
         for job in self._quarantined:
             if job.record.id == execution_id:
                 job.record.cancel_requested = True
@@ -228,21 +239,9 @@ class ProcessExecutor:
         executor.last_seen = self.clock()
         kind = message[0]
         if kind == "save":
-            execution_id = message[2]
-            task = asyncio.get_running_loop().create_task(self._save(executor, message))
-            self._writes[execution_id] = task
-            task.add_done_callback(lambda t: self._written(execution_id, t))
-        elif kind == "done":
-            # A finished execution's last commit is not acknowledged: answer after it.
-            writing = self._writes.get(message[1])
-            if writing is None:
-                self._done(executor, message, None)
-            else:
-                writing.add_done_callback(lambda t: self._done(executor, message, t))
-
-    def _written(self, execution_id: str, task: asyncio.Task[None]) -> None:
-        if self._writes.get(execution_id) is task:
-            del self._writes[execution_id]
+            self._keep(self._save(executor, message), self._writes)
+        elif kind == "finish":
+            self._keep(self._finish(executor, message), self._writes)
 
     async def _save(self, executor: _Executor, message: Message) -> None:
         _, seq, execution_id, progress, steps = message
@@ -253,34 +252,36 @@ class ProcessExecutor:
         try:
             await self.book.write(job, [step_from_wire(s) for s in steps])
         except Exception as exc:
-            if not seq:
-                raise  # the last commit: its ``done`` reports this
             kind = "conflict" if isinstance(exc, Conflict) else "store"
-            executor.channel.send(("nack", seq, kind, getattr(exc, "message", str(exc))))
+            executor.channel.send(["nack", seq, kind, getattr(exc, "message", str(exc))])
             return
-        if seq:
-            executor.channel.send(("ack", seq))
+        executor.channel.send(["ack", seq])
 
-    def _done(
-        self, executor: _Executor, message: Message, write: asyncio.Task[None] | None
-    ) -> None:
-        _, execution_id, response, error = message
-        failure: BaseException | None = None
-        if write is not None and not write.cancelled():
-            failure = write.exception()
+    async def _finish(self, executor: _Executor, message: Message) -> None:
+        """A run ended: commit its last state, then answer whoever waits for it."""
+        _, execution_id, progress, steps, response, error = message
         job = executor.jobs.pop(execution_id, None)
         self._where.pop(execution_id, None)
         future = self._futures.pop(execution_id, None)
         if executor.quarantine:
             self._keep(self._drain_quarantine())
-        if job is None or future is None or future.done():
+        if job is None:
             return
-        if failure is not None:
-            future.set_exception(failure)
-        elif error is not None:
+        try:
+            if progress is not None:
+                apply_progress(job.record, progress)
+                await self.book.write(job, [step_from_wire(s) for s in steps])
+        except Exception as exc:
+            if future is not None and not future.done():
+                future.set_exception(exc)
+            return
+        if future is None or future.done():
+            return
+        if error is not None:
             future.set_exception(ExecutorJobError(error))
         else:
-            future.set_result(Finished(job.record, response))
+            body = None if response is None else response.encode()
+            future.set_result(Finished(job.record, body))
 
     # -- supervision -------------------------------------------------------------------------
 

@@ -1,56 +1,50 @@
 """What crosses the pipe between reflow and its executor processes, and how it is framed.
 
-Messages are tuples of plain values (str, int, bytes, bool, None, tuples and lists),
-pickled. The reader refuses any pickled class or function, so a child process that an
-expression managed to corrupt still cannot make its parent build objects of its choosing.
-Frames are a 4-byte length then the pickle. Each message is written at once: batching a
-loop turn's messages into one write made the other process wait for the whole batch (a
-convoy that doubled a run's latency); ``send(..., more=True)`` groups messages that belong
-together, such as a finished execution's last commit and its ``done``.
+A message is a JSON array whose first item names its kind, encoded by orjson: JSON
+carries no code and no objects, so an executor that an expression managed to corrupt
+still cannot make its parent build anything but plain values (and orjson is the fastest
+encoder at hand: the pipe's cost is paid by the serving process on every run). Stored
+JSON (a step's input and output, an execution's output) travels as text and is stored
+as the same bytes. Frames are a 4-byte length, then the JSON. Each message is written at
+once: batching a loop turn's messages into one write made the other process wait for the
+whole batch (a convoy that doubled a run's latency).
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
-import pickle
 import struct
 from collections.abc import Callable
 from typing import Any, Final
+
+import orjson
 
 from reflow.domain.executions import ExecutionRecord, ExecutionStatus, StepRecord, StepStatus
 
 _HEADER: Final = struct.Struct("!I")
 MAX_FRAME: Final = 256 * 1024 * 1024  # a step is capped far below this; guards a bad length
 
-Message = tuple[Any, ...]
+Message = list[Any]
 
 
 class WireError(Exception):
     """A frame that is not a message this protocol sends."""
 
 
-class _PlainUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        raise WireError(f"refused to load {module}.{name} from an executor message")
-
-
 def encode(message: Message) -> bytes:
     """One framed message."""
-    body = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    body = orjson.dumps(message)
     return _HEADER.pack(len(body)) + body
 
 
 def decode(body: bytes) -> Message:
-    """A message from a frame's body; raises WireError for anything but plain values."""
+    """A message from a frame's body; raises WireError for anything else."""
     try:
-        message = _PlainUnpickler(io.BytesIO(body)).load()
-    except WireError:
-        raise
-    except Exception as exc:
+        message = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise WireError(f"unreadable executor message: {exc}") from exc
-    if not isinstance(message, tuple) or not message or not isinstance(message[0], str):
-        raise WireError("an executor message must be a tuple starting with its kind")
+    if not isinstance(message, list) or not message or not isinstance(message[0], str):
+        raise WireError("an executor message must be an array starting with its kind")
     return message
 
 
@@ -61,11 +55,7 @@ class Channel(asyncio.Protocol):
         self,
         on_message: Callable[[Message], None],
         on_lost: Callable[[Exception | None], None] | None = None,
-        *,
-        trusted: bool = False,
     ) -> None:
-        # Only an executor reads its parent's messages as trusted (they may carry objects).
-        self._decode: Callable[[bytes], Message] = pickle.loads if trusted else decode
         self._on_message = on_message
         self._on_lost = on_lost
         self._buffer = bytearray()
@@ -94,7 +84,7 @@ class Channel(asyncio.Protocol):
             body = bytes(buffer[start + 4 : end])
             start = end
             try:
-                message = self._decode(body)
+                message = decode(body)
             except WireError as exc:
                 self._fail(exc)
                 return
@@ -114,13 +104,12 @@ class Channel(asyncio.Protocol):
         if self._on_lost is not None:
             self._on_lost(exc)
 
-    def send(self, message: Message, *, more: bool = False) -> None:
-        """Write a message now, or with ``more`` keep it for the next send (one write)."""
+    def send(self, message: Message) -> None:
+        """Write a message now."""
         if self.closed or self._transport is None:
             return
         self._outgoing.append(encode(message))
-        if not more:
-            self._flush()
+        self._flush()
 
     def _flush(self) -> None:
         outgoing, self._outgoing = self._outgoing, []
@@ -134,27 +123,37 @@ class Channel(asyncio.Protocol):
             self._transport.close()
 
 
-# --- records as plain tuples ----------------------------------------------------------------
+# --- records as plain values ----------------------------------------------------------------
 
 
-def step_to_wire(s: StepRecord) -> tuple[Any, ...]:
-    """A step as a tuple of plain values."""
-    return (s.seq, s.block_id, s.status.value, s.attempts, s.started_at, s.stopped_at,
-            s.input, s.output, s.error, s.reused, s.truncated)
+def _text(data: bytes | None) -> str | None:
+    return None if data is None else data.decode()
 
 
-def step_from_wire(t: tuple[Any, ...]) -> StepRecord:
+def _bytes(text: str | None) -> bytes | None:
+    return None if text is None else text.encode()
+
+
+def step_to_wire(s: StepRecord) -> list[Any]:
+    """A step as plain values."""
+    return [s.seq, s.block_id, s.status.value, s.attempts, s.started_at, s.stopped_at,
+            s.input.decode(), _text(s.output), s.error, s.reused, s.truncated]
+
+
+def step_from_wire(t: list[Any]) -> StepRecord:
     """The step ``step_to_wire`` gave."""
-    return StepRecord(t[0], t[1], StepStatus(t[2]), t[3], t[4], t[5], t[6], t[7], t[8],
-                      bool(t[9]), bool(t[10]))
+    return StepRecord(t[0], t[1], StepStatus(t[2]), t[3], t[4], t[5], t[6].encode(),
+                      _bytes(t[7]), t[8], bool(t[9]), bool(t[10]))
 
 
-def progress_to_wire(e: ExecutionRecord) -> tuple[Any, ...]:
+def progress_to_wire(e: ExecutionRecord) -> list[Any]:
     """The fields of an execution that running it changes."""
-    return (e.status.value, e.started_at, e.stopped_at, e.output, e.response_status, e.error)
+    return [e.status.value, e.started_at, e.stopped_at, _text(e.output), e.response_status,
+            _text(e.error)]
 
 
-def apply_progress(e: ExecutionRecord, t: tuple[Any, ...]) -> None:
+def apply_progress(e: ExecutionRecord, t: list[Any]) -> None:
     """Copy the fields ``progress_to_wire`` gave onto the parent's copy of the record."""
     e.status = ExecutionStatus(t[0])
-    e.started_at, e.stopped_at, e.output, e.response_status, e.error = t[1:6]
+    e.started_at, e.stopped_at, e.response_status = t[1], t[2], t[4]
+    e.output, e.error = _bytes(t[3]), _bytes(t[5])

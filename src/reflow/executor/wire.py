@@ -59,7 +59,6 @@ class Channel(asyncio.Protocol):
         self._on_message = on_message
         self._on_lost = on_lost
         self._buffer = bytearray()
-        self._outgoing: list[bytes] = []
         self._transport: asyncio.Transport | None = None
         self.closed = False
 
@@ -106,19 +105,11 @@ class Channel(asyncio.Protocol):
 
     def send(self, message: Message) -> None:
         """Write a message now."""
-        if self.closed or self._transport is None:
-            return
-        self._outgoing.append(encode(message))
-        self._flush()
-
-    def _flush(self) -> None:
-        outgoing, self._outgoing = self._outgoing, []
-        if outgoing and self._transport is not None and not self.closed:
-            self._transport.write(b"".join(outgoing))
+        if not self.closed and self._transport is not None:
+            self._transport.write(encode(message))
 
     def close(self) -> None:
-        """Send what is queued, then close."""
-        self._flush()
+        """Close once what was sent is written."""
         if self._transport is not None:
             self._transport.close()
 

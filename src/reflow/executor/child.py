@@ -199,7 +199,9 @@ class Child:
         finally:
             self._states.pop(execution_id, None)
         progress, steps = self._final.pop(execution_id, (None, []))
-        self._send(["finish", execution_id, progress, steps, response, error])
+        if self.channel is not None:
+            self.channel.send(["finish", execution_id, progress, steps, response, error],
+                              batch=True)
 
     async def save(self, record: ExecutionRecord, steps: Sequence[Any]) -> None:
         """Send a commit to the parent and wait until it is committed.

@@ -148,8 +148,9 @@ _RESTART_WAIT_MS = 100
 # After a RESTART that readers kept from finishing, skip up to this many ticks before the
 # next (doubling from 1), so a reader that holds a snapshot does not hold commits each tick.
 _MAX_RESTART_BACKOFF = 32
-# The checkpointer's tick while the WAL holds more than an eighth of the limit.
-_BUSY_INTERVAL = 0.03
+# The checkpointer's tick while the WAL holds more than an eighth of the limit (shorter
+# ticks cost the event loop GIL waits and SQLite work for no lower WAL peak).
+_BUSY_INTERVAL = 0.2
 # The longest the WAL's limit holds commits back (a slow disk): past it, writes go on.
 _MAX_HOLD_SECONDS = 1.0
 # How soon a group commit held back by the checkpointer tries again.
@@ -174,7 +175,7 @@ class _Checkpointer(threading.Thread):
     the writes; a reader holding an old snapshot is not waited for).
     """
 
-    def __init__(self, path: str, wal_limit: int, interval: float = 0.1) -> None:
+    def __init__(self, path: str, wal_limit: int, interval: float = 0.5) -> None:
         super().__init__(name="sqlite checkpointer", daemon=True)
         self._path = path
         self._wal = Path(f"{path}-wal")

@@ -149,7 +149,7 @@ _RESTART_WAIT_MS = 100
 # next (doubling from 1), so a reader that holds a snapshot does not hold commits each tick.
 _MAX_RESTART_BACKOFF = 32
 # The checkpointer's tick while the WAL holds more than an eighth of the limit (shorter
-# ticks cost the event loop GIL waits and SQLite work for no lower WAL peak).
+# ticks cost the event loop GIL waits and SQLite work; the WAL peaks higher, within bound).
 _BUSY_INTERVAL = 0.2
 # The longest the WAL's limit holds commits back (a slow disk): past it, writes go on.
 _MAX_HOLD_SECONDS = 1.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from dataclasses import dataclass, replace
 from typing import Any
@@ -410,6 +411,26 @@ async def test_inserted_execution_reads_back_with_its_steps(store: Store, cat: C
     )
     await store.insert_execution(record)
     assert await store.get_execution(cat.team.id, record.id) == record
+
+
+async def test_writes_made_together_keep_their_own_outcome_when_one_of_them_fails(
+    store: Store, cat: Catalogue
+) -> None:
+    # Written in the same moment (a backend may commit them together): the duplicate is
+    # refused, and the others are stored with all their steps.
+    first = cat.execution(steps=[make_step(0), make_step(1)])
+    await store.insert_execution(first)
+    again = replace(first, steps=[make_step(0)])
+    others = [cat.execution(steps=[make_step(0), make_step(1), make_step(2)]) for _ in range(3)]
+    results = await asyncio.gather(
+        store.insert_execution(others[0]), store.insert_execution(again),
+        store.insert_execution(others[1]), store.insert_execution(others[2]),
+        return_exceptions=True,
+    )
+    assert [type(r) for r in results] == [type(None), Conflict, type(None), type(None)]
+    for record in others:
+        assert await store.get_execution(cat.team.id, record.id) == record
+    assert await store.get_execution(cat.team.id, first.id) == first
 
 
 async def test_save_execution_appends_steps_and_updates_status(

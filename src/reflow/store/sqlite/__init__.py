@@ -157,6 +157,21 @@ _MAX_HOLD_SECONDS = 1.0
 _HELD_COMMIT_RETRY_SECONDS = 0.001
 
 
+def _run(db: sqlite3.Connection, statements: list[tuple[str, Sequence[Any]]]) -> None:
+    """Run named statements in order; a run of the same statement is one executemany."""
+    index, size = 0, len(statements)
+    while index < size:
+        name = statements[index][0]
+        end = index + 1
+        while end < size and statements[end][0] == name:
+            end += 1
+        if end - index == 1:
+            db.execute(Q[name], statements[index][1])
+        else:
+            db.executemany(Q[name], [params for _, params in statements[index:end]])
+        index = end
+
+
 class _Checkpointer(threading.Thread):
     """Keeps the WAL file under ``wal_limit`` bytes, from a thread with its own connection.
 
@@ -417,16 +432,19 @@ class SqliteStore:
         self._flush_scheduled = False
         pending, self._pending = self._pending, []
         db = self._db
-        outcomes: list[BaseException | None] = []
+        outcomes: list[BaseException | None]
         try:
+            # Everyone's statements in one transaction, without a savepoint each: writes
+            # almost never fail, so that cost is paid only when one did (below).
             db.execute("BEGIN IMMEDIATE")
             for statements, _ in pending:
-                outcomes.append(self._run_group(statements, savepoint=len(pending) > 1))
+                _run(db, statements)
             db.execute("COMMIT")
+            outcomes = [None] * len(pending)
         except sqlite3.Error as exc:
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            outcomes = [_write_error(exc)] * len(pending)
+            outcomes = self._flush_each(pending) if len(pending) > 1 else [_write_error(exc)]
         for (_, done), outcome in zip(pending, outcomes, strict=True):
             if done.cancelled():
                 continue
@@ -435,24 +453,31 @@ class SqliteStore:
             else:
                 done.set_exception(outcome)
 
-    def _run_group(
-        self, statements: list[tuple[str, Sequence[Any]]], *, savepoint: bool
-    ) -> BaseException | None:
-        # A savepoint per writer, so one writer's error does not undo the others' work.
+    def _flush_each(
+        self, pending: list[tuple[list[tuple[str, Sequence[Any]]], asyncio.Future[None]]]
+    ) -> list[BaseException | None]:
+        """The group again, a savepoint per writer: one writer's error is its own."""
         db = self._db
-        if savepoint:
-            db.execute("SAVEPOINT writer")
         try:
-            for name, params in statements:
-                db.execute(Q[name], params)
+            db.execute("BEGIN IMMEDIATE")
+            outcomes = [self._run_group(statements) for statements, _ in pending]
+            db.execute("COMMIT")
         except sqlite3.Error as exc:
-            if not savepoint:
-                raise
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            return [_write_error(exc)] * len(pending)
+        return outcomes
+
+    def _run_group(self, statements: list[tuple[str, Sequence[Any]]]) -> BaseException | None:
+        db = self._db
+        db.execute("SAVEPOINT writer")
+        try:
+            _run(db, statements)
+        except sqlite3.Error as exc:
             db.execute("ROLLBACK TO writer")
             db.execute("RELEASE writer")
             return _write_error(exc)
-        if savepoint:
-            db.execute("RELEASE writer")
+        db.execute("RELEASE writer")
         return None
 
     # -- teams and keys --------------------------------------------------------------------

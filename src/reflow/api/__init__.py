@@ -13,6 +13,7 @@ from starlette.responses import Response
 from reflow import __version__
 from reflow.api.definition_schema import definition_schemas
 from reflow.api.errors import COMMON_ERRORS, install_error_handlers, json_response
+from reflow.api.fastpath import RunFastPath
 from reflow.api.middleware import ApiVersionMiddleware, BodyLimitMiddleware
 from reflow.api.routes import executions, logs, runs, teams, users, workflows
 from reflow.blocks import block_specs
@@ -98,4 +99,7 @@ def create_app(reflow: Reflow, *, manage: bool = True) -> FastAPI:
 
     app.add_middleware(ApiVersionMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=reflow.settings.max_body_bytes)
+    # Outermost: a plain run skips the framework's per-request machinery (api/fastpath.py).
+    app.add_middleware(RunFastPath, reflow=reflow,
+                       max_body_bytes=reflow.settings.max_body_bytes)
     return app

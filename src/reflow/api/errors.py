@@ -90,12 +90,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ReflowError)
     async def reflow_error(_: Request, exc: ReflowError) -> Response:
-        body: dict[str, Any] = {"message": exc.message}
-        if isinstance(exc, DefinitionInvalid):
-            body["problems"] = [{"path": p.path, "reason": p.reason} for p in exc.problems]
-        if exc.status >= 500:
-            log.error("%s: %s", type(exc).__name__, exc.message)
-        return json_response(body, exc.status)
+        return reflow_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> Response:
@@ -116,5 +111,20 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> Response:
-        log.exception("unexpected error", exc_info=exc)
-        return json_response({"message": "internal error; the server log has the details"}, 500)
+        return internal_error_response(exc)
+
+
+def reflow_error_response(exc: ReflowError) -> Response:
+    """The answer to a reflow error: its status and ``{"message"}`` (and ``problems``)."""
+    body: dict[str, Any] = {"message": exc.message}
+    if isinstance(exc, DefinitionInvalid):
+        body["problems"] = [{"path": p.path, "reason": p.reason} for p in exc.problems]
+    if exc.status >= 500:
+        log.error("%s: %s", type(exc).__name__, exc.message)
+    return json_response(body, exc.status)
+
+
+def internal_error_response(exc: Exception) -> Response:
+    """The answer to an error reflow did not expect (logged with its traceback)."""
+    log.exception("unexpected error", exc_info=exc)
+    return json_response({"message": "internal error; the server log has the details"}, 500)

@@ -27,7 +27,8 @@ WaitQuery = Annotated[
 ]
 
 
-def _started(started: Started, wait: float | None) -> Response:
+def started_response(started: Started, wait: float | None) -> Response:
+    """The answer to a run or rerun: its id, and with ``wait`` how it ended (202 if not)."""
     if wait is None:
         return json_response({"message": "success", "executionId": started.execution_id})
     record = started.finished
@@ -62,7 +63,7 @@ async def run_workflow(
     still running at the deadline: ``202`` with ``status: "running"``.
     """
     started = await reflow.runs.run(team, body.workflow, body.userId, body.data, wait=wait)
-    return _started(started, wait)
+    return started_response(started, wait)
 
 
 @router.post(
@@ -104,4 +105,4 @@ async def rerun(
         options=RerunOptions(options.from_, options.version, options.data),
         wait=wait, idempotency_key=idempotency_key,
     )
-    return _started(started, wait)
+    return started_response(started, wait)

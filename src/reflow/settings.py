@@ -128,6 +128,14 @@ class Settings(BaseSettings):
             keyring(value.get_secret_value())  # its ValueError says which key is malformed
         return value
 
+    @field_validator("executor_memory_limit")
+    @classmethod
+    def _memory_limit(cls, value: int) -> int:
+        # Below this an executor cannot even import reflow, and would be restarted forever.
+        if 0 < value < 256 * KIB * KIB:
+            raise ValueError("must be 0 (no limit) or at least 256MiB")
+        return value
+
     @field_validator("sqlite_synchronous")
     @classmethod
     def _synchronous(cls, value: str) -> str:

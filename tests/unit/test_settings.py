@@ -195,3 +195,20 @@ def test_unworkable_server_limit_is_refused_naming_its_variable(
     monkeypatch.setenv(name, value)
     with pytest.raises(SettingsError, match=name):
         load_settings()
+
+
+@pytest.mark.parametrize(("text", "size"), [("2GiB", 2 * KIB**3), ("512MiB", 512 * KIB**2),
+                                            ("0", 0)])
+def test_the_executor_memory_limit_reads_sizes(
+    monkeypatch: pytest.MonkeyPatch, text: str, size: int
+) -> None:
+    monkeypatch.setenv("REFLOW_EXECUTOR_MEMORY_LIMIT", text)
+    assert load_settings().executor_memory_limit == size
+
+
+def test_an_executor_memory_limit_too_small_to_start_python_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REFLOW_EXECUTOR_MEMORY_LIMIT", "64MiB")
+    with pytest.raises(SettingsError, match=r"REFLOW_EXECUTOR_MEMORY_LIMIT: .*at least 256MiB"):
+        load_settings()

@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 
 _RESPAWN_BACKOFF = (0.0, 0.5, 1.0, 2.0, 5.0)  # by how many executors died young in a row
 _YOUNG_SECONDS = 2.0
+# A new executor imports reflow before it beats; a loaded machine may take seconds.
+_START_SECONDS = 60.0
 
 
 class ExecutorStopped(Exception):
@@ -67,6 +69,7 @@ class _Executor:
     jobs: dict[str, Job] = field(default_factory=dict)
     sent_versions: set[tuple[str, int]] = field(default_factory=set)
     last_seen: float = 0.0
+    ready: bool = False  # it said "ready": importing is done, the watchdog's limit applies
     started: float = 0.0
     killed_for: str | None = None
     dead: bool = False
@@ -238,7 +241,9 @@ class ProcessExecutor:
     def _on_message(self, executor: _Executor, message: Message) -> None:
         executor.last_seen = self.clock()
         kind = message[0]
-        if kind == "save":
+        if kind == "ready":
+            executor.ready = True
+        elif kind == "save":
             self._keep(self._save(executor, message), self._writes)
         elif kind == "finish":
             self._keep(self._finish(executor, message), self._writes)
@@ -292,6 +297,12 @@ class ProcessExecutor:
             now = self.clock()
             for executor in [*self._executors, self._quarantine]:
                 if executor is None or executor.dead or executor.process is None:
+                    continue
+                if not executor.ready:
+                    if now - executor.started > _START_SECONDS:
+                        executor.killed_for = f"it did not start in {_START_SECONDS:g}s"
+                        with contextlib.suppress(ProcessLookupError):
+                            executor.process.kill()
                     continue
                 if now - executor.last_seen > self.hang_timeout:
                     executor.killed_for = (

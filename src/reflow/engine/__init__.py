@@ -239,15 +239,15 @@ class Engine:
         started = now_ms()
         seq = state.next_seq
         state.next_seq += 1
-        marker = self.marker
-        marker.enter(state.record.id, compiled.id)
+        self.marker.enter(state.record.id, compiled.id)
         try:
             params = compiled.params.render(state.context)
         except ExpressionError as exc:
-            marker.leave()
+            self.marker.leave()
             await self._record(state, compiled, seq, started, {}, None, exc.message, 1)
             raise StepFailedError(exc.message, compiled.id) from exc
-        marker.leave()
+        finally:
+            self.marker.leave()  # whatever the render raised
         outcome, error, attempts = await self._attempts(compiled, params, state)
         await self._record(state, compiled, seq, started, params,
                            outcome.output if outcome else None, error, attempts)

@@ -53,6 +53,15 @@ ORDER_SUMMARY_V2: dict[str, Any] = {**ORDER_SUMMARY, "blocks": [
     {"id": "done", "type": "respond", "with": {"body": {"version": 2}}},
 ]}
 ORDER_DATA = {"label": "abc", "values": [1, 2, 3]}
+# A chain of 10,000 of each operator kind: compiling it once crashed the process (issue 5).
+LONG_CHAINS = {
+    "+": "1" + " + 1" * 10_000,
+    ".": "a" + ".a" * 10_000,
+    "and": "true" + " and true" * 10_000,
+    "&": '"x"' + ' & "x"' * 10_000,
+    "~>": "1" + " ~> $abs" * 10_000,
+    "[0]": "a" + "[0]" * 10_000,
+}
 ORDER_OUTPUT = {"label_upper": "ABC", "value_count": 3, "total": 6}
 
 

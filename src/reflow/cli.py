@@ -145,17 +145,12 @@ def _settings() -> Settings:
 
 def _session(work: Callable[[Reflow, Team], Awaitable[T]]) -> T:
     """Open settings and Reflow, resolve ``--team``, run ``work``, close."""
-    settings = _settings()
     team_id: str | None = click.get_current_context().meta.get(_TEAM)
 
-    async def go() -> T:
-        reflow = Reflow.open(settings)
-        try:
-            return await work(reflow, await reflow.keys.team(team_id))
-        finally:
-            await reflow.close()
+    async def with_team(reflow: Reflow) -> T:
+        return await work(reflow, await reflow.keys.team(team_id))
 
-    return asyncio.run(go())
+    return _open(with_team)
 
 
 def _open(work: Callable[[Reflow], Awaitable[T]]) -> T:

@@ -14,16 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from reflow.expressions import MAX_NESTING, MAX_VALUE_DEPTH
-from support import ORDER_DATA, ORDER_OUTPUT, ORDER_SUMMARY
-
-LONG_CHAINS = {
-    "+": "1" + "+1" * 10_000,
-    ".": "a" + ".a" * 10_000,
-    "and": "true" + " and true" * 10_000,
-    "&": '"x"' + '&"x"' * 10_000,
-    "~>": "1" + "~>$abs" * 10_000,
-    "[0]": "a" + "[0]" * 10_000,
-}
+from support import LONG_CHAINS, ORDER_DATA, ORDER_OUTPUT, ORDER_SUMMARY
 
 
 def with_expression(source: str) -> dict[str, Any]:

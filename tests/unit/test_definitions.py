@@ -22,6 +22,7 @@ from reflow.domain.definitions import (
 from reflow.domain.durations import parse_duration
 from reflow.errors import DefinitionInvalid
 from reflow.expressions import MAX_NESTING, compile_template_problems
+from support import LONG_CHAINS
 
 SPECS = {
     "http": BlockSpec(
@@ -715,14 +716,6 @@ def test_an_unchanged_file_reformatted_has_the_same_canonical_form() -> None:
 
 # --- expressions in templates -----------------------------------------------------------
 
-LONG_CHAINS = {
-    "+": "1" + " + 1" * 10_000,
-    ".": "a" + ".a" * 10_000,
-    "and": "true" + " and true" * 10_000,
-    "&": '"x"' + ' & "x"' * 10_000,
-    "~>": "1" + " ~> $abs" * 10_000,
-    "[0]": "a" + "[0]" * 10_000,
-}
 
 
 def template_problems_of(doc: dict[str, Any]) -> list[str]:

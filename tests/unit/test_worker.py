@@ -81,8 +81,13 @@ async def slow_run_started(
     """A started worker, already running one execution whose effect sleeps ``seconds``."""
     effect = Effect()
     runner = Runner(store, single_call(effect, value=1, seconds=seconds), **options)
+    return runner, effect, await started_on(runner, effect)
+
+
+async def started_on(runner: Runner, effect: Effect) -> ExecutionRecord:
+    """Queue one execution, start the worker and wait until its effect runs; the record."""
     record = queued_record(None)
-    await store.insert_execution(record)
+    await runner.store.insert_execution(record)
     await runner.worker.start()
     try:
         async with asyncio.timeout(WAIT_LIMIT):
@@ -90,7 +95,7 @@ async def slow_run_started(
     except BaseException:
         await runner.worker.stop()
         raise
-    return runner, effect, record
+    return record
 
 
 async def test_worker_claims_queued_executions_and_runs_them_to_the_end(
@@ -287,12 +292,8 @@ async def test_a_cancel_flagged_in_the_database_stops_a_running_execution_before
         {"id": "after", "type": "effect", "with": {"value": 2}},
     ), effect)
     runner = Runner(store, compiled)
-    record = queued_record(None)
-    await store.insert_execution(record)
-    await runner.worker.start()
+    record = await started_on(runner, effect)
     try:
-        async with asyncio.timeout(WAIT_LIMIT):
-            await effect.started.wait()
         # What `reflow cancel` does from another process: only the flag is written.
         await store.request_cancel(TEAM_ID, record.id, now_ms(), b"null")
         (done,) = await runner.finished([record.id])

@@ -15,7 +15,7 @@ from reflow.domain.executions import ExecutionRecord, StepRecord
 
 
 class ExecutionWriter(Protocol):
-    """Where a recorder commits: the Store itself, or the parent of an executor process."""
+    """Where a recorder commits: the Store itself, or ``executor.WriteThrough``."""
 
     async def insert_execution(
         self, execution: ExecutionRecord, idempotency_key: str | None = None
@@ -58,8 +58,3 @@ class Recorder:
                 self.record.steps.extend(steps)
                 await self._store.insert_execution(self.record, self._idempotency_key)
                 self.persisted = True
-
-    async def ensure_persisted(self) -> None:
-        """Make sure the execution row exists (before answering that it is still running)."""
-        if not self.persisted:
-            await self.flush()

@@ -12,7 +12,7 @@ process, never the API, and the execution that did it is found and ended
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -77,13 +77,17 @@ class JobBook:
         """The expiry to give a lease taken now."""
         return now_ms() + self.lease_ms
 
-    async def write(self, job: Job, steps: Sequence[StepRecord]) -> None:
-        """Commit the job's record as it is now, with its new ``steps``."""
-        record = job.record
+    def _lease(self, record: ExecutionRecord) -> None:
+        # Every commit carries the lease: this process's while it runs, none once finished.
         if record.finished:
             record.lease_owner = record.lease_expires = None
         else:
             record.lease_owner, record.lease_expires = self.owner, self.lease_until()
+
+    async def write(self, job: Job, steps: Sequence[StepRecord]) -> None:
+        """Commit the job's record as it is now, with its new ``steps``."""
+        record = job.record
+        self._lease(record)
         async with job.lock:
             if not job.persisted:
                 record.steps = list(steps)
@@ -99,35 +103,35 @@ class JobBook:
             if job.persisted:
                 return
             record = job.record
-            record.lease_owner, record.lease_expires = self.owner, self.lease_until()
+            self._lease(record)
             await self.store.insert_execution(record, job.idempotency_key)
             job.written_below = max((s.seq + 1 for s in record.steps), default=0)
             job.persisted = True
 
 
-class _BookWriter:
-    """The engine's recorder, writing through the book (in-process executor)."""
+Commit = Callable[[ExecutionRecord, Sequence[StepRecord]], Awaitable[None]]
 
-    __slots__ = ("book", "job")
 
-    def __init__(self, book: JobBook, job: Job) -> None:
-        self.book = book
-        self.job = job
+class WriteThrough:
+    """A recorder's writer that hands every commit, insert or update, to one function that
+    knows which it is: the job book here, the parent from an executor process."""
+
+    __slots__ = ("_commit",)
+
+    def __init__(self, commit: Commit) -> None:
+        self._commit = commit
 
     async def insert_execution(
         self, execution: ExecutionRecord, idempotency_key: str | None = None
     ) -> None:
-        await self.book.write(self.job, execution.steps)
+        """The first commit: the execution with every step not written yet."""
+        await self._commit(execution, execution.steps)
 
     async def save_execution(
         self, execution: ExecutionRecord, new_steps: Sequence[StepRecord]
     ) -> None:
-        await self.book.write(self.job, new_steps)
-
-
-def finished(state: RunState, record: ExecutionRecord) -> Finished:
-    """The result of a run that ended with ``record``."""
-    return Finished(record, orjson.dumps(state.response) if state.responded else None)
+        """A later commit: the execution with its new steps."""
+        await self._commit(execution, new_steps)
 
 
 class InProcessExecutor:
@@ -144,7 +148,8 @@ class InProcessExecutor:
 
     def submit(self, job: Job) -> asyncio.Future[Finished]:
         """Run the job as a task of this loop."""
-        recorder = Recorder(_BookWriter(self.book, job), job.record, persisted=job.persisted,
+        writer = WriteThrough(lambda _, steps: self.book.write(job, steps))
+        recorder = Recorder(writer, job.record, persisted=job.persisted,
                             idempotency_key=job.idempotency_key)
         state = self.engine.new_state(recorder, job.workflow, job.trigger, job.recorded,
                                       env=job.env)
@@ -157,7 +162,8 @@ class InProcessExecutor:
         return task
 
     async def _run(self, state: RunState) -> Finished:
-        return finished(state, await self.engine.run(state))
+        record = await self.engine.run(state)
+        return Finished(record, orjson.dumps(state.response) if state.responded else None)
 
     def _forget(self, execution_id: str, task: asyncio.Task[Finished]) -> None:
         self._states.pop(execution_id, None)

@@ -32,6 +32,7 @@ from reflow.domain.executions import ExecutionRecord, ExecutionStatus, TriggerMo
 from reflow.engine import Engine, Recorder, RunState
 from reflow.engine.compiled import CompiledWorkflow, compile_workflow
 from reflow.errors import Conflict, StoreError
+from reflow.executor import WriteThrough
 from reflow.executor.engine import build_engine, close_engine
 from reflow.executor.wire import (
     Channel,
@@ -79,24 +80,6 @@ def read_marker(path: str) -> tuple[str, str] | None:
         return None
     execution_id, _, block_id = data[1 : 1 + data[0]].decode(errors="replace").partition(" ")
     return execution_id, block_id
-
-
-class _ParentWriter:
-    """A recorder's writes, sent to the parent; each waits for the parent's commit."""
-
-    __slots__ = ("child", "execution_id")
-
-    def __init__(self, child: Child, execution_id: str) -> None:
-        self.child = child
-        self.execution_id = execution_id
-
-    async def insert_execution(
-        self, execution: ExecutionRecord, idempotency_key: str | None = None
-    ) -> None:
-        await self.child.save(execution, execution.steps)
-
-    async def save_execution(self, execution: ExecutionRecord, new_steps: Sequence[Any]) -> None:
-        await self.child.save(execution, new_steps)
 
 
 class Child:
@@ -187,7 +170,7 @@ class Child:
         response: str | None = None
         try:
             workflow = self._workflow(key, source)
-            recorder = Recorder(_ParentWriter(self, execution_id), record, persisted=persisted)
+            recorder = Recorder(WriteThrough(self.save), record, persisted=persisted)
             state = self.engine.new_state(recorder, workflow, trigger, recorded, env=env)
             state.cancel_requested = record.cancel_requested
             self._states[execution_id] = state

@@ -47,7 +47,10 @@ from reflow.settings import Settings
 log = logging.getLogger(__name__)
 
 BEAT_SECONDS = 0.25  # the parent's watchdog reads silence longer than its limit as a hang
-_COMPILED_CACHE = 512
+# Twice what the parent remembers having sent (SENT_VERSIONS): a version it does not send
+# again is always still here.
+COMPILED_CACHE = 1024
+SENT_VERSIONS = COMPILED_CACHE // 2
 MARKER_SIZE = 256
 
 
@@ -97,7 +100,6 @@ class Child:
         self._final: dict[str, tuple[list[Any], list[Any]]] = {}
         self._seq = 0
         self.stopped = asyncio.Event()
-        self._stopping = False
 
     # -- messages from the parent -----------------------------------------------------------
 
@@ -120,7 +122,6 @@ class Child:
             if state is not None:
                 state.cancel_requested = True
         elif kind == "stop":
-            self._stopping = True
             asyncio.get_running_loop().create_task(self._stop(float(message[1])))
 
     def on_lost(self, exc: Exception | None) -> None:
@@ -129,14 +130,16 @@ class Child:
 
     def _workflow(self, key: tuple[str, int], source: Any) -> CompiledWorkflow:
         compiled = self._compiled.get(key)
-        if compiled is None:
+        if compiled is not None:
+            self._compiled.move_to_end(key)
+        else:
             if source is None:
                 raise StoreError(f"the parent sent no definition for {key}")
             # Validated when it was stored; validating again builds the parsed form.
             definition = validate_definition(source, block_specs(), compile_template_problems)
             compiled = compile_workflow(key[0], key[1], definition, self.registry)
             self._compiled[key] = compiled
-            if len(self._compiled) > _COMPILED_CACHE:
+            if len(self._compiled) > COMPILED_CACHE:
                 self._compiled.popitem(last=False)
         return compiled
 

@@ -39,7 +39,7 @@ import orjson
 from reflow.domain.executions import ExecutionStatus, StepRecord, StepStatus, error_json
 from reflow.errors import Conflict
 from reflow.executor import Finished, Job, JobBook
-from reflow.executor.child import MARKER_SIZE, read_marker
+from reflow.executor.child import MARKER_SIZE, SENT_VERSIONS, read_marker
 from reflow.executor.wire import Channel, Message, apply_progress, step_from_wire, step_to_wire
 from reflow.ids import now_ms
 from reflow.settings import Settings
@@ -67,7 +67,9 @@ class _Executor:
     process: asyncio.subprocess.Process | None = None
     channel: Channel | None = None
     jobs: dict[str, Job] = field(default_factory=dict)
-    sent_versions: set[tuple[str, int]] = field(default_factory=set)
+    # The versions it was sent lately, most recent last (it keeps more than these).
+    sent_versions: collections.OrderedDict[tuple[str, int], None] = field(
+        default_factory=collections.OrderedDict)
     last_seen: float = 0.0
     ready: bool = False  # it said "ready": importing is done, the watchdog's limit applies
     started: float = 0.0
@@ -212,9 +214,14 @@ class ProcessExecutor:
         record = job.record
         key = (record.workflow_id, record.version)
         source = None
-        if key not in executor.sent_versions:
+        sent = executor.sent_versions
+        if key in sent:
+            sent.move_to_end(key)
+        else:
             source = orjson.Fragment(job.workflow.source)  # stored JSON, sent as it is
-            executor.sent_versions.add(key)
+            sent[key] = None
+            if len(sent) > SENT_VERSIONS:
+                sent.popitem(last=False)
         meta = [record.id, record.team_id, record.workflow_id, record.installation_id,
                 record.user_id, record.version, record.mode.value, record.created_at,
                 record.started_at, record.rerun_of, record.resumes, record.cancel_requested]

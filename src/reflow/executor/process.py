@@ -361,7 +361,7 @@ class ProcessExecutor:
         named = culprit is not None and culprit[0] == execution_id
         await self._refresh(job)
         if job.record.finished:
-            # Its last commit landed; only its ``done`` was lost with the process.
+            # Its end is committed already (by a path other than its lost ``finish``).
             future = self._futures.pop(execution_id, None)
             if future is not None and not future.done():
                 future.set_result(Finished(job.record, None))

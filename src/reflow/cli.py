@@ -27,6 +27,7 @@ import orjson
 import uvicorn
 import uvloop
 
+from reflow.dispatch import Started
 from reflow.domain.definitions import TriggerType, WorkflowDefinition
 from reflow.domain.executions import ExecutionRecord, ExecutionStatus, TriggerMode
 from reflow.domain.records import Team, User
@@ -41,10 +42,11 @@ from reflow.errors import (
 )
 from reflow.services import Bootstrap, Reflow
 from reflow.services.logs import LogsPage, execution_detail, iso
-from reflow.services.runs import RerunOptions, Started
+from reflow.services.runs import RerunOptions
 from reflow.services.workflows import Applied, definition_from_text
 from reflow.settings import CURRENT_API_VERSION, Environment, Settings, load_settings
 from reflow.store import migrate
+from reflow.store.backends import is_postgres
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -54,7 +56,6 @@ log = logging.getLogger("reflow.serve")
 _OVERRIDES = "reflow.settings_overrides"
 _TEAM = "reflow.team"
 _WORKFLOW_SUFFIXES = (".yaml", ".yml", ".json")
-_POLL_SECONDS = 0.2
 _DEMO_WORKFLOW = "order summary"
 
 # -- errors: one handler, one exit code per kind ---------------------------------------------
@@ -694,42 +695,20 @@ def workflows_activate(workflow: str, user_ref: str, as_json: bool) -> None:
 
 
 
-async def _queued(started: Awaitable[Started]) -> str:
-    # Committed as queued: the process that holds the runner lock (`reflow serve`) runs it.
-    return (await started).execution_id
-
-
-async def _poll(reflow: Reflow, team: Team, execution_id: str, wait: float) -> None:
-    """Wait (at most ``wait`` seconds) for another process to finish an execution."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait
-    while True:
-        status = await reflow.logs.status(team, execution_id)
-        remaining = deadline - loop.time()
-        if status is None or ExecutionStatus(status).finished or remaining <= 0:
-            return
-        await asyncio.sleep(min(_POLL_SECONDS, remaining))
-
-
 async def _start_or_enqueue(
-    reflow: Reflow,
-    team: Team,
-    wait: float | None,
-    here: Callable[[], Awaitable[str]],
-    queue: Callable[[], Awaitable[str]],
+    reflow: Reflow, team: Team, wait: float | None, start: Callable[[], Awaitable[Started]]
 ) -> ExecutionRecord:
-    """Run in this process when no server holds the runner lock and we wait; else enqueue."""
-    if wait is None:
-        execution_id = await queue()
-    else:
-        try:
+    """Run here when we wait and may run executions; else queue for whoever runs them.
+
+    On SQLite, this process may run executions when no `reflow serve` holds the file's
+    runner lock; on PostgreSQL the workers run them (a CLI does not become one). With
+    ``--wait``, a queued execution is waited for.
+    """
+    if wait is not None and not is_postgres(reflow.settings.database_url):
+        with contextlib.suppress(SettingsError):  # a `reflow serve` runs executions here
             await reflow.start()
-        except SettingsError:  # a `reflow serve` runs executions on this database
-            execution_id = await queue()
-            await _poll(reflow, team, execution_id, wait)
-        else:
-            execution_id = await here()
-    return await reflow.logs.execution(team, execution_id)
+    started = await start()
+    return await reflow.logs.execution(team, started.execution_id)
 
 
 def _echo_run(record: ExecutionRecord, *, as_json: bool) -> None:
@@ -793,16 +772,8 @@ def run(
     payload = _run_data(data, data_file)
 
     async def work(reflow: Reflow, team: Team) -> ExecutionRecord:
-        async def here() -> str:
-            started = await reflow.runs.run(team, workflow, user_ref, payload,
-                                            mode=TriggerMode.MANUAL, wait=wait)
-            return started.execution_id
-
-        return await _start_or_enqueue(
-            reflow, team, wait, here,
-            lambda: _queued(reflow.runs.run(team, workflow, user_ref, payload,
-                                            mode=TriggerMode.MANUAL, queue=True)),
-        )
+        return await _start_or_enqueue(reflow, team, wait, lambda: reflow.runs.run(
+            team, workflow, user_ref, payload, mode=TriggerMode.MANUAL, wait=wait))
 
     _echo_run(_session(work), as_json=as_json)
 
@@ -839,16 +810,8 @@ def rerun(
     options = RerunOptions(start_from, version, payload)
 
     async def work(reflow: Reflow, team: Team) -> ExecutionRecord:
-        async def here() -> str:
-            started = await reflow.runs.rerun(team, workflow, execution_id, user_ref,
-                                              options=options, wait=wait)
-            return started.execution_id
-
-        return await _start_or_enqueue(
-            reflow, team, wait, here,
-            lambda: _queued(reflow.runs.rerun(team, workflow, execution_id, user_ref,
-                                              options=options, queue=True)),
-        )
+        return await _start_or_enqueue(reflow, team, wait, lambda: reflow.runs.rerun(
+            team, workflow, execution_id, user_ref, options=options, wait=wait))
 
     _echo_run(_session(work), as_json=as_json)
 
@@ -873,7 +836,7 @@ def cancel(execution_id: str, wait: float | None, as_json: bool) -> None:
     async def work(reflow: Reflow, team: Team) -> ExecutionRecord:
         record = await reflow.runs.cancel(team, execution_id)
         if wait is not None and not record.finished:
-            await _poll(reflow, team, execution_id, wait)
+            await reflow.dispatch.wait(team.id, execution_id, wait)
             return await reflow.logs.execution(team, execution_id)
         return record
 

@@ -101,3 +101,13 @@ class StoreError(ReflowError):
     """The database failed in a way the caller cannot fix (driver errors wrap into this)."""
 
     status = 503
+
+
+class LeaseLost(StoreError):
+    """A running execution's write was refused: its lease belongs to another worker now.
+
+    The worker that gets this stops running the execution and forgets it; the one that
+    holds the lease resumes it from its last committed step (docs/architecture.md).
+    """
+
+    status = 409

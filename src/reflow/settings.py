@@ -73,6 +73,14 @@ class Settings(BaseSettings):
     # How often an execution is resumed after the process running it died, before it fails.
     max_resumes: int = Field(default=2, ge=0, le=100)
     purge_interval: float = Field(default=60.0, gt=0)
+    # How often an idle worker looks for queued executions when no hint woke it: the most
+    # a lost PostgreSQL notification can delay a run.
+    worker_poll_interval: float = Field(default=1.0, gt=0, le=60)
+    # SIGTERM: how long running executions may finish before they are checkpointed and
+    # their leases released (docs/deploy.md).
+    shutdown_grace: float = Field(default=10.0, ge=0)
+    # PostgreSQL connections per process (the pool's maximum; a listener takes one more).
+    database_pool_size: int = Field(default=8, ge=1, le=1000)
     http_timeout: float = Field(default=30.0, gt=0)
     http_allow_networks: Annotated[
         tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode
@@ -96,8 +104,9 @@ class Settings(BaseSettings):
     server_max_connections: int = Field(default=1024, ge=1)
 
     @field_validator("log_retention", "execution_timeout", "lease_seconds", "purge_interval",
-                     "http_timeout", "executor_hang_timeout", "server_header_timeout",
-                     "server_body_timeout", "server_keep_alive_timeout", mode="before")
+                     "http_timeout", "executor_hang_timeout", "worker_poll_interval",
+                     "shutdown_grace", "server_header_timeout", "server_body_timeout",
+                     "server_keep_alive_timeout", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         # Environment values are text: a bare number there means seconds.
@@ -146,8 +155,8 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:
-        if not value.startswith("sqlite:///"):
-            raise ValueError("only sqlite:///<path> is supported (PostgreSQL comes later)")
+        if not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("must be sqlite:///<path> or postgresql://[user@]host[:port]/db")
         return value
 
     @property

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from reflow.domain.executions import ExecutionRecord, ExecutionStatus, error_json
-from reflow.errors import ReflowError
+from reflow.errors import LeaseLost, ReflowError
 from reflow.executor import Executor, Finished, Job, JobBook
 from reflow.ids import new_object_id, now_ms
 
@@ -83,9 +83,14 @@ class Worker:
 
     def _done(self, execution_id: str, future: asyncio.Future[Finished]) -> None:
         self.running.pop(execution_id, None)
+        self.book.forget(execution_id)
         if not future.cancelled() and (exc := future.exception()) is not None:
-            # The lease runs out and the execution is claimed again from its last step.
-            log.error("execution %s stopped on an error: %r", execution_id, exc)
+            if isinstance(exc, LeaseLost):
+                # Another worker took it over after our lease lapsed: it is theirs now.
+                log.warning("execution %s dropped here: %s", execution_id, exc.message)
+            else:
+                # The lease runs out and the execution is claimed again from its last step.
+                log.error("execution %s stopped on an error: %r", execution_id, exc)
         if self._backlog:
             self._wake.set()
 
@@ -184,7 +189,9 @@ class Worker:
         record.lease_owner = record.lease_expires = None
         record.error = orjson.dumps(error_json(message, None))
         try:
-            await self.store.save_execution(record, [])
+            await self.store.save_execution(record, [], owner=self.owner)
+        except LeaseLost:
+            pass  # another worker claimed it meanwhile: it decides
         except Exception:
             log.exception("cannot record that execution %s failed", record.id)
 
@@ -203,6 +210,18 @@ class Worker:
             if not ids:
                 continue
             try:
-                await self.store.renew_leases(self.owner, ids, until)
+                lost = await self.store.renew_leases(self.owner, ids, until)
             except Exception:
                 log.exception("renewing leases failed")
+                continue
+            for execution_id in lost:
+                self._drop(execution_id)
+
+    def _drop(self, execution_id: str) -> None:
+        """Our lease of a running execution is gone (we stalled past it and another worker
+        claimed it): write nothing more of it and stop it before its next block."""
+        if execution_id not in self.running:
+            return
+        log.warning("lost the lease of execution %s: another worker runs it now", execution_id)
+        self.book.lose(execution_id)
+        self.executor.cancel(execution_id)

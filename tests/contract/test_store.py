@@ -18,7 +18,7 @@ from reflow.domain.executions import (
     TriggerMode,
 )
 from reflow.domain.records import ApiKey, Installation, Team, User, Workflow, WorkflowVersion
-from reflow.errors import Conflict
+from reflow.errors import Conflict, LeaseLost
 from reflow.ids import new_execution_id, new_object_id
 from reflow.store.base import ExecutionQuery, Store
 
@@ -447,16 +447,17 @@ async def test_save_execution_appends_steps_and_updates_status(
     record.response_status = 502
     record.error = orjson.dumps({"message": "HTTP 500", "blockId": "notify"})
     record.lease_owner = record.lease_expires = None
-    await store.save_execution(record, [make_step(1), failed])
+    await store.save_execution(record, [make_step(1), failed], owner="w1")
     stored = await store.get_execution(cat.team.id, record.id)
     assert stored is not None
     assert stored == replace(record, steps=[make_step(0), make_step(1), failed])
 
 
 async def test_steps_come_back_in_seq_order(store: Store, cat: Catalogue) -> None:
-    record = cat.execution(steps=[make_step(1), make_step(0)])
+    record = cat.execution(status=ExecutionStatus.RUNNING, lease_owner="w1",
+                           lease_expires=T0 + 30_000, steps=[make_step(1), make_step(0)])
     await store.insert_execution(record)
-    await store.save_execution(record, [make_step(3), make_step(2)])
+    await store.save_execution(record, [make_step(3), make_step(2)], owner="w1")
     stored = await store.get_execution(cat.team.id, record.id)
     assert stored is not None
     assert [s.seq for s in stored.steps] == [0, 1, 2, 3]
@@ -666,18 +667,83 @@ async def test_renew_leases_extends_only_the_owners_leases(store: Store, cat: Ca
     assert (stored.lease_owner, stored.lease_expires) == ("w1", T0 + 5_000)
 
 
-async def test_release_leases_makes_running_executions_claimable_at_once(
+async def test_renew_leases_reports_the_leases_it_no_longer_holds(
     store: Store, cat: Catalogue
 ) -> None:
-    leased = [cat.execution(status=ExecutionStatus.RUNNING, started_at=T0,
-                            lease_owner="gone", lease_expires=T0 + 10**9) for _ in range(2)]
-    for record in leased:
+    mine, taken = cat.execution(), cat.execution()
+    for record in (mine, taken):
         await store.insert_execution(record)
-    await store.insert_execution(cat.finished(ExecutionStatus.SUCCEEDED, T0 + 1))
-    assert await store.release_leases() == 2
-    claimed = await store.claim_executions("me", T0 + 1, T0 + 30_001, 10)
-    assert sorted(c.id for c in claimed) == sorted(_ids(leased))
-    assert await store.release_leases() == 2  # now leased by "me", who is gone in turn
+    await store.claim_executions("w1", T0, T0 + 1_000, 2)
+    # w1 stalled past its lease; w2 took one of the two over.
+    [took] = await store.claim_executions("w2", T0 + 2_000, T0 + 32_000, 1)
+    lost = await store.renew_leases("w1", [mine.id, taken.id], T0 + 5_000)
+    assert lost == [took.id]
+    stored = await store.get_execution(cat.team.id, took.id)
+    assert stored is not None
+    assert (stored.lease_owner, stored.lease_expires) == ("w2", T0 + 32_000)
+
+
+async def test_a_write_by_a_worker_that_lost_the_lease_changes_nothing(
+    store: Store, cat: Catalogue
+) -> None:
+    record = cat.execution(steps=[make_step(0)])
+    await store.insert_execution(record)
+    [stale] = await store.claim_executions("w1", T0, T0 + 1_000, 1)
+    [fresh] = await store.claim_executions("w2", T0 + 2_000, T0 + 32_000, 1)
+    stale.status = ExecutionStatus.SUCCEEDED
+    stale.stopped_at = T0 + 3_000
+    stale.lease_owner = stale.lease_expires = None
+    with pytest.raises(LeaseLost):
+        await store.save_execution(stale, [make_step(1)], owner="w1")
+    stored = await store.get_execution(cat.team.id, record.id)
+    assert stored is not None
+    assert stored == fresh  # still w2's: no status, lease or step of w1's was written
+    # The owner's own write still goes through.
+    fresh.status, fresh.stopped_at = ExecutionStatus.SUCCEEDED, T0 + 4_000
+    fresh.lease_owner = fresh.lease_expires = None
+    await store.save_execution(fresh, [make_step(1)], owner="w2")
+    stored = await store.get_execution(cat.team.id, record.id)
+    assert stored is not None
+    assert (stored.status, [s.seq for s in stored.steps]) == (ExecutionStatus.SUCCEEDED, [0, 1])
+
+
+async def test_lost_lease_of_one_writer_does_not_fail_writes_committed_with_it(
+    store: Store, cat: Catalogue
+) -> None:
+    records = [cat.execution() for _ in range(3)]
+    for record in records:
+        await store.insert_execution(record)
+    claimed = await store.claim_executions("w1", T0, T0 + 30_000, 3)
+    by_id = {c.id: c for c in claimed}
+    owners = ["w1", "intruder", "w1"]
+    results = await asyncio.gather(*(
+        store.save_execution(by_id[r.id], [make_step(0)], owner=o)
+        for r, o in zip(records, owners, strict=True)
+    ), return_exceptions=True)
+    assert [type(r) for r in results] == [type(None), LeaseLost, type(None)]
+    steps = [len((await store.get_execution(cat.team.id, r.id)).steps)  # type: ignore[union-attr]
+             for r in records]
+    assert steps == [1, 0, 1]
+
+
+async def test_claims_interleave_installations_so_a_burst_does_not_starve_one_run(
+    store: Store, cat: Catalogue
+) -> None:
+    other_user = make_user(cat.team, "bob@example.com")
+    await store.create_user(other_user)
+    other = Installation(new_object_id(), cat.team.id, cat.workflow.id, other_user.id, 1, True,
+                         T0, T0)
+    await store.save_installation(other)
+    burst = [cat.execution() for _ in range(50)]
+    for record in burst:
+        await store.insert_execution(record)
+    single = cat.execution(installation_id=other.id, user_id=other_user.id)
+    await store.insert_execution(single)
+    claimed = await store.claim_executions("w1", T0, T0 + 30_000, 4)
+    assert len(claimed) == 4
+    assert single.id in {c.id for c in claimed}
+    # Within an installation, oldest first.
+    assert [c.id for c in claimed if c.id != single.id] == [r.id for r in burst[:3]]
 
 
 # -- retention purge ---------------------------------------------------------------------

@@ -7,7 +7,7 @@ the fixtures they run on (``store``, ``anyio_backend``) are in this folder's con
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import orjson
@@ -15,12 +15,13 @@ import orjson
 from reflow.blocks import block_specs, load_blocks
 from reflow.blocks.base import Block, BlockContext, Outcome
 from reflow.domain.definitions import BlockSpec, validate_definition
-from reflow.domain.executions import ExecutionRecord, ExecutionStatus, TriggerMode
+from reflow.domain.executions import ExecutionRecord, ExecutionStatus, StepRecord, TriggerMode
 from reflow.engine import now_ms
 from reflow.engine.compiled import CompiledWorkflow, compile_workflow
 from reflow.errors import BlockFailed
 from reflow.ids import new_execution_id, new_object_id
 from reflow.services.workflows import definition_from_document
+from reflow.store.base import Store
 
 TEAM_ID = new_object_id()
 WORKFLOW_ID = new_object_id()
@@ -110,3 +111,28 @@ def running_record(data: Any, **changes: Any) -> ExecutionRecord:
         "lease_expires": now + 30_000,
     }
     return queued_record(data, **{**running, **changes})
+
+
+class StoreWriter:
+    """A recorder's writer straight onto a Store, writing each execution under the lease it
+    was inserted with (as ``JobBook`` does for a worker)."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.owners: dict[str, str] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def insert_execution(
+        self, execution: ExecutionRecord, idempotency_key: str | None = None
+    ) -> None:
+        """Insert, remembering the lease's owner."""
+        self.owners[execution.id] = execution.lease_owner or ""
+        await self.inner.insert_execution(execution, idempotency_key)
+
+    async def save_execution(
+        self, execution: ExecutionRecord, new_steps: Sequence[StepRecord]
+    ) -> None:
+        """Save under the lease the execution was inserted with."""
+        await self.inner.save_execution(execution, new_steps, owner=self.owners[execution.id])

@@ -9,7 +9,14 @@ from typing import Any, ClassVar, cast
 
 import orjson
 import pytest
-from engine_support import TEAM_ID, Effect, compile_doc, running_record, workflow
+from engine_support import (
+    TEAM_ID,
+    Effect,
+    StoreWriter,
+    compile_doc,
+    running_record,
+    workflow,
+)
 
 from reflow.blocks.base import BlockContext, Outcome
 from reflow.blocks.redaction import SECRET_MARK
@@ -45,15 +52,12 @@ class Sleep:
         return Outcome(params["seconds"])
 
 
-class CountingStore:
+class CountingStore(StoreWriter):
     """A Store that notes each write: (kind, block ids of the steps written, status)."""
 
     def __init__(self, inner: Store) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.writes: list[tuple[str, list[str], str]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
     async def insert_execution(
         self, execution: ExecutionRecord, idempotency_key: str | None = None
@@ -61,14 +65,14 @@ class CountingStore:
         """Note, then insert."""
         self.writes.append(("insert", [s.block_id for s in execution.steps],
                             execution.status.value))
-        await self.inner.insert_execution(execution, idempotency_key)
+        await super().insert_execution(execution, idempotency_key)
 
     async def save_execution(
         self, execution: ExecutionRecord, new_steps: Sequence[StepRecord]
     ) -> None:
         """Note, then save."""
         self.writes.append(("save", [s.block_id for s in new_steps], execution.status.value))
-        await self.inner.save_execution(execution, new_steps)
+        await super().save_execution(execution, new_steps)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
-from engine_support import compile_doc, running_record, workflow
+from engine_support import StoreWriter, compile_doc, running_record, workflow
 
 from reflow.blocks.base import BlockContext
 from reflow.blocks.http import Http, HttpClients, HttpPolicy, create_http_clients
@@ -145,7 +145,8 @@ async def test_runs_of_two_teams_through_the_engine_use_two_clients_and_send_no_
         {"id": "again", "type": "http", "with": {"method": "GET", "url": f"{url}/orders"}},
     ))
     for team_id in (TEAM_A, TEAM_B):
-        recorder = Recorder(store, running_record(None, team_id=team_id), persisted=False)
+        recorder = Recorder(StoreWriter(store), running_record(None, team_id=team_id),
+                            persisted=False)
         finished = await engine.run(engine.new_state(recorder, compiled, {"data": None}))
         assert (finished.status, finished.error) == (ExecutionStatus.SUCCEEDED, None)
     assert target.cookies == [None] * 4

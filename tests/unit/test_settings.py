@@ -132,7 +132,7 @@ def test_settings_are_frozen() -> None:
         ("REFLOW_MAX_BODY_BYTES", "10 gigs"),
         ("REFLOW_HTTP_ALLOW_NETWORKS", "10.0.0.0/8,intranet"),
         ("REFLOW_HTTP_ALLOW_NETWORKS", "10.0.0.0/33"),
-        ("REFLOW_DATABASE_URL", "postgresql://db/reflow"),
+        ("REFLOW_DATABASE_URL", "mysql://db/reflow"),
         ("REFLOW_SQLITE_SYNCHRONOUS", "sometimes"),
         ("REFLOW_ENV", "staging"),
         ("REFLOW_WORKER_CONCURRENCY", "0"),

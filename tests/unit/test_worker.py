@@ -230,7 +230,7 @@ async def test_an_execution_running_here_is_not_started_again_when_its_lease_loo
     job = runner.job(record)
     await runner.book.ensure(job)
     record.lease_expires = now_ms() - 1
-    await store.save_execution(record, [])
+    await store.save_execution(record, [], owner=runner.worker.owner)
     runner.worker.spawn(job)
     [done] = await runner.run_to_end([record.id])
     assert done.status is ExecutionStatus.SUCCEEDED

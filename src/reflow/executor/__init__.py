@@ -21,6 +21,7 @@ import orjson
 from reflow.domain.executions import ExecutionRecord, StepRecord
 from reflow.engine import Engine, Recorder, RunState
 from reflow.engine.compiled import CompiledWorkflow
+from reflow.errors import LeaseLost
 from reflow.ids import now_ms
 from reflow.store.base import Store
 
@@ -72,6 +73,16 @@ class JobBook:
         self.store = store
         self.owner = owner
         self.lease_ms = int(lease_seconds * 1000)
+        # Executions whose lease another worker took over: nothing of theirs is written.
+        self.lost: set[str] = set()
+
+    def lose(self, execution_id: str) -> None:
+        """Refuse every later write of this execution (its lease is someone else's now)."""
+        self.lost.add(execution_id)
+
+    def forget(self, execution_id: str) -> None:
+        """The execution's job ended here; drop what the book knew of it."""
+        self.lost.discard(execution_id)
 
     def lease_until(self) -> int:
         """The expiry to give a lease taken now."""
@@ -87,6 +98,8 @@ class JobBook:
     async def write(self, job: Job, steps: Sequence[StepRecord]) -> None:
         """Commit the job's record as it is now, with its new ``steps``."""
         record = job.record
+        if record.id in self.lost:
+            raise LeaseLost(f"execution {record.id}: its lease is held by another worker now")
         self._lease(record)
         async with job.lock:
             if not job.persisted:
@@ -95,7 +108,11 @@ class JobBook:
                 job.persisted = True
                 return
             fresh = [s for s in steps if s.seq >= job.written_below]
-            await self.store.save_execution(record, fresh)
+            try:
+                await self.store.save_execution(record, fresh, owner=self.owner)
+            except LeaseLost:
+                self.lose(record.id)
+                raise
 
     async def ensure(self, job: Job) -> None:
         """Make sure the execution row exists (before answering that it still runs)."""

@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from reflow.dispatch import Dispatch, LocalDispatch, QueuedDispatch, Waiters
 from reflow.domain.executions import ExecutionRecord
 from reflow.engine import Engine
 from reflow.executor import Executor, InProcessExecutor, Job, JobBook
@@ -22,9 +23,8 @@ from reflow.services.teams import TeamService
 from reflow.services.users import UserService
 from reflow.services.workflows import WorkflowService
 from reflow.settings import Environment, Settings
+from reflow.store.backends import open_store, start_runner
 from reflow.store.base import Store
-from reflow.store.migrate import check_folder
-from reflow.store.sqlite import SqliteStore
 from reflow.worker import Worker, new_owner
 
 log = logging.getLogger(__name__)
@@ -65,12 +65,16 @@ class Reflow:
             book, executor, self._prepare, concurrency=settings.worker_concurrency,
             max_resumes=settings.max_resumes,
         )
-        self.runs = RunService(store, self.workflows, self.worker,
+        self.waiters = Waiters()
+        # Until this process runs executions (``start``), new ones are queued for a worker.
+        self.queued = QueuedDispatch(store, self.waiters)
+        self.runs = RunService(store, self.workflows, self.queued,
                                teams=self.teams, log_retention=settings.log_retention,
                                sealing_keys=settings.secret_keyring())
         self.logs = LogService(store, self.workflows)
         self._background: list[asyncio.Task[None]] = []
-        self.running = False
+        self.running = False  # this process runs executions (its worker is started)
+        self.started = False
 
     async def _prepare(self, record: ExecutionRecord) -> Job:
         # The worker is built before the run service it needs; resolve it late.
@@ -79,21 +83,42 @@ class Reflow:
     @classmethod
     def open(cls, settings: Settings) -> Reflow:
         """Open the database (which must be migrated: ``reflow db upgrade``)."""
-        path = settings.sqlite_path
-        if path != ":memory:":
-            check_folder(path)
-        return cls(settings, SqliteStore(path, synchronous=settings.sqlite_synchronous,
-                                         wal_limit=settings.sqlite_wal_limit))
+        return cls(settings, open_store(settings))
 
-    async def start(self) -> None:
-        """Become the process that runs executions: resume abandoned ones, start the worker."""
-        released = await self.store.start_runner()
-        if released:
-            log.info("resuming %d unfinished executions", released)
-        await self.worker.start()
-        self.worker.wake()
+    @property
+    def dispatch(self) -> Dispatch:
+        """Where new executions go: this process's worker once it runs one, else the queue."""
+        return self.runs.dispatch
+
+    async def start(self, *, worker: bool = True) -> None:
+        """Start background work: hear other processes' hints, purge old logs, and with
+        ``worker`` run executions here (resuming abandoned ones).
+
+        Without ``worker`` (``serve --no-worker``) new executions are queued for worker
+        processes. SQLite allows one process that runs executions per file; a second one
+        gets SettingsError.
+        """
+        if worker:
+            released = await start_runner(self.store)
+            if released:
+                log.info("resuming %d unfinished executions", released)
+            await self.worker.start()
+            self.worker.wake()
+            self.runs.dispatch = LocalDispatch(self.worker, self.waiters)
+            self.running = True
+        await self.store.listen(self._hint)
         self._background.append(asyncio.create_task(self._purge_loop(), name="retention purge"))
-        self.running = True
+        self.started = True
+
+    def _hint(self, channel: str, payload: str) -> None:
+        """A hint from another process (PostgreSQL NOTIFY): act on it now, not at a poll."""
+        if channel == "queued":
+            if self.running:
+                self.worker.wake()
+        elif channel == "finished":
+            self.waiters.hint(channel, payload)
+        elif channel == "revoked":
+            self.keys.forget(payload)
 
     async def close(self) -> None:
         """Stop background work, finish or release running executions, close everything."""
@@ -102,7 +127,7 @@ class Reflow:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self.running:
-            await self.worker.stop()
+            await self.worker.stop(self.settings.shutdown_grace)
         if self.engine is not None:
             await close_engine(self.engine)
         await self.store.close()

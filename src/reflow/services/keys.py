@@ -80,6 +80,10 @@ class KeyService:
             raise NotFound(f"no live API key {id_or_prefix!r}")
         self._cache.clear()
 
+    def forget(self, key_hash: str) -> None:
+        """Drop a cached key at once (another process revoked it: a ``revoked`` hint)."""
+        self._cache.pop(key_hash, None)
+
     async def is_valid(self, raw: str) -> bool:
         """True when the raw key authenticates."""
         try:

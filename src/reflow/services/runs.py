@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from reflow import sealing
+from reflow.dispatch import Dispatch, Started, Submission
 from reflow.domain.definitions import TriggerType
 from reflow.domain.executions import (
     ExecutionRecord,
@@ -26,7 +26,6 @@ from reflow.ids import execution_id_time_ms, new_execution_id, now_ms
 from reflow.services.teams import TeamService
 from reflow.services.workflows import Target, WorkflowService
 from reflow.store.base import Store
-from reflow.worker import Worker
 
 if TYPE_CHECKING:
     from cryptography.fernet import MultiFernet
@@ -85,25 +84,14 @@ def describe_duration(seconds: float) -> str:
     return f"{seconds:g} seconds"
 
 
-@dataclass(frozen=True, slots=True)
-class Started:
-    """A run as answered: its execution, and its result when it finished in time."""
-
-    execution_id: str
-    finished: ExecutionRecord | None = None
-    # The JSON to answer with as the output: the respond body as computed when this
-    # request ran it (the stored copy is redacted and capped), else the stored one.
-    output_json: bytes | None = None
-
-
 class RunService:
-    """Starts executions and hands them to the worker."""
+    """Builds executions and hands them to the dispatch (run here, or queue for a worker)."""
 
     def __init__(
         self,
         store: Store,
         workflows: WorkflowService,
-        worker: Worker,
+        dispatch: Dispatch,
         *,
         teams: TeamService,
         log_retention: float,
@@ -111,7 +99,7 @@ class RunService:
     ) -> None:
         self.store = store
         self.workflows = workflows
-        self.worker = worker
+        self.dispatch = dispatch
         self.log_retention = log_retention
         self.teams = teams
         # REFLOW_SECRET_KEY: seals a trigger's secret fields when stored, opens them to run.
@@ -126,13 +114,8 @@ class RunService:
         *,
         mode: TriggerMode = TriggerMode.API,
         wait: float | None = None,
-        queue: bool = False,
     ) -> Started:
-        """Start a run of the user's installation; with ``wait``, wait that long for its end.
-
-        ``queue`` only commits it as queued, for the process that runs executions to claim
-        (what a CLI does while ``serve`` runs).
-        """
+        """Start a run of the user's installation; with ``wait``, wait that long for its end."""
         target = await self.workflows.installation_cached(team, workflow_ref, user_ref)
         installation = target.installation
         assert installation is not None  # installation() guarantees it
@@ -155,14 +138,12 @@ class RunService:
             team.id, installation.workflow_id, installation.id, installation.user_id,
             installation.installed_version, mode, stored_trigger, None,
         )
-        if queue:
-            return await self._enqueue(record)
-        return await self._start(record, {"data": data}, wait)
+        return await self._submit(record, compiled, {"data": data}, wait)
 
     async def rerun(
         self, team: Team, workflow_ref: str, execution_id: str, user_ref: str | None,
         *, options: RerunOptions = RerunOptions(), wait: float | None = None,
-        queue: bool = False, idempotency_key: str | None = None,
+        idempotency_key: str | None = None,
     ) -> Started:
         """A new execution of the same installation: by default on the original version,
         with the original trigger, from the start (``options`` says otherwise).
@@ -175,13 +156,11 @@ class RunService:
             earlier = await self._keyed(team, idempotency_key, record, wait)
             if earlier is not None:
                 return earlier
-        # Opened before anything is stored: a key since removed is a 409, not a new run
-        # (a queued rerun is opened by the process that claims it).
-        trigger = None if queue else sealing.open_trigger(record.trigger, self.sealing_keys)
+        # Opened before anything is stored: a key since removed is a 409, not a new run.
+        trigger = sealing.open_trigger(record.trigger, self.sealing_keys)
+        compiled = await self.workflows.compiled(team.id, record.workflow_id, record.version)
         try:
-            if queue:
-                return await self._enqueue(record, idempotency_key)
-            return await self._start(record, trigger, wait, idempotency_key)
+            return await self._submit(record, compiled, trigger, wait, idempotency_key)
         except Conflict:
             # The same key, sent twice at once: the other request stored it first.
             earlier = None
@@ -198,9 +177,8 @@ class RunService:
         execution_id = await self.store.find_idempotency_key(team.id, key)
         if execution_id is None:
             return None
-        running = self.worker.running.get(execution_id)
-        if running is not None and wait:
-            await asyncio.wait({running[0]}, timeout=wait)
+        if wait:
+            await self.dispatch.wait(team.id, execution_id, wait)
         earlier = await self.store.get_execution(team.id, execution_id)
         if earlier is None:
             return None  # purged with its execution: the key is free again
@@ -284,50 +262,18 @@ class RunService:
             version=version,
             mode=mode,
             trigger=trigger,
-            status=ExecutionStatus.RUNNING,
+            status=ExecutionStatus.QUEUED,
             created_at=now,
-            started_at=now,
             rerun_of=rerun_of,
-            lease_owner=self.worker.owner,
-            lease_expires=self.worker.lease_until(),
         )
 
-    async def _enqueue(
-        self, record: ExecutionRecord, idempotency_key: str | None = None
+    async def _submit(
+        self, record: ExecutionRecord, compiled: CompiledWorkflow, trigger: Any,
+        wait: float | None, idempotency_key: str | None = None,
     ) -> Started:
-        record.status = ExecutionStatus.QUEUED
-        record.started_at = record.lease_owner = record.lease_expires = None
-        await self.store.insert_execution(record, idempotency_key)
-        self.worker.wake()
-        return Started(record.id)
-
-    async def _start(
-        self, record: ExecutionRecord, trigger: Any, wait: float | None,
-        idempotency_key: str | None = None,
-    ) -> Started:
-        if not wait and self.worker.full:
-            # Backpressure: committed as queued, claimed when a slot frees up.
-            return await self._enqueue(record, idempotency_key)
-        compiled = await self.workflows.compiled(record.team_id, record.workflow_id,
-                                                 record.version)
         env = await self.teams.expression_env(record.team_id)
-        # Steps copied from the source (a rerun from a block) count as recorded.
-        job = Job(record, compiled, trigger, list(record.steps), persisted=False,
-                  idempotency_key=idempotency_key, env=env)
-        # A run answered only when it finishes acknowledges nothing before its commit;
-        # any other run is committed (and so acknowledged) before it starts. A keyed one
-        # is committed first too, so a second request with the key finds it at once.
-        if not wait or idempotency_key is not None:
-            await self.worker.book.ensure(job)
-        future = self.worker.spawn(job)
-        if not wait:
-            return Started(record.id)
-        done, _ = await asyncio.wait({future}, timeout=wait)
-        if done:
-            finished = future.result()  # re-raises what stopped the run
-            return Started(record.id, finished.record, finished.response)
-        await self.worker.book.ensure(job)
-        return Started(record.id)
+        submission = Submission(record, compiled, trigger, env, idempotency_key)
+        return await self.dispatch.submit(submission, wait)
 
     async def prepare(self, record: ExecutionRecord) -> Job:
         """The job of a claimed execution: its record, recorded steps and opened trigger."""
@@ -355,5 +301,5 @@ class RunService:
             )
         if record.cancel_requested:
             # Here at once; a runner in another process sees the flag at its next poll.
-            self.worker.cancel(execution_id)
+            self.dispatch.cancel(execution_id)
         return record

@@ -6,7 +6,7 @@ team id, so tenancy is enforced here and not remembered in each route.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,7 +28,11 @@ class ExecutionQuery:
 
 
 class Store(Protocol):
-    """Persistence for reflow; implementations: SQLite (embedded) and, later, PostgreSQL."""
+    """Persistence for reflow; implementations: SQLite (embedded) and PostgreSQL (scale-out).
+
+    How a backend starts (a runner lock, a pool, a listener) is its own business, not the
+    protocol's: ``reflow.store.backends`` opens one from the settings.
+    """
 
     async def close(self) -> None:
         """Release connections."""
@@ -102,9 +106,14 @@ class Store(Protocol):
     async def find_idempotency_key(self, team_id: str, key: str) -> str | None:
         """The execution an idempotency key was first used for, if any."""
     async def save_execution(
-        self, execution: ExecutionRecord, new_steps: Sequence[StepRecord]
+        self, execution: ExecutionRecord, new_steps: Sequence[StepRecord], *, owner: str
     ) -> None:
-        """Update an execution's status fields and append steps, in one transaction."""
+        """Update an execution's status fields and append steps, in one transaction.
+
+        Fenced: written only while ``owner`` holds the execution's lease; otherwise nothing
+        is written and LeaseLost is raised (a stalled worker cannot overwrite the worker
+        that took its execution over).
+        """
     async def request_cancel(
         self, team_id: str, execution_id: str, now: int, error: bytes
     ) -> ExecutionRecord | None:
@@ -116,17 +125,22 @@ class Store(Protocol):
     async def claim_executions(
         self, owner: str, now: int, lease_until: int, limit: int
     ) -> list[ExecutionRecord]:
-        """Lease up to ``limit`` queued or abandoned executions, with their steps."""
-    async def renew_leases(self, owner: str, ids: Sequence[str], lease_until: int) -> None:
-        """Extend this owner's leases."""
-    async def release_leases(self) -> int:
-        """Forget every lease (a single-process backend at start: the owners are gone)."""
-    async def start_runner(self) -> int:
-        """Make this process one that runs executions; returns how many it must resume.
+        """Lease up to ``limit`` queued or abandoned executions, with their steps.
 
-        Raises SettingsError when the backend allows no more runners (SQLite: one per
-        database file, whose leases this releases since their owner is gone).
+        Fair: the claim takes the oldest of each installation before the second oldest of
+        any, so one user's burst does not starve another user's single run.
         """
+    async def renew_leases(self, owner: str, ids: Sequence[str], lease_until: int) -> list[str]:
+        """Extend this owner's leases; returns the ids whose lease it no longer holds."""
+    async def listen(self, on_hint: Callable[[str, str], None]) -> None:
+        """Call ``on_hint(channel, payload)`` for hints other processes send (channels:
+        ``queued``, ``finished`` with an execution id, ``revoked`` with a key hash).
+
+        A hint may be lost; whoever acts on one also polls. A backend without a way to
+        hear other processes (SQLite) never calls it.
+        """
+    async def ping(self) -> None:
+        """Raise StoreError unless the database answers and its schema is current."""
     async def get_execution(self, team_id: str, execution_id: str) -> ExecutionRecord | None:
         """One execution with its steps and the ids of its reruns."""
     async def execution_status(self, team_id: str, execution_id: str) -> str | None:

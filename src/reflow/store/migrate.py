@@ -13,9 +13,8 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 
 from reflow.errors import SettingsError
+from reflow.store.revisions import MIGRATIONS
 from reflow.store.sqlite import create_private
-
-MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def _engine(database_url: str) -> Engine:

@@ -12,7 +12,8 @@ from reflow.api.deps import CurrentTeam, ReflowDep
 from reflow.api.errors import Responses, error_responses, json_response
 from reflow.api.routing import OrjsonRoute
 from reflow.api.schemas import RerunBody, RunStarted, RunWorkflow
-from reflow.services.runs import RerunOptions, Started
+from reflow.dispatch import Started
+from reflow.services.runs import RerunOptions
 
 router = APIRouter(tags=["runs"], route_class=OrjsonRoute)
 

@@ -15,7 +15,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,9 +29,10 @@ from reflow.domain.executions import (
     TriggerMode,
 )
 from reflow.domain.records import ApiKey, Installation, Team, User, Workflow, WorkflowVersion
-from reflow.errors import Conflict, SettingsError, StoreError
+from reflow.errors import Conflict, LeaseLost, SettingsError, StoreError
 from reflow.store.base import ExecutionQuery
 from reflow.store.queries import load_queries
+from reflow.store.revisions import head_revision
 
 log = logging.getLogger(__name__)
 Q = load_queries(Path(__file__).parent / "queries.sql")
@@ -57,39 +58,43 @@ def _team(row: sqlite3.Row) -> Team:
 
 
 def _key(row: sqlite3.Row) -> ApiKey:
-    return ApiKey(*row)
+    return ApiKey(row["id"], row["team_id"], row["name"], row["prefix"], row["created_at"],
+                  row["revoked_at"])
 
 
 def _user(row: sqlite3.Row) -> User:
-    return User(*row)
+    return User(row["id"], row["team_id"], row["username"], row["full_name"], row["created_at"])
 
 
 def _workflow(row: sqlite3.Row) -> Workflow:
-    return Workflow(*row)
+    return Workflow(row["id"], row["team_id"], row["name"], row["integration"],
+                    row["latest_version"], row["created_at"], row["updated_at"])
 
 
 def _version(row: sqlite3.Row) -> WorkflowVersion:
-    return WorkflowVersion(*row)
+    return WorkflowVersion(row["workflow_id"], row["version"], row["definition"],
+                           row["digest"], row["created_at"])
 
 
 def _installation(row: sqlite3.Row) -> Installation:
-    r = tuple(row)
-    return Installation(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7])
+    return Installation(row["id"], row["team_id"], row["workflow_id"], row["user_id"],
+                        row["installed_version"], bool(row["active"]), row["installed_at"],
+                        row["updated_at"])
 
 
 def _step(row: sqlite3.Row) -> StepRecord:
     return StepRecord(
-        seq=row[1],
-        block_id=row[2],
-        status=StepStatus(row[3]),
-        attempts=row[4],
-        started_at=row[5],
-        stopped_at=row[6],
-        input=row[7],
-        output=row[8],
-        error=row[9],
-        reused=bool(row[10]),
-        truncated=bool(row[11]),
+        seq=row["seq"],
+        block_id=row["block_id"],
+        status=StepStatus(row["status"]),
+        attempts=row["attempts"],
+        started_at=row["started_at"],
+        stopped_at=row["stopped_at"],
+        input=row["input"],
+        output=row["output"],
+        error=row["error"],
+        reused=bool(row["reused"]),
+        truncated=bool(row["truncated"]),
     )
 
 
@@ -157,8 +162,16 @@ _MAX_HOLD_SECONDS = 1.0
 _HELD_COMMIT_RETRY_SECONDS = 0.001
 
 
+# Statements that write a running execution only under its lease: each must change a row.
+_FENCED = frozenset({"update_execution"})
+
+
 def _run(db: sqlite3.Connection, statements: list[tuple[str, Sequence[Any]]]) -> None:
-    """Run named statements in order; a run of the same statement is one executemany."""
+    """Run named statements in order; a run of the same statement is one executemany.
+
+    A fenced statement that changed no row raises LeaseLost: writers put it first, so
+    nothing of theirs was written when it does.
+    """
     index, size = 0, len(statements)
     while index < size:
         name = statements[index][0]
@@ -166,10 +179,24 @@ def _run(db: sqlite3.Connection, statements: list[tuple[str, Sequence[Any]]]) ->
         while end < size and statements[end][0] == name:
             end += 1
         if end - index == 1:
-            db.execute(Q[name], statements[index][1])
+            cursor = db.execute(Q[name], statements[index][1])
         else:
-            db.executemany(Q[name], [params for _, params in statements[index:end]])
+            cursor = db.executemany(Q[name], [params for _, params in statements[index:end]])
+        if name in _FENCED and cursor.rowcount < end - index:
+            raise LeaseLost(f"execution {statements[index][1][-2]}: its lease is held by "
+                            "another worker now")
         index = end
+
+
+def _run_fenced(
+    db: sqlite3.Connection, statements: list[tuple[str, Sequence[Any]]]
+) -> BaseException | None:
+    """One writer's statements in a group commit; a lost lease is that writer's alone."""
+    try:
+        _run(db, statements)
+    except LeaseLost as exc:
+        return exc
+    return None
 
 
 class _Checkpointer(threading.Thread):
@@ -437,10 +464,8 @@ class SqliteStore:
             # Everyone's statements in one transaction, without a savepoint each: writes
             # almost never fail, so that cost is paid only when one did (below).
             db.execute("BEGIN IMMEDIATE")
-            for statements, _ in pending:
-                _run(db, statements)
+            outcomes = [_run_fenced(db, statements) for statements, _ in pending]
             db.execute("COMMIT")
-            outcomes = [None] * len(pending)
         except sqlite3.Error as exc:
             if db.in_transaction:
                 db.execute("ROLLBACK")
@@ -473,6 +498,9 @@ class SqliteStore:
         db.execute("SAVEPOINT writer")
         try:
             _run(db, statements)
+        except LeaseLost as exc:
+            db.execute("RELEASE writer")  # it wrote nothing (the fenced statement is first)
+            return exc
         except sqlite3.Error as exc:
             db.execute("ROLLBACK TO writer")
             db.execute("RELEASE writer")
@@ -643,17 +671,16 @@ class SqliteStore:
         return None if row is None else str(row[0])
 
     async def save_execution(
-        self, execution: ExecutionRecord, new_steps: Sequence[StepRecord]
+        self, execution: ExecutionRecord, new_steps: Sequence[StepRecord], *, owner: str
     ) -> None:
-        """Update an execution and append steps."""
+        """Update an execution and append steps, if ``owner`` holds its lease."""
         e = execution
-        statements: list[tuple[str, Sequence[Any]]] = [
-            ("insert_step", _step_params(e.id, s)) for s in new_steps
-        ]
-        statements.append(("update_execution", (
+        # The fenced update first: when the lease is lost, no step of it is written.
+        statements: list[tuple[str, Sequence[Any]]] = [("update_execution", (
             e.status.value, e.started_at, e.stopped_at, e.output, e.response_status, e.error,
-            e.lease_owner, e.lease_expires, e.resumes, e.id,
-        )))
+            e.lease_owner, e.lease_expires, e.resumes, e.id, owner,
+        ))]
+        statements.extend(("insert_step", _step_params(e.id, s)) for s in new_steps)
         await self._write_grouped(statements)
 
     async def request_cancel(
@@ -687,9 +714,23 @@ class SqliteStore:
             [_execution(r) for i in claimed if (r := self._one("get_execution_any_team", (i,)))]
         )
 
-    async def renew_leases(self, owner: str, ids: Sequence[str], lease_until: int) -> None:
-        """Extend leases."""
-        self._write([("renew_lease", (lease_until, i, owner)) for i in ids])
+    async def renew_leases(self, owner: str, ids: Sequence[str], lease_until: int) -> list[str]:
+        """Extend leases; the ids whose lease is no longer this owner's."""
+        with self._transaction() as db:
+            kept = {r[0] for r in db.execute(Q["renew_leases"],
+                                             (lease_until, orjson.dumps(list(ids)), owner))}
+        return [i for i in ids if i not in kept]
+
+    async def listen(self, on_hint: Callable[[str, str], None]) -> None:
+        """Nothing to hear: one process runs executions on a SQLite file, others poll."""
+
+    async def ping(self) -> None:
+        """Raise StoreError unless the database answers at the migrations' head."""
+        row = self._one("schema_version", ())
+        current = None if row is None else row[0]
+        if current != head_revision():
+            raise StoreError(f"the database schema is at {current}, not {head_revision()}: "
+                             "run `reflow db upgrade`")
 
     async def release_leases(self) -> int:
         """Forget every lease."""

@@ -7,6 +7,9 @@ INSERT INTO teams (id, name, created_at, log_retention_s) VALUES (?, ?, ?, ?);
 -- name: get_team
 SELECT id, name, created_at, log_retention_s FROM teams WHERE id = ?;
 
+-- name: schema_version
+SELECT version_num FROM alembic_version;
+
 -- name: list_teams
 SELECT id, name, created_at, log_retention_s FROM teams ORDER BY created_at, id;
 
@@ -95,9 +98,10 @@ INSERT INTO executions
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: update_execution
+-- Fenced: only the lease's owner writes (a row count of 0 is LeaseLost).
 UPDATE executions SET status = ?, started_at = ?, stopped_at = ?, output = ?,
     response_status = ?, error = ?, lease_owner = ?, lease_expires = ?, resumes = ?
-WHERE id = ?;
+WHERE id = ? AND lease_owner = ?;
 
 -- name: cancel_queued
 UPDATE executions SET status = 'cancelled', stopped_at = ?, error = ?,
@@ -119,10 +123,14 @@ INSERT INTO steps
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: claimable_executions
-SELECT id FROM executions
-WHERE status IN ('queued', 'running', 'waiting')
-  AND (status = 'queued' OR lease_expires IS NULL OR lease_expires < ?)
-ORDER BY id LIMIT ?;
+-- Fair: each installation's oldest first, then each one's second oldest, and so on.
+SELECT id FROM (
+    SELECT id, row_number() OVER (PARTITION BY installation_id ORDER BY id) AS turn
+    FROM executions
+    WHERE status IN ('queued', 'running', 'waiting')
+      AND (status = 'queued' OR lease_expires IS NULL OR lease_expires < ?)
+)
+ORDER BY turn, id LIMIT ?;
 
 -- name: claim_execution
 -- A running execution whose lease lapsed was abandoned by a dead process: count the resume.
@@ -131,8 +139,10 @@ UPDATE executions SET status = 'running', lease_owner = ?, lease_expires = ?,
 WHERE id = ? AND status IN ('queued', 'running', 'waiting')
   AND (status = 'queued' OR lease_expires IS NULL OR lease_expires < ?);
 
--- name: renew_lease
-UPDATE executions SET lease_expires = ? WHERE id = ? AND lease_owner = ?;
+-- name: renew_leases
+UPDATE executions SET lease_expires = ?
+WHERE id IN (SELECT value FROM json_each(?)) AND lease_owner = ?
+RETURNING id;
 
 -- name: release_leases
 UPDATE executions SET lease_owner = NULL, lease_expires = NULL

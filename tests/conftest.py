@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from pg_support import pytest_terminal_summary  # noqa: F401  (the PostgreSQL skip line)
 from reflow.api import create_app
 from reflow.services import Reflow
 from reflow.settings import Settings, load_settings

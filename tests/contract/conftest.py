@@ -14,9 +14,16 @@ from pathlib import Path
 
 import pytest
 
+from pg_support import postgres_url, truncate_async
 from reflow.store.base import Store
 from reflow.store.migrate import upgrade
+from reflow.store.postgres import PostgresStore
 from reflow.store.sqlite import SqliteStore
+
+__all__ = ["postgres_url"]  # the session database fixture the postgres backend uses
+
+# Enough connections for the concurrency tests (two claimers, two purgers, group commits).
+POSTGRES_POOL_SIZE = 4
 
 
 @pytest.fixture(scope="session")
@@ -39,9 +46,21 @@ async def _sqlite(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         await store.close()
 
 
+@asynccontextmanager
+async def _postgres(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    url = request.getfixturevalue("postgres_url")  # skips when no server is configured
+    await truncate_async(url)
+    store = PostgresStore(url, pool_size=POSTGRES_POOL_SIZE)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
 Backend = Callable[[pytest.FixtureRequest, Path], AbstractAsyncContextManager[Store]]
 BACKENDS: dict[str, Backend] = {
     "sqlite": _sqlite,
+    "postgres": _postgres,
 }
 
 

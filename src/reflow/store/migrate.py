@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event
+from sqlalchemy import Connection, create_engine, event, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from reflow.errors import SettingsError
 from reflow.store.revisions import MIGRATIONS
 from reflow.store.sqlite import create_private
+
+# The advisory lock every `reflow db upgrade` on PostgreSQL takes first (a fixed 64-bit
+# key, "reflowdb" in ASCII): a second host migrating at the same time waits for the first,
+# then finds the schema at head and does nothing.
+MIGRATION_LOCK_KEY = 0x7265_666C_6F77_6462
 
 
 def _engine(database_url: str) -> Engine:
@@ -59,7 +68,14 @@ def check_folder(path: str) -> None:
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:
-    """Bring the database at ``database_url`` to ``revision`` (creating it if new)."""
+    """Bring the database at ``database_url`` to ``revision`` (creating it if new).
+
+    A PostgreSQL URL is migrated through asyncpg (the store's driver, so it is the only
+    PostgreSQL driver reflow needs) on an event loop of its own.
+    """
+    if database_url.startswith(("postgresql://", "postgres://", "postgresql+")):
+        asyncio.run(_upgrade_postgres(database_url, revision))
+        return
     path = database_url.removeprefix("sqlite:///")
     if database_url.startswith("sqlite:///") and path != ":memory:":
         check_folder(path)
@@ -71,9 +87,43 @@ def upgrade(database_url: str, revision: str = "head") -> None:
     engine = _engine(database_url)
     try:
         with engine.begin() as connection:
-            config = Config()
-            config.set_main_option("script_location", str(MIGRATIONS))
-            config.attributes["connection"] = connection
-            command.upgrade(config, revision)
+            _run_migrations(connection, revision)
     finally:
         engine.dispose()
+
+
+def _run_migrations(connection: Connection, revision: str) -> None:
+    """Alembic's upgrade on an open transaction (the caller commits it)."""
+    if connection.dialect.name == "postgresql":
+        # Held until the commit; taken before alembic reads the current revision.
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                           {"key": MIGRATION_LOCK_KEY})
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
+
+
+def asyncpg_url(database_url: str) -> str:
+    """The URL with SQLAlchemy's asyncpg dialect (``postgresql+asyncpg://...``)."""
+    parts = urlsplit(database_url)
+    return urlunsplit(parts._replace(scheme="postgresql+asyncpg"))
+
+
+async def _upgrade_postgres(database_url: str, revision: str) -> None:
+    # The documented Alembic async pattern: an async engine, the migrations in run_sync.
+    from reflow.store.postgres import connect_error  # asyncpg only for PostgreSQL URLs
+
+    engine = create_async_engine(asyncpg_url(database_url))
+    try:
+        try:
+            connection = await engine.connect()
+        except (OSError, TimeoutError, DBAPIError) as exc:
+            raise connect_error(database_url, exc) from None
+        try:
+            async with connection.begin():
+                await connection.run_sync(_run_migrations, revision)
+        finally:
+            await connection.close()
+    finally:
+        await engine.dispose()

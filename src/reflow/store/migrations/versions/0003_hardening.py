@@ -23,7 +23,7 @@ def upgrade() -> None:
         )
         batch_op.add_column(
             sa.Column("cancel_requested", sa.Boolean(), nullable=False,
-                      server_default=sa.text("0"))
+                      server_default=sa.false())
         )
     with op.batch_alter_table("teams", schema=None) as batch_op:
         batch_op.add_column(sa.Column("env", sa.LargeBinary(), nullable=True))

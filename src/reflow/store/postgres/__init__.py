@@ -1,0 +1,650 @@
+"""The PostgreSQL store (scale-out mode): an asyncpg pool shared by any number of workers.
+
+Workers are fenced by their leases (``save_execution`` writes only under its owner's
+lease) and claim fairly with ``FOR UPDATE SKIP LOCKED``. Execution writes are group
+committed as in SqliteStore: those ready in the same event-loop turn share a transaction.
+Hints (LISTEN/NOTIFY) are sent in the transactions that make them true; a dedicated
+connection hears them for ``listen``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from reflow.domain.executions import ExecutionRecord, ExecutionStatus, StepRecord
+from reflow.domain.records import ApiKey, Installation, Team, User, Workflow, WorkflowVersion
+from reflow.errors import Conflict, LeaseLost, SettingsError, StoreError
+from reflow.store.base import ExecutionQuery
+from reflow.store.queries import load_queries
+from reflow.store.revisions import head_revision
+
+# The row mappers and parameter tuples are the SQLite store's: rows are read by column
+# name, and asyncpg's records answer ``row["name"]`` as sqlite3.Row does.
+from reflow.store.sqlite import (
+    _execution,
+    _execution_params,
+    _installation,
+    _key,
+    _step,
+    _step_params,
+    _team,
+    _user,
+    _version,
+    _workflow,
+)
+
+log = logging.getLogger(__name__)
+Q = load_queries(Path(__file__).parent / "queries.sql")
+
+# LISTEN channels and the hint names ``listen`` reports them as.
+CHANNELS = {"reflow_queued": "queued", "reflow_finished": "finished",
+            "reflow_revoked": "revoked"}
+# Group commits in flight at once: one commits while the next gathers (and may start).
+_MAX_GROUPS_IN_FLIGHT = 2
+# The listener's reconnect backoff, doubling from the first to the last (seconds).
+_RECONNECT_FIRST = 0.1
+_RECONNECT_LAST = 5.0
+# Statements of a group commit in the order they run: executions before their steps.
+_ORDER = {"insert_execution": 0, "insert_step": 1, "insert_idempotency_key": 2}
+
+Statement = tuple[str, Sequence[Any]]
+# Errors a lost or refused connection raises (asyncpg's own, or the socket's).
+_CONNECTION_ERRORS = (OSError, TimeoutError, asyncpg.InterfaceError,
+                      asyncpg.PostgresConnectionError)
+
+
+def _where(url: str) -> str:
+    """``host:port/dbname`` of a URL: what an error may show (never the password)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or 5432
+    except ValueError:
+        port = 5432
+    return f"{parts.hostname or 'localhost'}:{port}{parts.path or '/'}"
+
+
+def connect_error(url: str, exc: BaseException) -> SettingsError:
+    """The SettingsError for a database that cannot be reached (also used by migrations)."""
+    reason = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's error
+    text = str(reason).strip() or type(reason).__name__
+    return SettingsError(f"REFLOW_DATABASE_URL: cannot connect to PostgreSQL at "
+                         f"{_where(url)}: {text}")
+
+
+def driver_url(url: str) -> str:
+    """The URL as asyncpg takes it (``postgresql://``, whatever SQLAlchemy dialect it names)."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(scheme="postgresql"))
+
+
+def _count(status: str) -> int:
+    """The row count of a command status such as ``UPDATE 1``."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+def _write_error(exc: Exception) -> Exception:
+    if isinstance(exc, asyncpg.UniqueViolationError):
+        return Conflict(f"already stored: {exc}")
+    return StoreError(f"database write failed: {exc}")
+
+
+@contextlib.contextmanager
+def _translated(name: str, conflict: str | None = None) -> Iterator[None]:
+    """Driver errors as reflow's: a unique violation is Conflict, anything else StoreError."""
+    try:
+        yield
+    except asyncpg.UniqueViolationError as exc:
+        raise Conflict(conflict or f"already stored: {exc}") from exc
+    except asyncpg.UndefinedTableError as exc:
+        raise StoreError(f"database query {name} failed: {exc} "
+                         "(is the database migrated? run `reflow db upgrade`)") from exc
+    except (asyncpg.PostgresError, *_CONNECTION_ERRORS) as exc:
+        raise StoreError(f"database query {name} failed: {exc}") from exc
+
+
+@dataclass(slots=True)
+class _Writer:
+    """One execution write waiting for its group commit."""
+
+    # update_execution's parameters when the write is fenced by a lease (it runs first).
+    fence: tuple[Any, ...] | None
+    statements: list[Statement]
+    queued: bool = False  # inserts a queued execution: hint "queued"
+    finished: str | None = None  # finishes this execution: hint "finished"
+    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop()
+                                       .create_future())
+
+    @property
+    def execution_id(self) -> str:
+        """The execution a fenced write is for."""
+        assert self.fence is not None
+        return str(self.fence[9])
+
+
+async def _run_statements(conn: asyncpg.Connection, statements: Sequence[Statement]) -> None:
+    """Run named statements in order; a run of the same statement is one executemany."""
+    index, size = 0, len(statements)
+    while index < size:
+        name = statements[index][0]
+        end = index + 1
+        while end < size and statements[end][0] == name:
+            end += 1
+        if end - index == 1:
+            await conn.execute(Q[name], *statements[index][1])
+        else:
+            await conn.executemany(Q[name], [params for _, params in statements[index:end]])
+        index = end
+
+
+async def _notify(conn: asyncpg.Connection, writers: Sequence[_Writer]) -> None:
+    """The hints of these writes, sent in their transaction (so they arrive on commit)."""
+    if any(w.queued for w in writers):
+        await conn.execute(Q["notify_queued"])
+    finished = [w.finished for w in writers if w.finished is not None]
+    if finished:
+        await conn.execute(Q["notify_finished"], finished)
+
+
+async def _run_writer(conn: asyncpg.Connection, writer: _Writer) -> None:
+    """One writer alone; LeaseLost (before anything of it is written) when fenced out."""
+    if writer.fence is not None and _count(
+            await conn.execute(Q["update_execution"], *writer.fence)) == 0:
+        raise LeaseLost(f"execution {writer.execution_id}: its lease is held by another "
+                        "worker now")
+    await _run_statements(conn, writer.statements)
+    await _notify(conn, [writer])
+
+
+async def _run_group(conn: asyncpg.Connection,
+                     writers: list[_Writer]) -> list[BaseException | None]:
+    """Every writer's statements in the caller's transaction, in as few round trips as it
+    takes: one fenced UPDATE for all the saves, one executemany per kind of insert."""
+    fenced = [w for w in writers if w.fence is not None]
+    ids = [w.execution_id for w in fenced]
+    if len(set(ids)) < len(ids):
+        # Two saves of one execution in a turn: they must apply in order, one by one.
+        outcomes: list[BaseException | None] = []
+        for writer in writers:
+            try:
+                await _run_writer(conn, writer)
+                outcomes.append(None)
+            except LeaseLost as exc:
+                outcomes.append(exc)
+        return outcomes
+    kept: set[str] = set()
+    if fenced:
+        columns = list(zip(*(w.fence for w in fenced if w.fence is not None), strict=True))
+        kept = {r[0] for r in await conn.fetch(Q["update_executions_fenced"], *columns)}
+    lost = {w.execution_id for w in fenced} - kept
+    live = [w for w in writers if w.fence is None or w.execution_id not in lost]
+    statements = sorted((s for w in live for s in w.statements), key=lambda s: _ORDER[s[0]])
+    await _run_statements(conn, statements)
+    await _notify(conn, live)
+    return [
+        LeaseLost(f"execution {w.execution_id}: its lease is held by another worker now")
+        if w.fence is not None and w.execution_id in lost else None
+        for w in writers
+    ]
+
+
+async def _run_each(conn: asyncpg.Connection,
+                    writers: list[_Writer]) -> list[BaseException | None]:
+    """The group again, a savepoint per writer: one writer's error is its own."""
+    outcomes: list[BaseException | None] = []
+    async with conn.transaction():
+        for writer in writers:
+            try:
+                async with conn.transaction():  # a savepoint
+                    await _run_writer(conn, writer)
+                outcomes.append(None)
+            except LeaseLost as exc:
+                outcomes.append(exc)
+            except asyncpg.PostgresError as exc:
+                outcomes.append(_write_error(exc))
+    return outcomes
+
+
+class PostgresStore:
+    """The Store protocol on PostgreSQL through an asyncpg pool (opened on first use)."""
+
+    def __init__(self, url: str, *, pool_size: int = 8) -> None:
+        self.url = driver_url(url)
+        self.pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
+        self._pending: list[_Writer] = []
+        self._flush_scheduled = False
+        self._groups: set[asyncio.Task[None]] = set()
+        self._hints: list[Callable[[str, str], None]] = []
+        self._listener: asyncpg.Connection | None = None
+        self._reconnecting: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- connections -----------------------------------------------------------------------
+
+    async def _get_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            async with self._opening:
+                if self._pool is None:
+                    self._pool = await self._create_pool()
+        return self._pool
+
+    async def _create_pool(self) -> asyncpg.Pool:
+        async def keep_session(_conn: asyncpg.Connection) -> None:
+            # The store sets no session state, so the RESET ALL asyncpg sends on every
+            # release by default is a round trip for nothing (bench/pg_drivers.py).
+            return None
+
+        try:
+            pool: asyncpg.Pool = await asyncpg.create_pool(
+                self.url, min_size=1, max_size=self.pool_size, reset=keep_session)
+        except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+            raise connect_error(self.url, exc) from exc
+        return pool
+
+    @contextlib.asynccontextmanager
+    async def _connection(self, name: str) -> AsyncIterator[asyncpg.Connection]:
+        pool = await self._get_pool()
+        with _translated(name):
+            async with pool.acquire() as conn:
+                yield conn
+
+    async def _fetch(self, name: str, *args: Any) -> list[Any]:
+        pool = await self._get_pool()
+        with _translated(name):
+            rows: list[Any] = await pool.fetch(Q[name], *args)
+        return rows
+
+    async def _fetchrow(self, name: str, *args: Any) -> Any:
+        pool = await self._get_pool()
+        with _translated(name):
+            return await pool.fetchrow(Q[name], *args)
+
+    async def _execute(self, name: str, *args: Any, conflict: str | None = None) -> int:
+        pool = await self._get_pool()
+        with _translated(name, conflict):
+            return _count(await pool.execute(Q[name], *args))
+
+    async def close(self) -> None:
+        """Finish the group commits under way, then close the listener and the pool."""
+        self._closed = True
+        while self._groups or self._pending:
+            if not self._groups:
+                self._flush()
+            await asyncio.gather(*self._groups, return_exceptions=True)
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconnecting
+            self._reconnecting = None
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            with contextlib.suppress(*_CONNECTION_ERRORS):
+                await listener.close()
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    # -- group commit ----------------------------------------------------------------------
+
+    async def _write_grouped(self, writer: _Writer) -> None:
+        """Write in the next group commit: execution writes that become ready in the same
+        event-loop turn share one transaction on one connection (a commit's round trips and
+        WAL flush are paid once per group, not per execution)."""
+        self._pending.append(writer)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        await writer.done
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._pending or len(self._groups) >= _MAX_GROUPS_IN_FLIGHT:
+            return  # a group in flight starts this one when it is done
+        writers, self._pending = self._pending, []
+        task = asyncio.get_running_loop().create_task(self._commit(writers))
+        self._groups.add(task)
+        task.add_done_callback(self._committed)
+
+    def _committed(self, task: asyncio.Task[None]) -> None:
+        self._groups.discard(task)
+        if self._pending and not self._flush_scheduled:
+            self._flush()  # what gathered while this group committed
+
+    async def _commit(self, writers: list[_Writer]) -> None:
+        outcomes: list[BaseException | None]
+        try:
+            pool = await self._get_pool()
+            async with pool.acquire() as conn:
+                try:
+                    async with conn.transaction():
+                        outcomes = await _run_group(conn, writers)
+                except asyncpg.PostgresError as exc:
+                    outcomes = (await _run_each(conn, writers) if len(writers) > 1
+                                else [_write_error(exc)])
+        except (SettingsError, *_CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+            error = exc if isinstance(exc, SettingsError) else StoreError(
+                f"database write failed: {exc}")
+            outcomes = [error] * len(writers)
+        for writer, outcome in zip(writers, outcomes, strict=True):
+            if writer.done.cancelled():
+                continue
+            if outcome is None:
+                writer.done.set_result(None)
+            else:
+                writer.done.set_exception(outcome)
+
+    # -- teams and keys --------------------------------------------------------------------
+
+    async def count_teams(self) -> int:
+        """How many teams exist."""
+        row = await self._fetchrow("count_teams")
+        return int(row[0])
+
+    async def create_team(self, team: Team) -> None:
+        """Insert a team."""
+        retention = None if team.log_retention is None else int(team.log_retention)
+        await self._execute("insert_team", team.id, team.name, team.created_at, retention)
+
+    async def get_team(self, team_id: str) -> Team | None:
+        """A team by id."""
+        row = await self._fetchrow("get_team", team_id)
+        return _team(row) if row else None
+
+    async def list_teams(self) -> list[Team]:
+        """Every team."""
+        return [_team(r) for r in await self._fetch("list_teams")]
+
+    async def get_team_env(self, team_id: str) -> bytes | None:
+        """The team's stored env."""
+        row = await self._fetchrow("get_team_env", team_id)
+        return None if row is None else row["env"]
+
+    async def set_team_env(self, team_id: str, env: bytes | None) -> bool:
+        """Replace the team's env."""
+        return await self._execute("set_team_env", env, team_id) > 0
+
+    async def create_api_key(self, key: ApiKey, key_hash: str) -> None:
+        """Insert a key."""
+        await self._execute("insert_api_key", key.id, key.team_id, key.name, key.prefix,
+                            key_hash, key.created_at)
+
+    async def find_api_key(self, key_hash: str) -> ApiKey | None:
+        """The live key with this hash."""
+        row = await self._fetchrow("find_api_key", key_hash)
+        return _key(row) if row else None
+
+    async def list_api_keys(self, team_id: str) -> list[ApiKey]:
+        """A team's keys."""
+        return [_key(r) for r in await self._fetch("list_api_keys", team_id)]
+
+    async def revoke_api_key(self, team_id: str, id_or_prefix: str, now: int) -> bool:
+        """Revoke a live key (and hint ``revoked`` with its hash to every node)."""
+        return bool(await self._fetch("revoke_api_key", now, team_id, id_or_prefix))
+
+    # -- users -----------------------------------------------------------------------------
+
+    async def create_user(self, user: User) -> None:
+        """Insert a user; a taken username is a Conflict."""
+        await self._execute("insert_user", user.id, user.team_id, user.username,
+                            user.full_name, user.created_at,
+                            conflict=f"username {user.username!r} is already taken")
+
+    async def get_user(self, team_id: str, id_or_username: str) -> User | None:
+        """A user by id or username (the id wins)."""
+        row = await self._fetchrow("get_user", team_id, id_or_username)
+        return _user(row) if row else None
+
+    # -- workflows -------------------------------------------------------------------------
+
+    async def create_workflow(self, workflow: Workflow, version: WorkflowVersion) -> None:
+        """Insert a workflow and its first version."""
+        w, v = workflow, version
+        async with self._connection("insert_workflow") as conn, conn.transaction():
+            with _translated("insert_workflow", f"a workflow named {w.name!r} already exists"):
+                await conn.execute(Q["insert_workflow"], w.id, w.team_id, w.name, w.integration,
+                                   w.latest_version, w.created_at, w.updated_at)
+                await conn.execute(Q["insert_version"], v.workflow_id, v.version, v.definition,
+                                   v.digest, v.created_at)
+
+    async def add_version(
+        self, workflow: Workflow, definition: bytes, digest: str, now: int
+    ) -> WorkflowVersion:
+        """Append the next version."""
+        w = workflow
+        async with self._connection("add_version") as conn, conn.transaction():
+            with _translated("add_version", f"a workflow named {w.name!r} already exists"):
+                number = await conn.fetchval(Q["bump_workflow_version"], now, w.name,
+                                             w.integration, w.team_id, w.id)
+                version = WorkflowVersion(w.id, int(number), definition, digest, now)
+                await conn.execute(Q["insert_version"], w.id, version.version, definition,
+                                   digest, now)
+        return version
+
+    async def get_workflow(self, team_id: str, id_or_name: str) -> Workflow | None:
+        """A workflow by id or name (the id wins)."""
+        row = await self._fetchrow("get_workflow", team_id, id_or_name)
+        return _workflow(row) if row else None
+
+    async def list_workflows(self, team_id: str) -> list[Workflow]:
+        """A team's workflows."""
+        return [_workflow(r) for r in await self._fetch("list_workflows", team_id)]
+
+    async def get_version(
+        self, team_id: str, workflow_id: str, version: int
+    ) -> WorkflowVersion | None:
+        """One version."""
+        row = await self._fetchrow("get_version", team_id, workflow_id, version)
+        return _version(row) if row else None
+
+    async def list_versions(self, team_id: str, workflow_id: str) -> list[WorkflowVersion]:
+        """Every version."""
+        return [_version(r) for r in await self._fetch("list_versions", team_id, workflow_id)]
+
+    # -- installations ---------------------------------------------------------------------
+
+    async def get_installation(
+        self, team_id: str, workflow_id: str, user_id: str
+    ) -> Installation | None:
+        """A user's installation of a workflow."""
+        row = await self._fetchrow("get_installation", team_id, workflow_id, user_id)
+        return _installation(row) if row else None
+
+    async def get_installation_by_id(
+        self, team_id: str, installation_id: str
+    ) -> Installation | None:
+        """An installation by id."""
+        row = await self._fetchrow("get_installation_by_id", team_id, installation_id)
+        return _installation(row) if row else None
+
+    async def save_installation(self, installation: Installation) -> None:
+        """Insert or update an installation."""
+        i = installation
+        await self._execute("upsert_installation", i.id, i.team_id, i.workflow_id, i.user_id,
+                            i.installed_version, i.active, i.installed_at, i.updated_at)
+
+    # -- executions ------------------------------------------------------------------------
+
+    async def insert_execution(
+        self, execution: ExecutionRecord, idempotency_key: str | None = None
+    ) -> None:
+        """Insert an execution and its steps (and the key that must find it again)."""
+        statements: list[Statement] = [("insert_execution", _execution_params(execution))]
+        statements.extend(("insert_step", _step_params(execution.id, s)) for s in execution.steps)
+        if idempotency_key is not None:
+            statements.append(("insert_idempotency_key", (
+                execution.team_id, idempotency_key, execution.id, execution.created_at)))
+        await self._write_grouped(_Writer(
+            None, statements, queued=execution.status is ExecutionStatus.QUEUED))
+
+    async def find_idempotency_key(self, team_id: str, key: str) -> str | None:
+        """The execution an idempotency key was first used for."""
+        row = await self._fetchrow("find_idempotency_key", team_id, key)
+        return None if row is None else str(row[0])
+
+    async def save_execution(
+        self, execution: ExecutionRecord, new_steps: Sequence[StepRecord], *, owner: str
+    ) -> None:
+        """Update an execution and append steps, if ``owner`` holds its lease."""
+        e = execution
+        fence = (e.status.value, e.started_at, e.stopped_at, e.output, e.response_status,
+                 e.error, e.lease_owner, e.lease_expires, e.resumes, e.id, owner)
+        await self._write_grouped(_Writer(
+            fence, [("insert_step", _step_params(e.id, s)) for s in new_steps],
+            finished=e.id if e.finished else None))
+
+    async def request_cancel(
+        self, team_id: str, execution_id: str, now: int, error: bytes
+    ) -> ExecutionRecord | None:
+        """Cancel a queued execution, or flag a running one; the execution as it is now."""
+        async with self._connection("request_cancel") as conn, conn.transaction():
+            await conn.execute(Q["cancel_queued"], now, error, team_id, execution_id)
+            await conn.execute(Q["request_cancel"], team_id, execution_id)
+        return await self.get_execution(team_id, execution_id)
+
+    async def cancel_requests(self, ids: Sequence[str]) -> list[str]:
+        """Which of these executions a cancel was requested for."""
+        return [r["id"] for r in await self._fetch("cancel_requests", list(ids))]
+
+    async def claim_executions(
+        self, owner: str, now: int, lease_until: int, limit: int
+    ) -> list[ExecutionRecord]:
+        """Lease queued or abandoned executions, each installation's oldest first."""
+        async with self._connection("claim_executions") as conn:
+            rows = await conn.fetch(Q["claim_executions"], owner, lease_until, now, limit)
+            return await self._with_steps(conn, [_execution(r) for r in rows])
+
+    async def renew_leases(self, owner: str, ids: Sequence[str], lease_until: int) -> list[str]:
+        """Extend leases; the ids whose lease is no longer this owner's."""
+        kept = {r["id"] for r in await self._fetch("renew_leases", lease_until, list(ids),
+                                                    owner)}
+        return [i for i in ids if i not in kept]
+
+    async def listen(self, on_hint: Callable[[str, str], None]) -> None:
+        """Call ``on_hint`` for every hint; one dedicated connection (not the pool's)
+        listens, and is reconnected in the background when it drops."""
+        self._hints.append(on_hint)
+        if self._listener is None and self._reconnecting is None:
+            try:
+                self._listener = await self._open_listener()
+            except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+                raise connect_error(self.url, exc) from exc
+
+    async def _open_listener(self) -> asyncpg.Connection:
+        conn: asyncpg.Connection = await asyncpg.connect(self.url)
+        try:
+            for channel in CHANNELS:
+                await conn.add_listener(channel, self._on_notification)
+        except BaseException:
+            await conn.close()
+            raise
+        conn.add_termination_listener(self._on_listener_lost)
+        return conn
+
+    def _on_notification(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
+        hint = CHANNELS[channel]
+        for on_hint in self._hints:
+            try:
+                on_hint(hint, payload)
+            except Exception:
+                log.exception("a %s hint handler failed", hint)
+
+    def _on_listener_lost(self, _conn: Any) -> None:
+        self._listener = None
+        if not self._closed and self._reconnecting is None:
+            log.warning("the PostgreSQL hint listener lost its connection; reconnecting")
+            self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        """Reopen the listener, waiting longer after each failure (hints meanwhile are
+        lost, which is fine: whoever acts on them also polls)."""
+        delay = _RECONNECT_FIRST
+        while not self._closed:
+            await asyncio.sleep(delay)
+            try:
+                self._listener = await self._open_listener()
+            except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+                log.warning("the hint listener cannot reconnect (%s); next try in %.1fs",
+                            exc, delay)
+                delay = min(2 * delay, _RECONNECT_LAST)
+                continue
+            log.info("the PostgreSQL hint listener reconnected")
+            break
+        self._reconnecting = None
+
+    async def ping(self) -> None:
+        """Raise StoreError unless the database answers at the migrations' head."""
+        try:
+            row = await self._fetchrow("schema_version")
+        except SettingsError as exc:
+            raise StoreError(exc.message) from exc
+        current = None if row is None else row["version_num"]
+        if current != head_revision():
+            raise StoreError(f"the database schema is at {current}, not {head_revision()}: "
+                             "run `reflow db upgrade`")
+
+    async def queue_depth(self) -> int:
+        """Queued executions (on the unfinished-executions partial index)."""
+        row = await self._fetchrow("queue_depth")
+        return int(row[0])
+
+    async def get_execution(self, team_id: str, execution_id: str) -> ExecutionRecord | None:
+        """One execution with steps and reruns."""
+        async with self._connection("get_execution") as conn:
+            row = await conn.fetchrow(Q["get_execution"], team_id, execution_id)
+            if row is None:
+                return None
+            return (await self._with_steps(conn, [_execution(row)]))[0]
+
+    async def execution_status(self, team_id: str, execution_id: str) -> str | None:
+        """Just the status."""
+        row = await self._fetchrow("execution_status", team_id, execution_id)
+        return None if row is None else str(row["status"])
+
+    async def list_executions(self, query: ExecutionQuery) -> list[ExecutionRecord]:
+        """A page of executions."""
+        order = "desc" if query.descending else "asc"
+        if query.installation_id is not None:
+            name, key = f"list_by_installation_{order}", query.installation_id
+        else:
+            name, key = f"list_by_workflow_{order}", query.workflow_id
+        async with self._connection(name) as conn:
+            rows = await conn.fetch(Q[name], key, query.team_id, query.failed_only,
+                                    query.limit, query.offset)
+            return await self._with_steps(conn, [_execution(r) for r in rows])
+
+    @staticmethod
+    async def _with_steps(
+        conn: asyncpg.Connection, executions: list[ExecutionRecord]
+    ) -> list[ExecutionRecord]:
+        if not executions:
+            return executions
+        by_id = {e.id: e for e in executions}
+        ids = list(by_id)
+        for row in await conn.fetch(Q["steps_of_many"], ids):
+            by_id[row["execution_id"]].steps.append(_step(row))
+        for row in await conn.fetch(Q["reruns_of_many"], ids):
+            by_id[row["rerun_of"]].reruns.append(row["id"])
+        return executions
+
+    async def purge_executions(self, stopped_before: int, limit: int) -> int:
+        """Delete a batch of old finished executions with their steps and keys.
+
+        The batch is locked with SKIP LOCKED, so nodes purging at once take different ones.
+        """
+        async with self._connection("purge_executions") as conn, conn.transaction():
+            ids = [r["id"] for r in await conn.fetch(Q["purge_batch"], stopped_before, limit)]
+            if ids:
+                for name in ("delete_steps_of_many", "delete_idempotency_keys_of_many",
+                             "delete_executions_many"):
+                    await conn.execute(Q[name], ids)
+        return len(ids)

@@ -943,24 +943,92 @@ def logs_show(execution_id: str, as_json: bool) -> None:
                    "(repeatable; idempotent).")
 @click.option("--demo-user", default=None, metavar="USERNAME",
               help="Create this user if missing and activate every applied workflow for it.")
-def serve(apply_paths: tuple[str, ...], demo_user: str | None) -> None:
+@click.option("--no-worker", is_flag=True,
+              help="Serve the API only: new executions are queued for `reflow worker` "
+                   "processes (scale-out, docs/deploy.md).")
+def serve(apply_paths: tuple[str, ...], demo_user: str | None, no_worker: bool) -> None:
     """Migrate the database and serve the API (and run executions) in one process.
 
     Prints the base URL, an API key (dev mode only) and a ready-to-paste curl once
-    listening; stops gracefully on SIGTERM or Ctrl+C. Production needs REFLOW_SECRET_KEY.
+    listening; stops gracefully on SIGTERM or Ctrl+C (running executions get
+    REFLOW_SHUTDOWN_GRACE to finish, the rest are released to other workers). Production
+    needs REFLOW_SECRET_KEY.
 
     \b
-    Example:
+    Examples:
       reflow serve --port 8080 --apply examples/ --demo-user demo
+      reflow serve --no-worker --database-url postgresql://reflow@db/reflow
     """
     settings = _settings()
     settings.require_secret_key()
     _configure_logging()
     applied = _migrate(settings.database_url)
-    log.info("database %s: %s", settings.database_url,
+    log.info("database %s: %s", _shown_url(settings.database_url),
              ("migrated " + "; ".join(applied)) if applied else "schema up to date")
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(_serve(settings, apply_paths, demo_user))
+        runner.run(_serve(settings, apply_paths, demo_user, worker=not no_worker))
+
+
+@cli.command("worker")
+@database_option
+@setting_option("--concurrency", "worker_concurrency",
+                "Executions this process runs at once.", type=click.IntRange(1, 10_000))
+def worker(**_: Any) -> None:
+    """Run executions only (no API): claim queued ones from the database, run them, and
+    resume those whose worker died. Any number may run against one PostgreSQL database,
+    on any hosts; SQLite takes one process that runs executions per file.
+
+    Stops gracefully on SIGTERM or Ctrl+C: no new claims, running executions get
+    REFLOW_SHUTDOWN_GRACE to finish, the rest are released to other workers, exit 0.
+    The schema must be current (`reflow db upgrade`).
+
+    \b
+    Example:
+      reflow worker --concurrency 32 --database-url postgresql://reflow@db/reflow
+    """
+    settings = _settings()
+    settings.require_secret_key()
+    _configure_logging()
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(_work(settings))
+
+
+async def _work(settings: Settings) -> None:
+    reflow = Reflow.open(settings)
+    try:
+        await reflow.store.ping()
+        await reflow.start(worker=True)
+        log.info("worker %s runs executions from %s (concurrency %d); SIGTERM stops it",
+                 reflow.worker.owner, _shown_url(settings.database_url),
+                 settings.worker_concurrency)
+        click.echo(f"reflow worker running: {reflow.worker.owner}")
+        await _until_signalled()
+        log.info("stopping: no new claims; running executions get %gs to finish",
+                 settings.shutdown_grace)
+    finally:
+        await reflow.close()
+
+
+async def _until_signalled() -> None:
+    """Return on the first SIGTERM or SIGINT (the main thread's loop handles both)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def _shown_url(url: str) -> str:
+    """A database URL as logged: without its password."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, place = rest.rpartition("@")
+    if not at or ":" not in credentials:
+        return url
+    return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{place}"
 
 
 def _configure_logging() -> None:
@@ -969,7 +1037,9 @@ def _configure_logging() -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-async def _serve(settings: Settings, apply_paths: Sequence[str], demo_user: str | None) -> None:
+async def _serve(
+    settings: Settings, apply_paths: Sequence[str], demo_user: str | None, *, worker: bool
+) -> None:
     # Imported here: FastAPI costs every other command a noticeable start-up delay.
     from reflow.api import create_app
     from reflow.api.server import build_server
@@ -977,8 +1047,8 @@ async def _serve(settings: Settings, apply_paths: Sequence[str], demo_user: str 
     reflow = Reflow.open(settings)
     try:
         # Started here rather than by the app's lifespan: a second server on the same
-        # database then fails as a ReflowError (exit 3), before anything is written.
-        await reflow.start()
+        # SQLite database then fails as a ReflowError (exit 3), before anything is written.
+        await reflow.start(worker=worker)
         boot = await reflow.bootstrap()
         team = await reflow.keys.team(boot.team_id)
         done, problems = await apply_files(reflow, team, apply_paths)

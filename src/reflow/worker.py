@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from reflow import metrics
 from reflow.domain.executions import ExecutionRecord, ExecutionStatus, error_json
 from reflow.errors import LeaseLost, ReflowError
 from reflow.executor import Executor, Finished, Job, JobBook
@@ -63,6 +64,8 @@ class Worker:
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = False
         self._next_cancel_poll = 0.0
+        # Dropped by the heartbeat (counted then): their LeaseLost end is not counted again.
+        self._dropped: set[str] = set()
 
     @property
     def full(self) -> bool:
@@ -78,16 +81,21 @@ class Worker:
         execution_id = job.record.id
         future = self.executor.submit(job)
         self.running[execution_id] = (future, job)
+        metrics.started(job.record)
         future.add_done_callback(lambda f: self._done(execution_id, f))
         return future
 
     def _done(self, execution_id: str, future: asyncio.Future[Finished]) -> None:
         self.running.pop(execution_id, None)
         self.book.forget(execution_id)
+        dropped = execution_id in self._dropped
+        self._dropped.discard(execution_id)
         if not future.cancelled() and (exc := future.exception()) is not None:
             if isinstance(exc, LeaseLost):
                 # Another worker took it over after our lease lapsed: it is theirs now.
                 log.warning("execution %s dropped here: %s", execution_id, exc.message)
+                if not dropped:
+                    metrics.lease_lost()
             else:
                 # The lease runs out and the execution is claimed again from its last step.
                 log.error("execution %s stopped on an error: %r", execution_id, exc)
@@ -115,14 +123,27 @@ class Worker:
         ]
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Stop claiming, let running executions finish for ``grace`` seconds, then stop."""
+        """Stop claiming, let running executions finish for ``grace`` seconds, stop the
+        rest (each resumes from its last committed step) and release their leases, so that
+        another worker claims them at once rather than when the leases would expire."""
         self._stopping = True
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        held = [i for i, (_, job) in self.running.items() if job.persisted]
         await self.executor.stop(grace)
+        if held:
+            try:
+                # An expiry in the past: claimable now; fenced, so only leases still ours.
+                lost = await self.store.renew_leases(self.owner, held, 0)
+            except Exception:
+                log.exception("releasing leases at shutdown failed; they expire on their own")
+            else:
+                if len(lost) < len(held):
+                    log.info("released the leases of %d unfinished executions",
+                             len(held) - len(lost))
 
     async def _claim_loop(self) -> None:
         while not self._stopping:
@@ -155,6 +176,8 @@ class Worker:
             claimed = await self.store.claim_executions(
                 self.owner, now, self.lease_until(), free
             )
+            if claimed:
+                metrics.claimed(claimed, now)
             for record in claimed:
                 if record.id in self.running:
                     continue  # already running here (its lease was renewed by the claim)
@@ -190,6 +213,7 @@ class Worker:
         record.error = orjson.dumps(error_json(message, None))
         try:
             await self.store.save_execution(record, [], owner=self.owner)
+            metrics.finished(record)
         except LeaseLost:
             pass  # another worker claimed it meanwhile: it decides
         except Exception:
@@ -223,5 +247,7 @@ class Worker:
         if execution_id not in self.running:
             return
         log.warning("lost the lease of execution %s: another worker runs it now", execution_id)
+        self._dropped.add(execution_id)
+        metrics.lease_lost()
         self.book.lose(execution_id)
         self.executor.cancel(execution_id)

@@ -8,14 +8,13 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from starlette.responses import Response
 
 from reflow import __version__
 from reflow.api.definition_schema import definition_schemas
-from reflow.api.errors import COMMON_ERRORS, install_error_handlers, json_response
+from reflow.api.errors import COMMON_ERRORS, install_error_handlers
 from reflow.api.fastpath import RunFastPath
 from reflow.api.middleware import ApiVersionMiddleware, BodyLimitMiddleware
-from reflow.api.routes import executions, logs, runs, teams, users, workflows
+from reflow.api.routes import executions, health, logs, runs, teams, users, workflows
 from reflow.blocks import block_specs
 from reflow.services import Reflow
 from reflow.settings import CURRENT_API_VERSION, SUPPORTED_API_VERSIONS
@@ -82,6 +81,8 @@ def create_app(reflow: Reflow, *, manage: bool = True) -> FastAPI:
     for module in (users, workflows, runs, logs, executions, teams):
         # Every route may answer COMMON_ERRORS; each declares its own with error_responses().
         app.include_router(module.router, responses=COMMON_ERRORS)
+    # /healthz (and /health), /readyz, /metrics: no key, no version, not in the document.
+    app.include_router(health.router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -92,10 +93,6 @@ def create_app(reflow: Reflow, *, manage: bool = True) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-    @app.get("/health", include_in_schema=False)
-    async def health() -> Response:
-        return json_response({"status": "ok"})
 
     app.add_middleware(ApiVersionMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=reflow.settings.max_body_bytes)

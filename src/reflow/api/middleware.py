@@ -20,8 +20,10 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _PATH_VERSION = re.compile(r"^/(\d{4}-\d{2})(/.*)?$")
-# Pages for people and the reference's /logs endpoints (documented without the header).
-_VERSION_OPTIONAL = ("/docs", "/redoc", "/openapi.json", "/health", "/logs")
+# Pages for people, the reference's /logs endpoints (documented without the header), and
+# the operations endpoints (probes and scrapers send no version).
+_VERSION_OPTIONAL = ("/docs", "/redoc", "/openapi.json", "/health", "/logs", "/healthz",
+                     "/readyz", "/metrics")
 _SUPPORTED = ", ".join(SUPPORTED_API_VERSIONS)
 
 

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from reflow import metrics
 from reflow.domain.executions import ExecutionRecord, StepRecord
 from reflow.engine import Engine, Recorder, RunState
 from reflow.engine.compiled import CompiledWorkflow
@@ -106,6 +107,7 @@ class JobBook:
                 record.steps = list(steps)
                 await self.store.insert_execution(record, job.idempotency_key)
                 job.persisted = True
+                metrics.committed(record, steps)
                 return
             fresh = [s for s in steps if s.seq >= job.written_below]
             try:
@@ -113,6 +115,7 @@ class JobBook:
             except LeaseLost:
                 self.lose(record.id)
                 raise
+            metrics.committed(record, fresh)
 
     async def ensure(self, job: Job) -> None:
         """Make sure the execution row exists (before answering that it still runs)."""

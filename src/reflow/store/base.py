@@ -141,6 +141,8 @@ class Store(Protocol):
         """
     async def ping(self) -> None:
         """Raise StoreError unless the database answers and its schema is current."""
+    async def queue_depth(self) -> int:
+        """Queued executions, for /metrics."""
     async def get_execution(self, team_id: str, execution_id: str) -> ExecutionRecord | None:
         """One execution with its steps and the ids of its reruns."""
     async def execution_status(self, team_id: str, execution_id: str) -> str | None:

@@ -732,6 +732,11 @@ class SqliteStore:
             raise StoreError(f"the database schema is at {current}, not {head_revision()}: "
                              "run `reflow db upgrade`")
 
+    async def queue_depth(self) -> int:
+        """Queued executions (on the unfinished-executions index)."""
+        row = self._one("queue_depth", ())
+        return int(row[0]) if row else 0
+
     async def release_leases(self) -> int:
         """Forget every lease."""
         return self._execute("release_leases").rowcount

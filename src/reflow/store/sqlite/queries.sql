@@ -139,6 +139,12 @@ UPDATE executions SET status = 'running', lease_owner = ?, lease_expires = ?,
 WHERE id = ? AND status IN ('queued', 'running', 'waiting')
   AND (status = 'queued' OR lease_expires IS NULL OR lease_expires < ?);
 
+-- name: queue_depth
+-- The index's own condition repeated: SQLite uses a partial index only when the query
+-- implies it, and does not derive that from status = 'queued' alone.
+SELECT count(*) FROM executions
+WHERE status IN ('queued', 'running', 'waiting') AND status = 'queued';
+
 -- name: renew_leases
 UPDATE executions SET lease_expires = ?
 WHERE id IN (SELECT value FROM json_each(?)) AND lease_owner = ?

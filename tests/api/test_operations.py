@@ -4,8 +4,6 @@ send neither an API key nor a version, and /metrics counts what this process ran
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -208,18 +206,21 @@ def test_metrics_report_the_queue_depth_then_the_claim_of_what_was_queued(
 
 
 def test_metrics_count_an_execution_another_worker_took_over_once(
-    client: TestClient, reflow: Reflow, settings: Settings,
-    installed: Callable[..., tuple[str, str]], slow_target: SlowTarget,
+    client: TestClient, reflow: Reflow, installed: Callable[..., tuple[str, str]],
+    slow_target: SlowTarget,
 ) -> None:
     workflow_id, user_id = installed(slow_target.workflow())
     lost = "reflow_lease_lost_total"
     before = value(scrape(client), lost)
     execution_id = run(client, workflow_id, user_id)
 
-    # Another worker holds the lease now, as if this process had stalled past it.
-    with contextlib.closing(sqlite3.connect(settings.sqlite_path, timeout=5)) as db, db:
-        db.execute("UPDATE executions SET lease_owner = 'other:1:abc', lease_expires = ? "
-                   "WHERE id = ?", (now_ms() + 60_000, execution_id))
+    async def take_over() -> list[str]:
+        # As if this process had stalled past its lease: it lapses, another worker claims.
+        store, now = reflow.store, now_ms()
+        await store.renew_leases(reflow.worker.owner, [execution_id], 0)
+        return [r.id for r in await store.claim_executions("other:1:abc", now, now + 60_000, 10)]
+
+    assert client.portal.call(take_over) == [execution_id]  # type: ignore[union-attr]
     deadline = time.monotonic() + 5
     while value(scrape(client), lost) == before and time.monotonic() < deadline:
         time.sleep(0.05)  # the heartbeat finds it within a third of a second

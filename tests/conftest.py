@@ -12,21 +12,48 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from pg_support import pytest_terminal_summary  # noqa: F401  (the PostgreSQL skip line)
+from pg_support import postgres_url, pytest_terminal_summary, truncate
 from reflow.api import create_app
 from reflow.services import Reflow
 from reflow.settings import Settings, load_settings
 from reflow.store.migrate import upgrade
 from support import API_VERSION, ORDER_SUMMARY, TEST_KEY, TEST_SECRET_KEY
 
+# The session's PostgreSQL database, and the line saying when its tests were skipped.
+__all__ = ["postgres_url", "pytest_terminal_summary"]
+
 
 @pytest.fixture
-def make_settings(tmp_path: Path) -> Callable[..., Settings]:
-    """Settings on a fresh SQLite file in the test's folder, plus overrides."""
+def database_backend() -> str:
+    """The backend of ``database_url``: SQLite, except where a folder's conftest
+    parametrizes it (the API suite runs on both: tests/api/conftest.py)."""
+    return "sqlite"
+
+
+@pytest.fixture
+def database_url(database_backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database for this test: a new SQLite file, or the session's PostgreSQL
+    database (already migrated) emptied now."""
+    if database_backend == "postgres":
+        url: str = request.getfixturevalue("postgres_url")  # skips when none is configured
+        truncate(url)
+        return url
+    return f"sqlite:///{tmp_path / 'reflow.db'}"
+
+
+def migrate(settings: Settings) -> None:
+    """Bring the test's database to the schema's head (the PostgreSQL one already is)."""
+    if settings.database_url.startswith("sqlite:///"):
+        upgrade(settings.database_url)
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, database_url: str) -> Callable[..., Settings]:
+    """Settings on the test's empty database (``database_url``), plus overrides."""
 
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
-            "database_url": f"sqlite:///{tmp_path / 'reflow.db'}",
+            "database_url": database_url,
             "bootstrap_key": TEST_KEY,
             "secret_key": TEST_SECRET_KEY,
             "dev_key_file": tmp_path / "dev-key",
@@ -50,7 +77,7 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 @pytest.fixture
 def reflow_client(settings: Settings) -> Iterator[tuple[Reflow, TestClient]]:
     """A migrated database, a started Reflow with its first team, and a client to its API."""
-    upgrade(settings.database_url)
+    migrate(settings)
     reflow = Reflow.open(settings)
     app = create_app(reflow)
     headers = {"authorization": f"bearer {TEST_KEY}", "x-api-version": API_VERSION}

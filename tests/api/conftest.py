@@ -1,4 +1,9 @@
-"""Fixtures the API tests share: finished runs, a second team, and a slow local server."""
+"""Fixtures the API tests share: the backend, finished runs, a second team, a slow server.
+
+Every API test runs on both backends (``database_backend``): SQLite, and PostgreSQL when
+REFLOW_TEST_POSTGRES_URL names a server. A test that reads the SQLite file past reflow is
+marked ``sqlite_only`` and runs on SQLite alone.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,27 @@ from fastapi.testclient import TestClient
 
 from reflow.services import Reflow
 from support import ORDER_DATA, SlowTarget, json_handler, serving
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_backend(request: pytest.FixtureRequest) -> str:
+    """Both backends, for every API test."""
+    backend: str = request.param
+    return backend
+
+
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """Drop the PostgreSQL variant of tests marked ``sqlite_only``."""
+    kept, dropped = [], []
+    for item in items:
+        params = getattr(item, "callspec", None)
+        on_postgres = params is not None and params.params.get("database_backend") == "postgres"
+        (dropped if on_postgres and item.get_closest_marker("sqlite_only") else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 @pytest.fixture

@@ -3,12 +3,14 @@ they reappear (URL queries, free text, errors), and still replayed by a rerun.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+import asyncpg
 import pytest
 from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
@@ -81,10 +83,22 @@ def run(client: TestClient, workflow_id: str, user_id: str, data: Any = DATA) ->
 
 
 def stored_trigger(settings: Settings, execution_id: str) -> bytes:
-    """The executions row's trigger bytes, read with sqlite3 past reflow."""
+    """The executions row's trigger bytes, read with the database's own driver past reflow."""
+    if settings.database_url.startswith("postgresql://"):
+        return asyncio.run(_postgres_trigger(settings.database_url, execution_id))
     with sqlite3.connect(settings.sqlite_path) as db:
         row = db.execute("SELECT trigger FROM executions WHERE id = ?", (execution_id,)).fetchone()
     value: bytes = row[0]
+    return value
+
+
+async def _postgres_trigger(url: str, execution_id: str) -> bytes:
+    connection = await asyncpg.connect(url)
+    try:
+        value: bytes = await connection.fetchval(
+            "SELECT trigger FROM executions WHERE id = $1", execution_id)
+    finally:
+        await connection.close()
     return value
 
 

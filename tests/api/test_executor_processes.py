@@ -6,6 +6,8 @@ These start real executor processes (REFLOW_EXECUTOR_PROCESSES=1), as ``serve`` 
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Callable
 
 import pytest
@@ -56,6 +58,24 @@ def test_runs_answer_the_same_through_an_executor_process(
     data = wait_finished(client, rerun.json()["executionId"])
     assert [(r["connectorId"], r["reused"]) for r in data["results"]] == [
         ("label", True), ("total", False), ("done", False)]
+
+
+def test_a_stop_signal_sent_to_the_whole_process_group_leaves_executors_running(
+    client: TestClient, reflow: Reflow, installed: Callable[..., tuple[str, str]],
+) -> None:
+    # systemd and a terminal's Ctrl+C signal every process of the group: the parent stops
+    # its executors itself, after the grace, so they must not end on their own.
+    workflow_id, user_id = installed()
+    body = {"workflowId": workflow_id, "userId": user_id, "data": ORDER_DATA}
+    assert client.post("/run/workflow", params={"wait": 30}, json=body).status_code == 200
+    [executor] = reflow.worker.executor._executors  # type: ignore[attr-defined]
+    process = executor.process
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        os.kill(process.pid, stop_signal)
+    response = client.post("/run/workflow", params={"wait": 30}, json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["output"] == ORDER_OUTPUT
+    assert executor.process is process and process.returncode is None
 
 
 @pytest.mark.parametrize(("expression", "signal"), [(HUGE_STRING, "SIGABRT"),

@@ -65,6 +65,9 @@ def build_server(app: Any, settings: Settings) -> uvicorn.Server:
         # No route is a WebSocket: an upgrade must not hand the socket to a protocol
         # without these limits.
         ws="none", access_log=False, lifespan="on", log_config=None,
+        # SIGTERM: requests in flight (a `?wait=` one may wait 300 s) get the same grace
+        # as running executions, then the connections close.
+        timeout_graceful_shutdown=settings.shutdown_grace,
     )
     return uvicorn.Server(config)
 

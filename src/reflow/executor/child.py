@@ -18,6 +18,7 @@ import mmap
 import os
 import pickle
 import resource
+import signal
 import socket
 import sys
 from collections import OrderedDict
@@ -265,6 +266,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--settings", required=True, help="file with the pickled Settings")
     parser.add_argument("--memory", type=int, default=0)
     args = parser.parse_args(argv)
+    # The parent stops its executors (a "stop" message, then SIGKILL after the grace): a
+    # SIGTERM or Ctrl+C sent to the whole process group (systemd, a terminal) must not
+    # cut the grace of the executions they run short.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="executor %(process)d: %(levelname)s %(name)s: %(message)s")
     with open(args.settings, "rb") as handle:

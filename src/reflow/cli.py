@@ -973,6 +973,9 @@ def serve(apply_paths: tuple[str, ...], demo_user: str | None, no_worker: bool) 
 @database_option
 @setting_option("--concurrency", "worker_concurrency",
                 "Executions this process runs at once.", type=click.IntRange(1, 10_000))
+@setting_option("--metrics-port", "worker_metrics_port",
+                "Serve /healthz, /readyz and /metrics on this port (on REFLOW_HOST).",
+                type=click.IntRange(1, 65535))
 def worker(**_: Any) -> None:
     """Run executions only (no API): claim queued ones from the database, run them, and
     resume those whose worker died. Any number may run against one PostgreSQL database,
@@ -984,7 +987,7 @@ def worker(**_: Any) -> None:
 
     \b
     Example:
-      reflow worker --concurrency 32 --database-url postgresql://reflow@db/reflow
+      reflow worker --concurrency 32 --metrics-port 9101 --database-url postgresql://reflow@db/reflow
     """
     settings = _settings()
     settings.require_secret_key()
@@ -1002,11 +1005,29 @@ async def _work(settings: Settings) -> None:
                  reflow.worker.owner, _shown_url(settings.database_url),
                  settings.worker_concurrency)
         click.echo(f"reflow worker running: {reflow.worker.owner}")
-        await _until_signalled()
+        if settings.worker_metrics_port is None:
+            await _until_signalled()
+        else:
+            await _serve_operations(reflow, settings.host, settings.worker_metrics_port)
         log.info("stopping: no new claims; running executions get %gs to finish",
                  settings.shutdown_grace)
     finally:
         await reflow.close()
+
+
+async def _serve_operations(reflow: Reflow, host: str, port: int) -> None:
+    """Serve /healthz, /readyz and /metrics until SIGTERM or SIGINT (uvicorn takes both)."""
+    from reflow.api import create_operations_app
+
+    config = uvicorn.Config(create_operations_app(reflow), host=host, port=port,
+                            loop="none", lifespan="off", log_config=None, access_log=False)
+    server = uvicorn.Server(config)
+    try:
+        with _signals_end_serving():
+            await server.serve()
+    except SystemExit:  # uvicorn exits when it cannot listen; it logged why
+        raise SettingsError(f"cannot serve the worker's metrics on {host}:{port} "
+                            "(see the log above)") from None
 
 
 async def _until_signalled() -> None:

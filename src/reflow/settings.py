@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     # SIGTERM: how long running executions may finish before they are checkpointed and
     # their leases released (docs/deploy.md).
     shutdown_grace: float = Field(default=10.0, ge=0)
+    # Where `reflow worker` serves /healthz, /readyz and /metrics (on REFLOW_HOST); none
+    # when unset (a worker has no API).
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     # PostgreSQL connections per process (the pool's maximum; a listener takes one more).
     database_pool_size: int = Field(default=8, ge=1, le=1000)
     http_timeout: float = Field(default=30.0, gt=0)

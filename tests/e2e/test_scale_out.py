@@ -26,6 +26,7 @@ from typing import IO, Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from pg_support import truncate
 from support import free_port, json_handler, serving, start_serve, stop_serve
@@ -86,10 +87,12 @@ def _env(database_url: str, tmp: Path) -> dict[str, str]:
     }
 
 
-def _start_worker(env: dict[str, str], out: Path, log: IO[bytes]) -> subprocess.Popen[bytes]:
-    """A real `reflow worker`, waited for (bounded) until it says it runs."""
+def _start_worker(
+    env: dict[str, str], out: Path, log: IO[bytes], *args: str
+) -> subprocess.Popen[bytes]:
+    """A real `reflow worker ARGS`, waited for (bounded) until it says it runs."""
     with out.open("wb") as stdout:
-        process = subprocess.Popen([sys.executable, "-m", "reflow", "worker"],
+        process = subprocess.Popen([sys.executable, "-m", "reflow", "worker", *args],
                                    env={**os.environ, **env}, stdout=stdout, stderr=log)
     deadline = time.monotonic() + 30
     while b"reflow worker running" not in out.read_bytes():
@@ -138,6 +141,17 @@ def _wait_finished(base: str, ids: list[str], timeout: float) -> dict[str, Any]:
     return details
 
 
+def _check_worker_operations(base: str) -> None:
+    """A worker started with --metrics-port answers /healthz, /readyz and /metrics."""
+    assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
+    assert httpx.get(f"{base}/readyz").json() == {"status": "ready"}
+    text = httpx.get(f"{base}/metrics").text
+    finished = sum(sample.value for family in text_string_to_metric_families(text)
+                   if family.name == "reflow_executions"
+                   for sample in family.samples if sample.name == "reflow_executions_total")
+    assert finished > 0, text
+
+
 def _resumes(database_url: str, ids: list[str]) -> dict[str, int]:
     """How often each execution was taken over after its worker died (read past reflow)."""
     import asyncio
@@ -171,7 +185,10 @@ def test_a_killed_worker_loses_nothing_and_repeats_only_a_call_in_flight(
                        "scale@example.com"], env, port, log)
     workers: list[subprocess.Popen[bytes]] = []
     try:
-        workers = [_start_worker(env, tmp_path / f"worker{i}.out", log) for i in range(WORKERS)]
+        metrics_port = free_port()
+        workers = [_start_worker(env, tmp_path / f"worker{i}.out", log,
+                                 *(["--metrics-port", str(metrics_port)] if i == 1 else []))
+                   for i in range(WORKERS)]
         acknowledged = _load_and_kill(base, workers[0])
         assert len(acknowledged) == RUNS
         details = _wait_finished(base, acknowledged, 60 + LEASE_SECONDS)
@@ -183,6 +200,7 @@ def test_a_killed_worker_loses_nothing_and_repeats_only_a_call_in_flight(
         assert waited.status_code == 200, waited.text
         assert (waited.json()["status"], waited.json()["output"]) == ("succeeded", {"n": 1000})
 
+        _check_worker_operations(f"http://127.0.0.1:{metrics_port}")
         for worker in workers[1:]:
             worker.send_signal(signal.SIGTERM)
         assert [worker.wait(30) for worker in workers[1:]] == [0] * (WORKERS - 1)

@@ -100,3 +100,14 @@ def create_app(reflow: Reflow, *, manage: bool = True) -> FastAPI:
     app.add_middleware(RunFastPath, reflow=reflow,
                        max_body_bytes=reflow.settings.max_body_bytes)
     return app
+
+
+def create_operations_app(reflow: Reflow) -> FastAPI:
+    """Only ``/healthz``, ``/readyz`` and ``/metrics`` for ``reflow`` (which the caller
+    starts and closes): what ``reflow worker --metrics-port`` serves, as it has no API."""
+    app = FastAPI(title="reflow worker", version=__version__, openapi_url=None,
+                  docs_url=None, redoc_url=None,
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
+    app.state.reflow = reflow
+    app.include_router(health.router)
+    return app

@@ -10,6 +10,7 @@ protocol; docs/deployment.md lists each one, its default and what a client sees.
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -67,7 +68,7 @@ def build_server(app: Any, settings: Settings) -> uvicorn.Server:
         ws="none", access_log=False, lifespan="on", log_config=None,
         # SIGTERM: requests in flight (a `?wait=` one may wait 300 s) get the same grace
         # as running executions, then the connections close.
-        timeout_graceful_shutdown=settings.shutdown_grace,
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace),
     )
     return uvicorn.Server(config)
 

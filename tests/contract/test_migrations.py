@@ -1,19 +1,30 @@
-"""Migrations reach the schema in ``reflow.store.schema``: migrated equals built fresh."""
+"""Migrations reach the schema in ``reflow.store.schema``: migrated equals built fresh.
+
+The metadata comparison runs on both backends; the shape comparisons read SQLite's own
+catalogue (PRAGMAs), and PostgreSQL adds what only it has: concurrent upgrades.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from reflow.store.migrate import upgrade
+import pg_support
+from reflow.store.migrate import asyncpg_url, upgrade
+from reflow.store.revisions import head_revision
 from reflow.store.schema import metadata
 
 SQLITE_AUTO_VACUUM_INCREMENTAL = 2
@@ -87,10 +98,69 @@ def _index_where(db: sqlite3.Connection, name: str) -> str | None:
     return " ".join(where.split()) if found else None
 
 
+def _differences(connection: Connection) -> list[Any]:
+    return list(compare_metadata(MigrationContext.configure(connection), metadata))
+
+
+async def _postgres_differences(url: str) -> list[Any]:
+    engine = create_async_engine(asyncpg_url(url))
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(_differences)
+    finally:
+        await engine.dispose()
+
+
 def test_migrated_database_matches_the_metadata(migrated: Path) -> None:
     with _engine(migrated) as engine, engine.connect() as connection:
-        differences = compare_metadata(MigrationContext.configure(connection), metadata)
-    assert differences == []
+        assert _differences(connection) == []
+
+
+@pytest.mark.postgres
+def test_migrated_postgres_database_matches_the_metadata(postgres_url: str) -> None:
+    assert asyncio.run(_postgres_differences(postgres_url)) == []
+
+
+@pytest.fixture
+def empty_postgres(postgres_url: str) -> Iterator[str]:
+    """A database of its own with no schema yet, dropped after the test."""
+    name = f"reflow_test_{os.getpid()}_empty"
+    url = pg_support.create_database(postgres_url, name)
+    try:
+        yield url
+    finally:
+        pg_support.drop_database(postgres_url, name)
+
+
+async def _revisions(url: str) -> list[str]:
+    conn = await asyncpg.connect(url)
+    try:
+        return [r["version_num"] for r in await conn.fetch("SELECT version_num FROM "
+                                                            "alembic_version")]
+    finally:
+        await conn.close()
+
+
+@pytest.mark.postgres
+def test_two_hosts_upgrading_postgres_at_once_migrate_it_once(empty_postgres: str) -> None:
+    # The second waits on the advisory lock, then finds the schema at head: without the
+    # lock both would create the same tables and one would fail.
+    errors: list[BaseException] = []
+
+    def migrate() -> None:
+        try:
+            upgrade(empty_postgres)
+        except BaseException as exc:
+            errors.append(exc)
+
+    hosts = [threading.Thread(target=migrate) for _ in range(2)]
+    for host in hosts:
+        host.start()
+    for host in hosts:
+        host.join(60)
+    assert errors == []
+    assert asyncio.run(_revisions(empty_postgres)) == [head_revision()]
+    assert asyncio.run(_postgres_differences(empty_postgres)) == []
 
 
 def test_migrated_schema_equals_a_fresh_create_all(migrated: Path, fresh: Path) -> None:

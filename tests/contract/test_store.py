@@ -807,3 +807,41 @@ async def test_purging_a_source_keeps_its_newer_rerun_and_its_lineage(
     # The rerun still says where it came from, so logs can explain the purged source.
     assert stored is not None
     assert stored.rerun_of == source.id
+
+
+# -- concurrency: what a backend shared by many workers must keep -------------------------
+
+
+async def test_concurrent_claimers_never_take_the_same_execution(
+    store: Store, cat: Catalogue
+) -> None:
+    records = [cat.execution() for _ in range(20)]
+    for record in records:
+        await store.insert_execution(record)
+    claims = await asyncio.gather(*(
+        store.claim_executions(f"w{n}", T0, T0 + 30_000, 8) for n in range(3)
+    ))
+    taken = [c.id for claim in claims for c in claim]
+    assert len(taken) == len(set(taken))
+    # What one claimer skipped (locked by another) is left for the next claim.
+    taken += [c.id for c in await store.claim_executions("w9", T0, T0 + 30_000, 20)]
+    assert sorted(taken) == sorted(_ids(records))
+
+
+async def test_concurrent_purgers_delete_each_execution_once(
+    store: Store, cat: Catalogue
+) -> None:
+    old = [cat.finished(ExecutionStatus.SUCCEEDED, T0 + i, steps=[make_step(0)])
+           for i in range(10)]
+    for record in old:
+        await store.insert_execution(record)
+    purged = 0
+    for _ in range(len(old)):  # bounded: each round deletes at least one while any is left
+        counts = await asyncio.gather(store.purge_executions(T0 + 100, 3),
+                                      store.purge_executions(T0 + 100, 3))
+        if counts == [0, 0]:
+            break
+        purged += sum(counts)
+    assert purged == len(old)
+    for record in old:
+        assert await store.get_execution(cat.team.id, record.id) is None

@@ -41,8 +41,9 @@ lint: $(TEST_INSTALLED)
 typecheck: $(TEST_INSTALLED)
 	$(BIN)/mypy
 
+# PostgreSQL tests run when a server answers (tests/with_postgres.sh starts a local one).
 pytest: $(TEST_INSTALLED)
-	$(BIN)/python -m pytest
+	tests/with_postgres.sh $(BIN)/python -m pytest
 
 ## bench: the benchmark suite (prints a table, writes bench/results/latest.json)
 bench: $(INSTALLED)

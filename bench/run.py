@@ -3,6 +3,7 @@
     .venv/bin/python -m bench            # full run (make bench)
     .venv/bin/python -m bench --quick    # smoke run, under a minute
     .venv/bin/python -m bench --profile  # also sample the server with py-spy under load
+    .venv/bin/python -m bench --postgres [URL]  # PostgreSQL: serve alone, API + workers
 
 Prints a table (figure, value, target, n8n's figure) and writes the results as JSON.
 Exits 1 when a response was wrong, an execution was not stored, or a loop ran out of time.
@@ -98,6 +99,7 @@ class Run:
     figures: list[Figure] = field(default_factory=list)
     problems: dict[str, list[str]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # how to read figures (printed below)
     raw: dict[str, Any] = field(default_factory=dict)
     profile: Summary | None = None
     disk: database.DiskPeaks | None = None  # file sizes during (b)
@@ -394,6 +396,8 @@ def _report(run: Run, output: Path, quick: bool) -> None:
         for line in run.profile.lines():
             print(line)
     print()
+    for note in run.notes:
+        print(f"note: {note}")
     for warning in run.warnings:
         print(f"WARNING: {warning}")
     if run.ok:
@@ -438,21 +442,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true",
                         help="sample the server with py-spy during an extra loaded run "
                              "(writes bench/results/profile.txt)")
-    parser.add_argument("--output", type=Path, default=RESULTS / "latest.json",
-                        help="where to write the JSON results")
+    parser.add_argument("--output", type=Path,
+                        help="where to write the JSON results (bench/results/latest.json; "
+                             "postgres.json with --postgres)")
     parser.add_argument("--concurrent", type=int, metavar="N",
                         help="runs in the 16-client loop (5,000; 1,000 with --quick): "
                              "100,000 holds the maximum load about 40 s for the disk figures")
     parser.add_argument("--executor-processes", type=int, metavar="N",
                         help="REFLOW_EXECUTOR_PROCESSES for the server (default: reflow's, 1; "
                              "0 runs the engine in the serving process, for comparison)")
+    parser.add_argument("--postgres", nargs="?", metavar="URL",
+                        const="postgresql://postgres@127.0.0.1:5432/test",
+                        help="measure on PostgreSQL instead (bench/postgres.py): a scratch "
+                             "database on the server at URL (default: %(const)s)")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else Sizes()
     if args.concurrent:
         sizes = replace(sizes, concurrent=args.concurrent)
     run = Run(sizes)
+    output = args.output or RESULTS / ("postgres.json" if args.postgres else "latest.json")
     with tempfile.TemporaryDirectory(prefix="reflow-bench-") as folder:
-        _event_loop_runner()(_measure(run, Path(folder), args.profile,
-                                      args.executor_processes))
-    _report(run, args.output, args.quick)
+        if args.postgres:
+            from bench import postgres  # it builds on this module
+
+            _event_loop_runner()(postgres.measure(run, Path(folder), args.postgres))
+        else:
+            _event_loop_runner()(_measure(run, Path(folder), args.profile,
+                                          args.executor_processes))
+    _report(run, output, args.quick)
     return 0 if run.ok else 1

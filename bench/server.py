@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.client import Connection
@@ -24,6 +24,8 @@ HEADERS = {"authorization": f"bearer {API_KEY}", "x-api-version": API_VERSION}
 _START_SECONDS = 30.0
 _STOP_SECONDS = 15.0
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# What `reflow worker` prints on stdout once it runs.
+_WORKER_READY = b"reflow worker running:"
 
 
 def _free_port() -> int:
@@ -33,12 +35,19 @@ def _free_port() -> int:
         return port
 
 
+def fresh_secret_key() -> str:
+    """A new REFLOW_SECRET_KEY."""
+    return base64.urlsafe_b64encode(os.urandom(32)).decode()
+
+
 @dataclass
 class Server:
     """``reflow serve`` on one SQLite file, on 127.0.0.1, with the benchmark workflow applied.
 
     Run as a user runs it (``python -m reflow serve --apply <file>``, production settings),
     so what is measured includes whatever ``serve`` sets up (uvloop, httptools, GC tuning).
+    With ``database_url`` it runs on that database instead; ``role="worker"`` runs
+    ``reflow worker`` (no API), ``no_worker`` runs ``serve --no-worker`` (API only).
     """
 
     folder: Path
@@ -46,6 +55,13 @@ class Server:
     process: subprocess.Popen[bytes] | None = None
     # REFLOW_EXECUTOR_PROCESSES for the server; None keeps reflow's default.
     executor_processes: int | None = None
+    # A PostgreSQL URL; None: the SQLite file in ``folder``.
+    database_url: str | None = None
+    role: str = "serve"  # or "worker"
+    no_worker: bool = False
+    name: str = "server"  # of the log file; one per process sharing ``folder``
+    # Processes sharing a database must share the key that seals trigger secrets.
+    secret_key: str = field(default_factory=fresh_secret_key)
 
     @property
     def db_path(self) -> Path:
@@ -55,7 +71,7 @@ class Server:
     @property
     def log_path(self) -> Path:
         """Where the server's stdout and stderr go."""
-        return self.folder / "server.log"
+        return self.folder / f"{self.name}.log"
 
     @property
     def pid(self) -> int:
@@ -66,26 +82,29 @@ class Server:
 
     def command(self) -> list[str]:
         """The command line that starts the server."""
-        return [sys.executable, "-m", "reflow", "serve", "--apply", str(WORKFLOW_FILE)]
+        if self.role == "worker":
+            return [sys.executable, "-m", "reflow", "worker"]
+        command = [sys.executable, "-m", "reflow", "serve", "--apply", str(WORKFLOW_FILE)]
+        return [*command, "--no-worker"] if self.no_worker else command
 
     def _environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("REFLOW_")}
         env.update({
             "REFLOW_ENV": "production",
-            "REFLOW_DATABASE_URL": f"sqlite:///{self.db_path}",
+            "REFLOW_DATABASE_URL": self.database_url or f"sqlite:///{self.db_path}",
             "REFLOW_HOST": "127.0.0.1",
             "REFLOW_PORT": str(self.port),
             "REFLOW_BOOTSTRAP_KEY": API_KEY,
             "REFLOW_DEV_KEY_FILE": str(self.folder / "dev-key"),
             # Production refuses to start without a key for trigger secrets: a fresh one.
-            "REFLOW_SECRET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+            "REFLOW_SECRET_KEY": self.secret_key,
         })
         if self.executor_processes is not None:
             env["REFLOW_EXECUTOR_PROCESSES"] = str(self.executor_processes)
         return env
 
     async def start(self) -> None:
-        """Start the process and wait until ``/health`` answers."""
+        """Start the process and wait until ``/health`` answers (a worker: until it runs)."""
         self.port = self.port or _free_port()
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -96,13 +115,18 @@ class Server:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.tail()}")
+            if self.role == "worker":
+                if _WORKER_READY in self.log_path.read_bytes():
+                    return
+                await asyncio.sleep(0.05)
+                continue
             with contextlib.suppress(OSError):
                 async with Connection("127.0.0.1", self.port, HEADERS) as conn:
                     if (await conn.request("GET", "/health")).status == 200:
                         return
             await asyncio.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"server did not answer /health in {_START_SECONDS:g} s:\n{self.tail()}")
+        raise RuntimeError(f"{self.name} was not ready in {_START_SECONDS:g} s:\n{self.tail()}")
 
     def stop(self) -> int | None:
         """Ask the process to stop (SIGINT, as Ctrl-C), kill it if it does not; its exit code."""

@@ -136,14 +136,12 @@ class Worker:
         await self.executor.stop(grace)
         if held:
             try:
-                # An expiry in the past: claimable now; fenced, so only leases still ours.
-                lost = await self.store.renew_leases(self.owner, held, 0)
+                released = await self.store.release_leases(self.owner, held)
             except Exception:
                 log.exception("releasing leases at shutdown failed; they expire on their own")
             else:
-                if len(lost) < len(held):
-                    log.info("released the leases of %d unfinished executions",
-                             len(held) - len(lost))
+                if released:
+                    log.info("released the leases of %d unfinished executions", released)
 
     async def _claim_loop(self) -> None:
         while not self._stopping:

@@ -21,6 +21,7 @@ from reflow.domain.records import ApiKey, Installation, Team, User, Workflow, Wo
 from reflow.errors import Conflict, LeaseLost
 from reflow.ids import new_execution_id, new_object_id
 from reflow.store.base import ExecutionQuery, Store
+from reflow.store.revisions import head_revision, schema_problem
 
 pytestmark = pytest.mark.anyio
 
@@ -845,3 +846,49 @@ async def test_concurrent_purgers_delete_each_execution_once(
     assert purged == len(old)
     for record in old:
         assert await store.get_execution(cat.team.id, record.id) is None
+
+
+# -- shutdown, bootstrap, readiness --------------------------------------------------------
+
+
+async def test_released_leases_are_claimable_at_once_without_counting_a_resume(
+    store: Store, cat: Catalogue
+) -> None:
+    mine, theirs = cat.execution(), cat.execution()
+    for record in (mine, theirs):
+        await store.insert_execution(record)
+    await store.claim_executions("w1", T0, T0 + 30_000, 1)
+    await store.claim_executions("w2", T0, T0 + 30_000, 1)
+    # A graceful stop gives w1's back; w2's lease is not w1's to release.
+    assert await store.release_leases("w1", [mine.id, theirs.id]) == 1
+    [claimed] = await store.claim_executions("w3", T0 + 1, T0 + 30_001, 10)
+    assert (claimed.id, claimed.resumes, claimed.lease_owner) == (mine.id, 0, "w3")
+
+
+async def test_a_lapsed_lease_is_claimed_as_a_resume(store: Store, cat: Catalogue) -> None:
+    record = cat.execution()
+    await store.insert_execution(record)
+    await store.claim_executions("dies", T0, T0 + 1_000, 1)
+    [claimed] = await store.claim_executions("w2", T0 + 2_000, T0 + 32_000, 1)
+    assert (claimed.id, claimed.resumes) == (record.id, 1)
+
+
+async def test_the_first_team_is_created_once_however_many_bootstrap_at_once(
+    store: Store,
+) -> None:
+    teams = [make_team(f"default {i}") for i in range(4)]
+    created = await asyncio.gather(*(store.create_first_team(t) for t in teams))
+    assert sorted(created) == [False, False, False, True]
+    assert [t.id for t in await store.list_teams()] == [teams[created.index(True)].id]
+
+
+async def test_ping_accepts_the_head_and_a_newer_schema_but_not_an_older_one(
+    store: Store,
+) -> None:
+    await store.ping()  # migrated to this code's head
+    assert schema_problem(head_revision()) is None
+    # Another host ran a later release's migrations: additive, so this code still works.
+    assert schema_problem("9999_from_a_later_release") is None
+    behind = schema_problem("0001")
+    assert behind is not None and "run `reflow db upgrade`" in behind
+    assert schema_problem(None) is not None

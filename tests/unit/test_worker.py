@@ -174,17 +174,20 @@ async def test_stopped_worker_claims_nothing_more(store: SqliteStore) -> None:
     assert await store.execution_status(TEAM_ID, late.id) == "queued"
 
 
-async def test_stop_after_grace_cancels_and_leaves_the_execution_to_resume(
+async def test_stop_after_grace_cancels_and_releases_the_execution_to_resume(
     store: SqliteStore,
 ) -> None:
     runner, _, record = await slow_run_started(store, seconds=10)
     await runner.worker.stop(grace=0.05)
     stored = await store.get_execution(TEAM_ID, record.id)
-    # Not failed: still running under the stopped worker's lease, claimable once it expires.
+    # Not failed: still running, its lease given back so another worker claims it at once,
+    # and not counted as a resume when it does (nobody died).
     assert stored is not None
     assert stored.status is ExecutionStatus.RUNNING
-    assert stored.lease_owner == runner.worker.owner
+    assert (stored.lease_owner, stored.lease_expires) == (None, None)
     assert stored.steps == []
+    [claimed] = await store.claim_executions("next", now_ms(), now_ms() + 30_000, 10)
+    assert (claimed.id, claimed.resumes) == (record.id, 0)
 
 
 async def test_heartbeat_keeps_a_long_run_leased(store: SqliteStore) -> None:

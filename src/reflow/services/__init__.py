@@ -161,11 +161,14 @@ class Reflow:
         bootstrap_key = secret.get_secret_value() if secret else None
         team = await self.keys.first_team()
         if team is None:
-            team = await self.keys.create_team("default")
-            created = await self.keys.create_key(team, "bootstrap", bootstrap_key)
-            if settings.env is Environment.DEV:
-                _write_private(key_file, created.raw)
-            return Bootstrap(team.id, created.raw, True)
+            new_team = await self.keys.create_first_team("default")
+            if new_team is not None:
+                created = await self.keys.create_key(new_team, "bootstrap", bootstrap_key)
+                if settings.env is Environment.DEV:
+                    _write_private(key_file, created.raw)
+                return Bootstrap(new_team.id, created.raw, True)
+            # Another process bootstrapping this new database made it first.
+            team = await self.keys.team(None)
         saved = _read(key_file) if settings.env is Environment.DEV else None
         for candidate in (bootstrap_key, saved):
             if candidate and await self.keys.is_valid(candidate):

@@ -49,6 +49,12 @@ class KeyService:
         await self.store.create_team(team)
         return team
 
+    async def create_first_team(self, name: str) -> Team | None:
+        """A new team when the database has none yet; None when one exists (another
+        process bootstrapping the same new database may have made it just now)."""
+        team = Team(new_object_id(), name, now_ms())
+        return team if await self.store.create_first_team(team) else None
+
     async def first_team(self) -> Team | None:
         """The oldest team (the one ``serve`` bootstraps and the CLI defaults to)."""
         teams = await self.store.list_teams()

@@ -132,6 +132,12 @@ class Store(Protocol):
         """
     async def renew_leases(self, owner: str, ids: Sequence[str], lease_until: int) -> list[str]:
         """Extend this owner's leases; returns the ids whose lease it no longer holds."""
+    async def release_leases(self, owner: str, ids: Sequence[str]) -> int:
+        """Give back this owner's leases of unfinished executions (a graceful stop): they
+        are claimable at once, and the claim does not count a resume (nobody died)."""
+    async def create_first_team(self, team: Team) -> bool:
+        """Insert ``team`` only when there is no team yet, atomically even when several
+        processes bootstrap one new database at once; False when a team existed."""
     async def listen(self, on_hint: Callable[[str, str], None]) -> None:
         """Call ``on_hint(channel, payload)`` for hints other processes send (channels:
         ``queued``, ``finished`` with an execution id, ``revoked`` with a key hash).

@@ -22,25 +22,11 @@ import asyncpg
 
 from reflow.domain.executions import ExecutionRecord, ExecutionStatus, StepRecord
 from reflow.domain.records import ApiKey, Installation, Team, User, Workflow, WorkflowVersion
-from reflow.errors import Conflict, LeaseLost, SettingsError, StoreError
+from reflow.errors import Conflict, InvalidRequest, LeaseLost, SettingsError, StoreError
+from reflow.store import rows
 from reflow.store.base import ExecutionQuery
 from reflow.store.queries import load_queries
-from reflow.store.revisions import head_revision
-
-# The row mappers and parameter tuples are the SQLite store's: rows are read by column
-# name, and asyncpg's records answer ``row["name"]`` as sqlite3.Row does.
-from reflow.store.sqlite import (
-    _execution,
-    _execution_params,
-    _installation,
-    _key,
-    _step,
-    _step_params,
-    _team,
-    _user,
-    _version,
-    _workflow,
-)
+from reflow.store.revisions import schema_problem
 
 log = logging.getLogger(__name__)
 Q = load_queries(Path(__file__).parent / "queries.sql")
@@ -84,6 +70,11 @@ def driver_url(url: str) -> str:
     """The URL as asyncpg takes it (``postgresql://``, whatever SQLAlchemy dialect it names)."""
     parts = urlsplit(url)
     return urlunsplit(parts._replace(scheme="postgresql"))
+
+
+def _has_nul(args: Sequence[Any]) -> bool:
+    """Whether a text parameter holds NUL, which PostgreSQL's text type refuses."""
+    return any(isinstance(a, str) and "\x00" in a for a in args)
 
 
 def _count(status: str) -> int:
@@ -259,17 +250,23 @@ class PostgresStore:
                 yield conn
 
     async def _fetch(self, name: str, *args: Any) -> list[Any]:
+        if _has_nul(args):
+            return []  # PostgreSQL text cannot hold NUL: no stored value can match
         pool = await self._get_pool()
         with _translated(name):
-            rows: list[Any] = await pool.fetch(Q[name], *args)
-        return rows
+            found: list[Any] = await pool.fetch(Q[name], *args)
+        return found
 
     async def _fetchrow(self, name: str, *args: Any) -> Any:
+        if _has_nul(args):
+            return None  # PostgreSQL text cannot hold NUL: no stored value can match
         pool = await self._get_pool()
         with _translated(name):
             return await pool.fetchrow(Q[name], *args)
 
     async def _execute(self, name: str, *args: Any, conflict: str | None = None) -> int:
+        if _has_nul(args):
+            raise InvalidRequest("text values may not contain the NUL character (\\u0000)")
         pool = await self._get_pool()
         with _translated(name, conflict):
             return _count(await pool.execute(Q[name], *args))
@@ -355,14 +352,23 @@ class PostgresStore:
         retention = None if team.log_retention is None else int(team.log_retention)
         await self._execute("insert_team", team.id, team.name, team.created_at, retention)
 
+    async def create_first_team(self, team: Team) -> bool:
+        """Insert the team if there is none, under an advisory lock (concurrent bootstraps)."""
+        retention = None if team.log_retention is None else int(team.log_retention)
+        async with self._connection("insert_first_team") as conn, conn.transaction():
+            await conn.execute(Q["lock_bootstrap"])
+            status = await conn.execute(Q["insert_first_team"], team.id, team.name,
+                                        team.created_at, retention)
+        return _count(status) > 0
+
     async def get_team(self, team_id: str) -> Team | None:
         """A team by id."""
         row = await self._fetchrow("get_team", team_id)
-        return _team(row) if row else None
+        return rows.team_of(row) if row else None
 
     async def list_teams(self) -> list[Team]:
         """Every team."""
-        return [_team(r) for r in await self._fetch("list_teams")]
+        return [rows.team_of(r) for r in await self._fetch("list_teams")]
 
     async def get_team_env(self, team_id: str) -> bytes | None:
         """The team's stored env."""
@@ -381,11 +387,11 @@ class PostgresStore:
     async def find_api_key(self, key_hash: str) -> ApiKey | None:
         """The live key with this hash."""
         row = await self._fetchrow("find_api_key", key_hash)
-        return _key(row) if row else None
+        return rows.key_of(row) if row else None
 
     async def list_api_keys(self, team_id: str) -> list[ApiKey]:
         """A team's keys."""
-        return [_key(r) for r in await self._fetch("list_api_keys", team_id)]
+        return [rows.key_of(r) for r in await self._fetch("list_api_keys", team_id)]
 
     async def revoke_api_key(self, team_id: str, id_or_prefix: str, now: int) -> bool:
         """Revoke a live key (and hint ``revoked`` with its hash to every node)."""
@@ -402,7 +408,7 @@ class PostgresStore:
     async def get_user(self, team_id: str, id_or_username: str) -> User | None:
         """A user by id or username (the id wins)."""
         row = await self._fetchrow("get_user", team_id, id_or_username)
-        return _user(row) if row else None
+        return rows.user_of(row) if row else None
 
     # -- workflows -------------------------------------------------------------------------
 
@@ -433,22 +439,23 @@ class PostgresStore:
     async def get_workflow(self, team_id: str, id_or_name: str) -> Workflow | None:
         """A workflow by id or name (the id wins)."""
         row = await self._fetchrow("get_workflow", team_id, id_or_name)
-        return _workflow(row) if row else None
+        return rows.workflow_of(row) if row else None
 
     async def list_workflows(self, team_id: str) -> list[Workflow]:
         """A team's workflows."""
-        return [_workflow(r) for r in await self._fetch("list_workflows", team_id)]
+        return [rows.workflow_of(r) for r in await self._fetch("list_workflows", team_id)]
 
     async def get_version(
         self, team_id: str, workflow_id: str, version: int
     ) -> WorkflowVersion | None:
         """One version."""
         row = await self._fetchrow("get_version", team_id, workflow_id, version)
-        return _version(row) if row else None
+        return rows.version_of(row) if row else None
 
     async def list_versions(self, team_id: str, workflow_id: str) -> list[WorkflowVersion]:
         """Every version."""
-        return [_version(r) for r in await self._fetch("list_versions", team_id, workflow_id)]
+        found = await self._fetch("list_versions", team_id, workflow_id)
+        return [rows.version_of(r) for r in found]
 
     # -- installations ---------------------------------------------------------------------
 
@@ -457,14 +464,14 @@ class PostgresStore:
     ) -> Installation | None:
         """A user's installation of a workflow."""
         row = await self._fetchrow("get_installation", team_id, workflow_id, user_id)
-        return _installation(row) if row else None
+        return rows.installation_of(row) if row else None
 
     async def get_installation_by_id(
         self, team_id: str, installation_id: str
     ) -> Installation | None:
         """An installation by id."""
         row = await self._fetchrow("get_installation_by_id", team_id, installation_id)
-        return _installation(row) if row else None
+        return rows.installation_of(row) if row else None
 
     async def save_installation(self, installation: Installation) -> None:
         """Insert or update an installation."""
@@ -478,8 +485,9 @@ class PostgresStore:
         self, execution: ExecutionRecord, idempotency_key: str | None = None
     ) -> None:
         """Insert an execution and its steps (and the key that must find it again)."""
-        statements: list[Statement] = [("insert_execution", _execution_params(execution))]
-        statements.extend(("insert_step", _step_params(execution.id, s)) for s in execution.steps)
+        statements: list[Statement] = [("insert_execution", rows.execution_params(execution))]
+        statements.extend(("insert_step", rows.step_params(execution.id, s))
+                          for s in execution.steps)
         if idempotency_key is not None:
             statements.append(("insert_idempotency_key", (
                 execution.team_id, idempotency_key, execution.id, execution.created_at)))
@@ -499,7 +507,7 @@ class PostgresStore:
         fence = (e.status.value, e.started_at, e.stopped_at, e.output, e.response_status,
                  e.error, e.lease_owner, e.lease_expires, e.resumes, e.id, owner)
         await self._write_grouped(_Writer(
-            fence, [("insert_step", _step_params(e.id, s)) for s in new_steps],
+            fence, [("insert_step", rows.step_params(e.id, s)) for s in new_steps],
             finished=e.id if e.finished else None))
 
     async def request_cancel(
@@ -520,8 +528,20 @@ class PostgresStore:
     ) -> list[ExecutionRecord]:
         """Lease queued or abandoned executions, each installation's oldest first."""
         async with self._connection("claim_executions") as conn:
-            rows = await conn.fetch(Q["claim_executions"], owner, lease_until, now, limit)
-            return await self._with_steps(conn, [_execution(r) for r in rows])
+            found = await conn.fetch(Q["claim_executions"], owner, lease_until, now, limit)
+            return await self._with_steps(conn, [rows.execution_of(r) for r in found])
+
+    async def release_leases(self, owner: str, ids: Sequence[str]) -> int:
+        """Give back this owner's leases (a graceful stop): claimable, no resume counted."""
+        return await self._execute("release_leases", list(ids), owner)
+
+    def pool_usage(self) -> tuple[int, int, int]:
+        """Connections (in use, idle, maximum) of the pool, for /metrics."""
+        pool = self._pool
+        if pool is None:
+            return 0, 0, self.pool_size
+        idle = pool.get_idle_size()
+        return pool.get_size() - idle, idle, pool.get_max_size()
 
     async def renew_leases(self, owner: str, ids: Sequence[str], lease_until: int) -> list[str]:
         """Extend leases; the ids whose lease is no longer this owner's."""
@@ -587,10 +607,9 @@ class PostgresStore:
             row = await self._fetchrow("schema_version")
         except SettingsError as exc:
             raise StoreError(exc.message) from exc
-        current = None if row is None else row["version_num"]
-        if current != head_revision():
-            raise StoreError(f"the database schema is at {current}, not {head_revision()}: "
-                             "run `reflow db upgrade`")
+        problem = schema_problem(None if row is None else row["version_num"])
+        if problem is not None:
+            raise StoreError(problem)
 
     async def queue_depth(self) -> int:
         """Queued executions (on the unfinished-executions partial index)."""
@@ -603,7 +622,7 @@ class PostgresStore:
             row = await conn.fetchrow(Q["get_execution"], team_id, execution_id)
             if row is None:
                 return None
-            return (await self._with_steps(conn, [_execution(row)]))[0]
+            return (await self._with_steps(conn, [rows.execution_of(row)]))[0]
 
     async def execution_status(self, team_id: str, execution_id: str) -> str | None:
         """Just the status."""
@@ -618,9 +637,9 @@ class PostgresStore:
         else:
             name, key = f"list_by_workflow_{order}", query.workflow_id
         async with self._connection(name) as conn:
-            rows = await conn.fetch(Q[name], key, query.team_id, query.failed_only,
-                                    query.limit, query.offset)
-            return await self._with_steps(conn, [_execution(r) for r in rows])
+            found = await conn.fetch(Q[name], key, query.team_id, query.failed_only,
+                                     query.limit, query.offset)
+            return await self._with_steps(conn, [rows.execution_of(r) for r in found])
 
     @staticmethod
     async def _with_steps(
@@ -631,7 +650,7 @@ class PostgresStore:
         by_id = {e.id: e for e in executions}
         ids = list(by_id)
         for row in await conn.fetch(Q["steps_of_many"], ids):
-            by_id[row["execution_id"]].steps.append(_step(row))
+            by_id[row["execution_id"]].steps.append(rows.step_of(row))
         for row in await conn.fetch(Q["reruns_of_many"], ids):
             by_id[row["rerun_of"]].reruns.append(row["id"])
         return executions

@@ -11,6 +11,14 @@ INSERT INTO teams (id, name, created_at, log_retention_s) VALUES ($1, $2, $3, $4
 -- name: get_team
 SELECT id, name, created_at, log_retention_s FROM teams WHERE id = $1;
 
+-- name: lock_bootstrap
+-- Serializes processes bootstrapping one new database (held until the commit).
+SELECT pg_advisory_xact_lock(7365628741925771265);
+
+-- name: insert_first_team
+INSERT INTO teams (id, name, created_at, log_retention_s)
+SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM teams);
+
 -- name: schema_version
 SELECT version_num FROM alembic_version;
 
@@ -179,8 +187,9 @@ WITH claimable AS (
 ), claimed AS (
     UPDATE executions AS e SET status = 'running', lease_owner = $1, lease_expires = $2,
         started_at = coalesce(e.started_at, $3),
-        -- A running execution whose lease lapsed was abandoned by a dead process.
-        resumes = e.resumes + (e.status = 'running')::int
+        -- A running execution whose lease lapsed was abandoned by a dead process (one
+        -- whose lease was released, lease_owner NULL, was stopped gracefully: no resume).
+        resumes = e.resumes + (e.status = 'running' AND e.lease_owner IS NOT NULL)::int
     FROM locked AS l
     WHERE e.id = l.id AND e.status IN ('queued', 'running', 'waiting')
       AND (e.status = 'queued' OR e.lease_expires IS NULL OR e.lease_expires < $3)
@@ -190,6 +199,10 @@ SELECT * FROM claimed ORDER BY turn, id;
 
 -- name: queue_depth
 SELECT count(*) FROM executions WHERE status = 'queued';
+
+-- name: release_leases
+UPDATE executions SET lease_owner = NULL, lease_expires = NULL
+WHERE id = ANY($1::text[]) AND lease_owner = $2 AND status IN ('running', 'waiting');
 
 -- name: renew_leases
 UPDATE executions SET lease_expires = $1

@@ -21,18 +21,13 @@ from typing import IO, Any
 
 import orjson
 
-from reflow.domain.executions import (
-    ExecutionRecord,
-    ExecutionStatus,
-    StepRecord,
-    StepStatus,
-    TriggerMode,
-)
+from reflow.domain.executions import ExecutionRecord, StepRecord
 from reflow.domain.records import ApiKey, Installation, Team, User, Workflow, WorkflowVersion
 from reflow.errors import Conflict, LeaseLost, SettingsError, StoreError
+from reflow.store import rows
 from reflow.store.base import ExecutionQuery
 from reflow.store.queries import load_queries
-from reflow.store.revisions import head_revision
+from reflow.store.revisions import schema_problem
 
 log = logging.getLogger(__name__)
 Q = load_queries(Path(__file__).parent / "queries.sql")
@@ -50,92 +45,6 @@ def create_private(path: str) -> None:
         return
     with contextlib.suppress(FileExistsError):
         os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
-
-
-def _team(row: sqlite3.Row) -> Team:
-    retention = row["log_retention_s"]
-    return Team(row["id"], row["name"], row["created_at"], None if retention is None else retention)
-
-
-def _key(row: sqlite3.Row) -> ApiKey:
-    return ApiKey(row["id"], row["team_id"], row["name"], row["prefix"], row["created_at"],
-                  row["revoked_at"])
-
-
-def _user(row: sqlite3.Row) -> User:
-    return User(row["id"], row["team_id"], row["username"], row["full_name"], row["created_at"])
-
-
-def _workflow(row: sqlite3.Row) -> Workflow:
-    return Workflow(row["id"], row["team_id"], row["name"], row["integration"],
-                    row["latest_version"], row["created_at"], row["updated_at"])
-
-
-def _version(row: sqlite3.Row) -> WorkflowVersion:
-    return WorkflowVersion(row["workflow_id"], row["version"], row["definition"],
-                           row["digest"], row["created_at"])
-
-
-def _installation(row: sqlite3.Row) -> Installation:
-    return Installation(row["id"], row["team_id"], row["workflow_id"], row["user_id"],
-                        row["installed_version"], bool(row["active"]), row["installed_at"],
-                        row["updated_at"])
-
-
-def _step(row: sqlite3.Row) -> StepRecord:
-    return StepRecord(
-        seq=row["seq"],
-        block_id=row["block_id"],
-        status=StepStatus(row["status"]),
-        attempts=row["attempts"],
-        started_at=row["started_at"],
-        stopped_at=row["stopped_at"],
-        input=row["input"],
-        output=row["output"],
-        error=row["error"],
-        reused=bool(row["reused"]),
-        truncated=bool(row["truncated"]),
-    )
-
-
-def _execution(row: sqlite3.Row) -> ExecutionRecord:
-    return ExecutionRecord(
-        id=row["id"],
-        team_id=row["team_id"],
-        workflow_id=row["workflow_id"],
-        installation_id=row["installation_id"],
-        user_id=row["user_id"],
-        version=row["version"],
-        mode=TriggerMode(row["mode"]),
-        trigger=row["trigger"],
-        status=ExecutionStatus(row["status"]),
-        created_at=row["created_at"],
-        started_at=row["started_at"],
-        stopped_at=row["stopped_at"],
-        output=row["output"],
-        response_status=row["response_status"],
-        error=row["error"],
-        rerun_of=row["rerun_of"],
-        lease_owner=row["lease_owner"],
-        lease_expires=row["lease_expires"],
-        resumes=row["resumes"],
-        cancel_requested=bool(row["cancel_requested"]),
-    )
-
-
-def _step_params(execution_id: str, s: StepRecord) -> tuple[Any, ...]:
-    return (
-        execution_id, s.seq, s.block_id, s.status.value, s.attempts, s.started_at,
-        s.stopped_at, s.input, s.output, s.error, s.reused, s.truncated,
-    )
-
-
-def _execution_params(e: ExecutionRecord) -> tuple[Any, ...]:
-    return (
-        e.id, e.team_id, e.workflow_id, e.installation_id, e.user_id, e.version, e.mode.value,
-        e.trigger, e.status.value, e.created_at, e.started_at, e.stopped_at, e.output,
-        e.response_status, e.error, e.rerun_of, e.lease_owner, e.lease_expires, e.resumes,
-    )
 
 
 def _write_error(exc: sqlite3.Error) -> Exception:
@@ -358,7 +267,7 @@ class SqliteStore:
                 "SQLite mode runs one process (use PostgreSQL to scale out)"
             )
         # This process holds the runner lock, so whoever leased these is gone.
-        return await self.release_leases()
+        return self._expire_leases()
 
     def _acquire_runner_lock(self) -> bool:
         if self.path == ":memory:":
@@ -523,11 +432,11 @@ class SqliteStore:
     async def get_team(self, team_id: str) -> Team | None:
         """A team by id."""
         row = self._one("get_team", (team_id,))
-        return _team(row) if row else None
+        return rows.team_of(row) if row else None
 
     async def list_teams(self) -> list[Team]:
         """Every team."""
-        return [_team(r) for r in self._all("list_teams", ())]
+        return [rows.team_of(r) for r in self._all("list_teams", ())]
 
     async def get_team_env(self, team_id: str) -> bytes | None:
         """The team's stored env."""
@@ -547,11 +456,11 @@ class SqliteStore:
     async def find_api_key(self, key_hash: str) -> ApiKey | None:
         """The live key with this hash."""
         row = self._one("find_api_key", (key_hash,))
-        return _key(row) if row else None
+        return rows.key_of(row) if row else None
 
     async def list_api_keys(self, team_id: str) -> list[ApiKey]:
         """A team's keys."""
-        return [_key(r) for r in self._all("list_api_keys", (team_id,))]
+        return [rows.key_of(r) for r in self._all("list_api_keys", (team_id,))]
 
     async def revoke_api_key(self, team_id: str, id_or_prefix: str, now: int) -> bool:
         """Revoke a live key."""
@@ -572,7 +481,7 @@ class SqliteStore:
         """A user by id or username."""
         key = id_or_username
         row = self._one("get_user", (team_id, key, key, key))
-        return _user(row) if row else None
+        return rows.user_of(row) if row else None
 
     # -- workflows -------------------------------------------------------------------------
 
@@ -610,22 +519,22 @@ class SqliteStore:
         """A workflow by id or name."""
         key = id_or_name
         row = self._one("get_workflow", (team_id, key, key, key))
-        return _workflow(row) if row else None
+        return rows.workflow_of(row) if row else None
 
     async def list_workflows(self, team_id: str) -> list[Workflow]:
         """A team's workflows."""
-        return [_workflow(r) for r in self._all("list_workflows", (team_id,))]
+        return [rows.workflow_of(r) for r in self._all("list_workflows", (team_id,))]
 
     async def get_version(
         self, team_id: str, workflow_id: str, version: int
     ) -> WorkflowVersion | None:
         """One version."""
         row = self._one("get_version", (team_id, workflow_id, version))
-        return _version(row) if row else None
+        return rows.version_of(row) if row else None
 
     async def list_versions(self, team_id: str, workflow_id: str) -> list[WorkflowVersion]:
         """Every version."""
-        return [_version(r) for r in self._all("list_versions", (team_id, workflow_id))]
+        return [rows.version_of(r) for r in self._all("list_versions", (team_id, workflow_id))]
 
     # -- installations ---------------------------------------------------------------------
 
@@ -634,14 +543,14 @@ class SqliteStore:
     ) -> Installation | None:
         """A user's installation of a workflow."""
         row = self._one("get_installation", (team_id, workflow_id, user_id))
-        return _installation(row) if row else None
+        return rows.installation_of(row) if row else None
 
     async def get_installation_by_id(
         self, team_id: str, installation_id: str
     ) -> Installation | None:
         """An installation by id."""
         row = self._one("get_installation_by_id", (team_id, installation_id))
-        return _installation(row) if row else None
+        return rows.installation_of(row) if row else None
 
     async def save_installation(self, installation: Installation) -> None:
         """Insert or update an installation."""
@@ -657,9 +566,10 @@ class SqliteStore:
     ) -> None:
         """Insert an execution and its steps (and the key that must find it again)."""
         statements: list[tuple[str, Sequence[Any]]] = [
-            ("insert_execution", _execution_params(execution))
+            ("insert_execution", rows.execution_params(execution))
         ]
-        statements.extend(("insert_step", _step_params(execution.id, s)) for s in execution.steps)
+        statements.extend(("insert_step", rows.step_params(execution.id, s))
+                          for s in execution.steps)
         if idempotency_key is not None:
             statements.append(("insert_idempotency_key", (
                 execution.team_id, idempotency_key, execution.id, execution.created_at)))
@@ -680,7 +590,7 @@ class SqliteStore:
             e.status.value, e.started_at, e.stopped_at, e.output, e.response_status, e.error,
             e.lease_owner, e.lease_expires, e.resumes, e.id, owner,
         ))]
-        statements.extend(("insert_step", _step_params(e.id, s)) for s in new_steps)
+        statements.extend(("insert_step", rows.step_params(e.id, s)) for s in new_steps)
         await self._write_grouped(statements)
 
     async def request_cancel(
@@ -711,7 +621,8 @@ class SqliteStore:
                 if cursor.rowcount:
                     claimed.append(execution_id)
         return self._with_steps(
-            [_execution(r) for i in claimed if (r := self._one("get_execution_any_team", (i,)))]
+            [rows.execution_of(r) for i in claimed
+             if (r := self._one("get_execution_any_team", (i,)))]
         )
 
     async def renew_leases(self, owner: str, ids: Sequence[str], lease_until: int) -> list[str]:
@@ -727,26 +638,37 @@ class SqliteStore:
     async def ping(self) -> None:
         """Raise StoreError unless the database answers at the migrations' head."""
         row = self._one("schema_version", ())
-        current = None if row is None else row[0]
-        if current != head_revision():
-            raise StoreError(f"the database schema is at {current}, not {head_revision()}: "
-                             "run `reflow db upgrade`")
+        problem = schema_problem(None if row is None else row[0])
+        if problem is not None:
+            raise StoreError(problem)
 
     async def queue_depth(self) -> int:
         """Queued executions (on the unfinished-executions index)."""
         row = self._one("queue_depth", ())
         return int(row[0]) if row else 0
 
-    async def release_leases(self) -> int:
-        """Forget every lease."""
-        return self._execute("release_leases").rowcount
+    async def release_leases(self, owner: str, ids: Sequence[str]) -> int:
+        """Give back this owner's leases (a graceful stop): claimable, no resume counted."""
+        with self._transaction() as db:
+            return db.execute(Q["release_leases"], (orjson.dumps(list(ids)), owner)).rowcount
+
+    async def create_first_team(self, team: Team) -> bool:
+        """Insert the team if there is none (BEGIN IMMEDIATE serializes bootstraps)."""
+        retention = None if team.log_retention is None else int(team.log_retention)
+        with self._transaction() as db:
+            return db.execute(Q["insert_first_team"], (team.id, team.name, team.created_at,
+                                                       retention)).rowcount > 0
+
+    def _expire_leases(self) -> int:
+        """Every lease's expiry to now: their owners died (the runner lock says so)."""
+        return self._execute("expire_leases").rowcount
 
     async def get_execution(self, team_id: str, execution_id: str) -> ExecutionRecord | None:
         """One execution with steps and reruns."""
         row = self._one("get_execution", (team_id, execution_id))
         if row is None:
             return None
-        return self._with_steps([_execution(row)])[0]
+        return self._with_steps([rows.execution_of(row)])[0]
 
     async def execution_status(self, team_id: str, execution_id: str) -> str | None:
         """Just the status."""
@@ -760,9 +682,9 @@ class SqliteStore:
             name, key = f"list_by_installation_{order}", query.installation_id
         else:
             name, key = f"list_by_workflow_{order}", query.workflow_id
-        rows = self._all(name, (key, query.team_id, int(query.failed_only), query.limit,
-                                query.offset))
-        return self._with_steps([_execution(r) for r in rows])
+        found = self._all(name, (key, query.team_id, int(query.failed_only), query.limit,
+                                 query.offset))
+        return self._with_steps([rows.execution_of(r) for r in found])
 
     def _with_steps(self, executions: list[ExecutionRecord]) -> list[ExecutionRecord]:
         if not executions:
@@ -770,7 +692,7 @@ class SqliteStore:
         by_id = {e.id: e for e in executions}
         ids = orjson.dumps(list(by_id))
         for row in self._all("steps_of_many", (ids,)):
-            by_id[row[0]].steps.append(_step(row))
+            by_id[row[0]].steps.append(rows.step_of(row))
         for rerun_of, rerun_id in self._all("reruns_of_many", (ids,)):
             by_id[rerun_of].reruns.append(rerun_id)
         return executions

@@ -133,9 +133,11 @@ SELECT id FROM (
 ORDER BY turn, id LIMIT ?;
 
 -- name: claim_execution
--- A running execution whose lease lapsed was abandoned by a dead process: count the resume.
+-- A running execution whose lease lapsed was abandoned by a dead process: count the resume
+-- (one whose lease was released, lease_owner NULL, was stopped gracefully: no resume).
 UPDATE executions SET status = 'running', lease_owner = ?, lease_expires = ?,
-    started_at = coalesce(started_at, ?), resumes = resumes + (status = 'running')
+    started_at = coalesce(started_at, ?),
+    resumes = resumes + (status = 'running' AND lease_owner IS NOT NULL)
 WHERE id = ? AND status IN ('queued', 'running', 'waiting')
   AND (status = 'queued' OR lease_expires IS NULL OR lease_expires < ?);
 
@@ -150,9 +152,19 @@ UPDATE executions SET lease_expires = ?
 WHERE id IN (SELECT value FROM json_each(?)) AND lease_owner = ?
 RETURNING id;
 
+-- name: expire_leases
+-- At the runner's start: whoever holds a lease is dead; claimable now, counted as resumed.
+UPDATE executions SET lease_expires = 0
+WHERE status IN ('queued', 'running', 'waiting') AND lease_owner IS NOT NULL;
+
 -- name: release_leases
 UPDATE executions SET lease_owner = NULL, lease_expires = NULL
-WHERE status IN ('queued', 'running', 'waiting') AND lease_owner IS NOT NULL;
+WHERE id IN (SELECT value FROM json_each(?)) AND lease_owner = ?
+  AND status IN ('running', 'waiting');
+
+-- name: insert_first_team
+INSERT INTO teams (id, name, created_at, log_retention_s)
+SELECT ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM teams);
 
 -- name: get_execution
 SELECT * FROM executions WHERE team_id = ? AND id = ?;

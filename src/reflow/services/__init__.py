@@ -63,7 +63,7 @@ class Reflow:
             executor = InProcessExecutor(self.engine, book)
         self.worker = Worker(
             book, executor, self._prepare, concurrency=settings.worker_concurrency,
-            max_resumes=settings.max_resumes,
+            poll_interval=settings.worker_poll_interval, max_resumes=settings.max_resumes,
         )
         self.waiters = Waiters()
         # Until this process runs executions (``start``), new ones are queued for a worker.

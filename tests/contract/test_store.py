@@ -727,6 +727,22 @@ async def test_lost_lease_of_one_writer_does_not_fail_writes_committed_with_it(
     assert steps == [1, 0, 1]
 
 
+async def test_a_burst_of_10000_runs_does_not_starve_another_users_single_run(
+    store: Store, cat: Catalogue
+) -> None:
+    other_user = make_user(cat.team, "bob@example.com")
+    await store.create_user(other_user)
+    other = Installation(new_object_id(), cat.team.id, cat.workflow.id, other_user.id, 1, True,
+                         T0, T0)
+    await store.save_installation(other)
+    await asyncio.gather(*(store.insert_execution(cat.execution()) for _ in range(10_000)))
+    single = cat.execution(installation_id=other.id, user_id=other_user.id)
+    await store.insert_execution(single)
+    # Claimed in the first batch of 32, ahead of 9,999 older runs of the burst.
+    claimed = await store.claim_executions("w1", T0, T0 + 30_000, 32)
+    assert len(claimed) == 32 and single.id in {c.id for c in claimed}
+
+
 async def test_claims_interleave_installations_so_a_burst_does_not_starve_one_run(
     store: Store, cat: Catalogue
 ) -> None:

@@ -1,0 +1,85 @@
+"""Two reflow processes on one PostgreSQL database, as services see each other: a key
+revoked on one stops working on the other at once (a hint, not the 5 s cache), and an
+API-only process waits for an execution another process runs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pg_support import truncate_async
+from reflow.errors import Unauthorized
+from reflow.services import Reflow
+from reflow.services.workflows import definition_from_document
+from reflow.settings import load_settings
+from support import TEST_SECRET_KEY
+
+pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
+
+# Far below the key cache's 5 s: only the hint can make it this fast.
+HINT_BOUND_S = 1.0
+
+
+@pytest.fixture
+async def two(
+    postgres_url: str, tmp_path: Path
+) -> AsyncIterator[Callable[..., Any]]:
+    """Opens Reflows on the emptied session database (each as another process would)."""
+    await truncate_async(postgres_url)
+    opened: list[Reflow] = []
+
+    async def open_one(*, worker: bool) -> Reflow:
+        settings = load_settings(database_url=postgres_url, secret_key=TEST_SECRET_KEY,
+                                 dev_key_file=tmp_path / f"key{len(opened)}",
+                                 executor_processes=0)
+        reflow = Reflow.open(settings)
+        opened.append(reflow)
+        await reflow.start(worker=worker)
+        return reflow
+
+    try:
+        yield open_one
+    finally:
+        for reflow in opened:
+            await reflow.close()
+
+
+async def test_a_key_revoked_on_one_process_stops_working_on_another_at_once(
+    two: Callable[..., Any],
+) -> None:
+    here, there = await two(worker=False), await two(worker=False)
+    team = await here.keys.create_team("acme")
+    created = await here.keys.create_key(team, "backend")
+    assert (await there.keys.authenticate(created.raw)).id == team.id  # now cached there
+    revoked_at = time.monotonic()
+    await here.keys.revoke_key(team, created.key.id)
+    while True:
+        try:
+            await there.keys.authenticate(created.raw)
+        except Unauthorized:
+            break
+        assert time.monotonic() - revoked_at < HINT_BOUND_S, "still accepted: no hint came"
+        await asyncio.sleep(0.01)
+
+
+async def test_an_api_only_process_queues_and_a_worker_process_runs_it(
+    two: Callable[..., Any],
+) -> None:
+    api = await two(worker=False)
+    team = await api.keys.create_team("acme")
+    user = await api.users.create(team, "ann@example.com", None)
+    await api.workflows.apply(team, definition_from_document({
+        "name": "Echo", "trigger": {"type": "api"},
+        "blocks": [{"id": "done", "type": "respond", "with": {"body": "{{ trigger.data }}"}}],
+    }))
+    await api.workflows.activate(team, user.id, "Echo")
+    worker = await two(worker=True)
+    started = await api.runs.run(team, "Echo", user.id, {"n": 7}, wait=10)
+    assert started.finished is not None, "the API process did not see the worker's end"
+    assert started.finished.status.value == "succeeded"
+    assert worker.worker.running == {}

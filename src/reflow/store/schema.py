@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 
@@ -121,7 +122,7 @@ executions = Table(
     # Times it was resumed after the process running it died (poison executions end).
     Column("resumes", Integer, nullable=False, server_default=text("0")),
     # Set by a cancel while it runs; the runner stops it before its next block.
-    Column("cancel_requested", Boolean, nullable=False, server_default=text("0")),
+    Column("cancel_requested", Boolean, nullable=False, server_default=false()),
     # Execution ids are time-ordered, so (workflow, id) orders a workflow's logs by time.
     Index("ix_executions_workflow", "workflow_id", "id"),
     Index("ix_executions_installation", "installation_id", "id"),

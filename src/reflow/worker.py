@@ -29,10 +29,13 @@ log = logging.getLogger(__name__)
 
 Prepare = Callable[[ExecutionRecord], Awaitable[Job]]
 
-# The shortest time between two claims. Every queued insert hints every worker (PostgreSQL
-# NOTIFY); a claim per hint per worker made PostgreSQL spend more on claims than on the
-# runs (bench --postgres, 4 workers). Spaced, a trickle of hints is one claim.
+# The time between two claims: 5 ms, doubling up to 40 ms while claims find at most one
+# execution. Every queued insert hints every worker (PostgreSQL NOTIFY); a claim per hint
+# per worker made PostgreSQL spend more on claims than on the runs (bench --postgres,
+# 4 workers). Spaced, a trickle of hints is one claim; a claim that finds a backlog
+# brings the gap back to 5 ms.
 _MIN_CLAIM_GAP = 0.005
+_MAX_CLAIM_GAP = 0.04
 
 
 def new_owner() -> str:
@@ -150,17 +153,18 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         loop = asyncio.get_running_loop()
-        last_claim = -_MIN_CLAIM_GAP
+        last_claim, gap = -_MAX_CLAIM_GAP, _MIN_CLAIM_GAP
         while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.poll_interval):
                     await self._wake.wait()
-            if (gap := last_claim + _MIN_CLAIM_GAP - loop.time()) > 0:
-                await asyncio.sleep(gap)  # hints that come meanwhile share one claim
+            if (wait := last_claim + gap - loop.time()) > 0:
+                await asyncio.sleep(wait)  # hints that come meanwhile share one claim
             self._wake.clear()
             last_claim = loop.time()
             try:
-                await self._claim()
+                found = await self._claim()
+                gap = _MIN_CLAIM_GAP if found > 1 else min(2 * gap, _MAX_CLAIM_GAP)
                 await self._pass_cancels()
             except Exception:  # keep the loop alive; the next poll retries
                 log.exception("claiming executions failed")
@@ -177,13 +181,16 @@ class Worker:
             for execution_id in await self.store.cancel_requests(ids):
                 self.executor.cancel(execution_id)
 
-    async def _claim(self) -> None:
+    async def _claim(self) -> int:
+        """Claim and start executions while slots are free; how many the last claim found."""
+        found = 0
         free = self.concurrency - len(self.running)
         while free > 0 and not self._stopping:
             now = now_ms()
             claimed = await self.store.claim_executions(
                 self.owner, now, self.lease_until(), free
             )
+            found = len(claimed)
             if claimed:
                 metrics.claimed(claimed, now)
             for record in claimed:
@@ -200,8 +207,9 @@ class Worker:
                 self.spawn(job)
             if len(claimed) < free:
                 self._backlog = False  # all claimed; the poll finds what others queue
-                return
+                return found
             free = self.concurrency - len(self.running)
+        return found
 
     async def _poisoned(self, record: ExecutionRecord) -> None:
         await self._end_failed(record, (

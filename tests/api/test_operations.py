@@ -146,7 +146,7 @@ def test_readyz_answers_503_when_the_database_does_not_answer_in_time(
 
 
 def test_metrics_count_finished_executions_by_status_and_workflow_and_their_steps(
-    client: TestClient, installed: Callable[..., tuple[str, str]]
+    client: TestClient, installed: Callable[..., tuple[str, str]], settings: Settings
 ) -> None:
     summary_id, summary_user = installed(ORDER_SUMMARY)
     failing_id, failing_user = installed(FAILING)
@@ -171,8 +171,14 @@ def test_metrics_count_finished_executions_by_status_and_workflow_and_their_step
     assert grew(steps, status="succeeded") == 6
     assert grew(steps, status="failed") == 1
     assert value(after, "reflow_running_executions") == 0
-    # SQLite has no connection pool to report.
-    assert not any(name == "reflow_db_pool_connections" for name, _ in after)
+    # The PostgreSQL pool's connections are reported; SQLite has no pool.
+    pool = {dict(labels)["state"]: v for (name, labels), v in after.items()
+            if name == "reflow_db_pool_connections"}
+    if settings.database_url.startswith("postgresql://"):
+        assert pool["max"] == settings.database_pool_size
+        assert pool["in_use"] + pool["idle"] >= 1
+    else:
+        assert pool == {}
 
 
 def test_metrics_report_the_queue_depth_then_the_claim_of_what_was_queued(

@@ -514,6 +514,8 @@ class PostgresStore:
         self, team_id: str, execution_id: str, now: int, error: bytes
     ) -> ExecutionRecord | None:
         """Cancel a queued execution, or flag a running one; the execution as it is now."""
+        if _has_nul((team_id, execution_id)):
+            return None  # no id holds NUL (PostgreSQL text cannot)
         async with self._connection("request_cancel") as conn, conn.transaction():
             await conn.execute(Q["cancel_queued"], now, error, team_id, execution_id)
             await conn.execute(Q["request_cancel"], team_id, execution_id)
@@ -618,6 +620,8 @@ class PostgresStore:
 
     async def get_execution(self, team_id: str, execution_id: str) -> ExecutionRecord | None:
         """One execution with steps and reruns."""
+        if _has_nul((team_id, execution_id)):
+            return None  # no id holds NUL (PostgreSQL text cannot)
         async with self._connection("get_execution") as conn:
             row = await conn.fetchrow(Q["get_execution"], team_id, execution_id)
             if row is None:

@@ -192,7 +192,11 @@ class _Checkpointer(threading.Thread):
     def _checkpoint(self, db: sqlite3.Connection, frame_bytes: int) -> float:
         """One tick; returns how long to wait before the next."""
         # Columns: busy (1 when it could not finish), frames in the WAL, frames copied.
-        _, frames, _ = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        _, frames, copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if self._skip and copied >= frames:
+            # Every frame reached the database: the reader that pinned old ones is gone,
+            # so restart now rather than after the back-off (the WAL grows meanwhile).
+            self._skip = 0
         size = frames * frame_bytes
         # While writes pour in, tick again soon: the WAL grows by what the writer appends
         # between two looks.

@@ -136,7 +136,8 @@ def reflow_command_lines() -> Iterator[tuple[str, list[str]]]:
             yield f"compose.yaml: {name}", [str(part) for part in command]
     for name in REFLOW_UNITS:
         for line in unit(name)["Service"]["ExecStart"]:
-            yield f"{name}: ExecStart", shlex.split(line.lstrip("-@:+!"))
+            # systemd expands a template's instance (%i) first: check instance 1.
+            yield f"{name}: ExecStart", shlex.split(line.lstrip("-@:+!").replace("%i", "1"))
     cmd = re.search(r"^CMD (\[.*\])$", (DEPLOY / "Dockerfile").read_text(), re.MULTILINE)
     assert cmd is not None, "the Dockerfile has no exec-form CMD"
     yield "Dockerfile: CMD", yaml.safe_load(cmd.group(1))

@@ -719,7 +719,8 @@ def _echo_run(record: ExecutionRecord, *, as_json: bool) -> None:
     fields: list[tuple[str, Any]] = [("executionId", record.id),
                                      ("status", record.status.value)]
     if record.status is ExecutionStatus.QUEUED:
-        fields.append(("note", "a running `reflow serve` on this database will run it"))
+        fields.append(("note", "queued: a `reflow serve` or `reflow worker` on this database "
+                               "will run it"))
     elif not record.finished:
         fields.append(("note", "still running at the deadline: see `reflow logs show`"))
     fields.append(("output", record.output))
@@ -730,8 +731,9 @@ def _echo_run(record: ExecutionRecord, *, as_json: bool) -> None:
 
 wait_option = click.option(
     "--wait", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
-    help="Wait up to SECONDS for the end and print the output. Without a running "
-         "`reflow serve`, the run happens in this process.",
+    help="Wait up to SECONDS for the end and print the output. On SQLite without a "
+         "running `reflow serve`, the run happens in this process; on PostgreSQL a worker "
+         "runs it.",
 )
 
 

@@ -49,6 +49,8 @@ import orjson
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from bench.run import event_loop_runner
+
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 RESULTS = Path(__file__).resolve().parent / "results" / "pg_drivers.json"
 DRIVERS = ("asyncpg", "asyncpg-noreset", "psycopg")
@@ -525,14 +527,6 @@ def table(figures: list[Figure]) -> list[str]:
     return lines
 
 
-def _event_loop_runner() -> Callable[[Any], Any]:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvicorn[standard] installs it
-        return asyncio.run
-    return uvloop.run
-
-
 def main(argv: list[str] | None = None) -> int:
     """Measure, print the table, write the JSON."""
     parser = argparse.ArgumentParser(prog="python -m bench.pg_drivers", description=__doc__,
@@ -554,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(drivers) - set(DRIVERS))
     if unknown:
         parser.error(f"unknown drivers: {', '.join(unknown)}")
-    loop_runner = _event_loop_runner()
+    loop_runner = event_loop_runner()
     print(f"{CLIENTS} clients, pool of {POOL_SIZE}, ≤ {args.seconds:g} s or ≤ {args.ops} ops "
           f"per case, loop {loop_runner.__module__}, asyncpg {asyncpg.__version__}, "
           f"psycopg {psycopg.__version__} (libpq {psycopg.pq.version()}, {psycopg.pq.__impl__})")

@@ -425,7 +425,8 @@ def _report(run: Run, output: Path, quick: bool) -> None:
     print(f"results: {output}")
 
 
-def _event_loop_runner() -> Callable[[Any], Any]:
+def event_loop_runner() -> Callable[[Any], Any]:
+    """uvloop's runner when installed (as the server uses it), else asyncio's."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvicorn[standard] installs it
@@ -465,9 +466,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.postgres:
             from bench import postgres  # it builds on this module
 
-            _event_loop_runner()(postgres.measure(run, Path(folder), args.postgres))
+            event_loop_runner()(postgres.measure(run, Path(folder), args.postgres))
         else:
-            _event_loop_runner()(_measure(run, Path(folder), args.profile,
+            event_loop_runner()(_measure(run, Path(folder), args.profile,
                                           args.executor_processes))
     _report(run, output, args.quick)
     return 0 if run.ok else 1

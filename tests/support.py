@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -230,3 +231,71 @@ def other_team_runs_meanwhile(client: TestClient, headers: dict[str, str]) -> No
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "succeeded"
     assert response.json()["output"] == ORDER_OUTPUT
+
+
+class CallCounter:
+    """A side-effect target's count of calls per Idempotency-Key, safe across threads.
+
+    ``handler(delay)`` is a ``json_handler`` answer that counts, then sleeps ``delay``
+    seconds (long enough that a kill lands while calls are in flight).
+    """
+
+    def __init__(self) -> None:
+        self.calls: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def handler(self, delay: float) -> Callable[[BaseHTTPRequestHandler], None]:
+        """The answer function for ``json_handler``."""
+
+        def count(request: BaseHTTPRequestHandler) -> None:
+            request.rfile.read(int(request.headers.get("content-length", 0)))
+            key = request.headers.get("idempotency-key", "")
+            with self._lock:
+                self.calls[key] = self.calls.get(key, 0) + 1
+            time.sleep(delay)
+
+        return count
+
+    def total(self) -> int:
+        """Calls counted so far."""
+        with self._lock:
+            return sum(self.calls.values())
+
+    def snapshot(self) -> dict[str, int]:
+        """The counts as they are now."""
+        with self._lock:
+            return dict(self.calls)
+
+
+def side_effect_workflow(path: Path, name: str, target: str) -> None:
+    """Write a workflow ``name`` whose ``call`` block POSTs to ``target``/side-effect
+    between two pure blocks, answering ``{"n": trigger.data.n}``."""
+    path.write_text(json.dumps({
+        "name": name,
+        "trigger": {"type": "api"},
+        "blocks": [
+            {"id": "prepare", "type": "transform", "with": {"value": "{{ trigger.data.n * 2 }}"}},
+            {"id": "call", "type": "http", "with": {
+                "method": "POST", "url": f"{target}/side-effect", "json": {"n": "{{ prepare }}"},
+            }},
+            {"id": "after", "type": "transform", "with": {"value": "{{ call.body.ok }}"}},
+            {"id": "done", "type": "respond", "with": {"body": {"n": "{{ trigger.data.n }}"}}},
+        ],
+    }))
+
+
+def wait_all_finished(
+    base: str, headers: Mapping[str, str], ids: Sequence[str], timeout: float
+) -> dict[str, Any]:
+    """Each execution's detail (``GET /logs/{id}``) once final; fails if some never finish."""
+    pending, details = set(ids), {}
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        for execution_id in list(pending):
+            data = httpx.get(f"{base}/logs/{execution_id}", headers=headers).json()["data"]
+            if data["finished"]:
+                details[execution_id] = data
+                pending.discard(execution_id)
+        time.sleep(0.1)
+    assert not pending, f"{len(pending)} acknowledged executions never finished"
+    return details

@@ -111,6 +111,16 @@ async def add_catalogue(store: Store, name: str = "acme") -> Catalogue:
     return Catalogue(team, user, workflow, installation)
 
 
+async def add_second_installation(store: Store, cat: Catalogue) -> tuple[User, Installation]:
+    """A second user of the catalogue's team, with the same workflow installed."""
+    user = make_user(cat.team, "bob@example.com")
+    await store.create_user(user)
+    installation = Installation(new_object_id(), cat.team.id, cat.workflow.id, user.id, 1,
+                                True, T0, T0)
+    await store.save_installation(installation)
+    return user, installation
+
+
 @pytest.fixture
 async def cat(store: Store) -> Catalogue:
     """The first team's catalogue in the store under test."""
@@ -730,11 +740,7 @@ async def test_lost_lease_of_one_writer_does_not_fail_writes_committed_with_it(
 async def test_a_burst_of_10000_runs_does_not_starve_another_users_single_run(
     store: Store, cat: Catalogue
 ) -> None:
-    other_user = make_user(cat.team, "bob@example.com")
-    await store.create_user(other_user)
-    other = Installation(new_object_id(), cat.team.id, cat.workflow.id, other_user.id, 1, True,
-                         T0, T0)
-    await store.save_installation(other)
+    other_user, other = await add_second_installation(store, cat)
     await asyncio.gather(*(store.insert_execution(cat.execution()) for _ in range(10_000)))
     single = cat.execution(installation_id=other.id, user_id=other_user.id)
     await store.insert_execution(single)
@@ -746,11 +752,7 @@ async def test_a_burst_of_10000_runs_does_not_starve_another_users_single_run(
 async def test_claims_interleave_installations_so_a_burst_does_not_starve_one_run(
     store: Store, cat: Catalogue
 ) -> None:
-    other_user = make_user(cat.team, "bob@example.com")
-    await store.create_user(other_user)
-    other = Installation(new_object_id(), cat.team.id, cat.workflow.id, other_user.id, 1, True,
-                         T0, T0)
-    await store.save_installation(other)
+    other_user, other = await add_second_installation(store, cat)
     burst = [cat.execution() for _ in range(50)]
     for record in burst:
         await store.insert_execution(record)

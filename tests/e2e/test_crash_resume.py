@@ -7,23 +7,29 @@ that was recorded as finished before the crash may run again after it.
 from __future__ import annotations
 
 import base64
-import json
 import signal
 import sqlite3
 import subprocess
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import httpx
 import pytest
 
-from support import free_port, json_handler, serving, start_serve, stop_serve
+from support import (
+    CallCounter,
+    free_port,
+    json_handler,
+    serving,
+    side_effect_workflow,
+    start_serve,
+    stop_serve,
+    wait_all_finished,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -32,40 +38,17 @@ HEADERS = {"authorization": f"bearer {KEY}", "x-api-version": "2025-09"}
 RUNS = 120
 
 
-# Calls per Idempotency-Key seen by the side-effect target.
-CALLS: Counter[str] = Counter()
-_CALLS_LOCK = threading.Lock()
-
-
-def _count(request: BaseHTTPRequestHandler) -> None:
-    # Slow enough that the kill lands while some calls are in flight.
-    request.rfile.read(int(request.headers.get("content-length", 0)))
-    with _CALLS_LOCK:
-        CALLS[request.headers.get("idempotency-key", "")] += 1
-    time.sleep(0.02)
+@pytest.fixture
+def counter() -> CallCounter:
+    """Calls per Idempotency-Key seen by the side-effect target."""
+    return CallCounter()
 
 
 @pytest.fixture
-def target() -> Iterator[str]:
-    """The side-effect target on 127.0.0.1."""
-    CALLS.clear()
-    with serving(json_handler(_count)) as base:
+def target(counter: CallCounter) -> Iterator[str]:
+    """The side-effect target on 127.0.0.1, slow enough that the kill lands mid-call."""
+    with serving(json_handler(counter.handler(0.02))) as base:
         yield base
-
-
-def _workflow(path: Path, target: str) -> None:
-    path.write_text(json.dumps({
-        "name": "Crash test",
-        "trigger": {"type": "api"},
-        "blocks": [
-            {"id": "prepare", "type": "transform", "with": {"value": "{{ trigger.data.n * 2 }}"}},
-            {"id": "call", "type": "http", "with": {
-                "method": "POST", "url": f"{target}/side-effect", "json": {"n": "{{ prepare }}"},
-            }},
-            {"id": "after", "type": "transform", "with": {"value": "{{ call.body.ok }}"}},
-            {"id": "done", "type": "respond", "with": {"body": {"n": "{{ trigger.data.n }}"}}},
-        ],
-    }))
 
 
 def _start(tmp: Path, port: int, workflow: Path, log: IO[bytes]) -> subprocess.Popen[bytes]:
@@ -115,26 +98,11 @@ def _load_until_killed(base: str, server: subprocess.Popen[bytes]) -> list[str]:
     return acknowledged
 
 
-def _wait_finished(base: str, ids: list[str], timeout: float) -> dict[str, Any]:
-    """Each execution's detail once it is final; fails if some never finish."""
-    pending, details = set(ids), {}
-    deadline = time.monotonic() + timeout
-    while pending and time.monotonic() < deadline:
-        for execution_id in list(pending):
-            data = httpx.get(f"{base}/logs/{execution_id}", headers=HEADERS).json()["data"]
-            if data["finished"]:
-                details[execution_id] = data
-                pending.discard(execution_id)
-        time.sleep(0.1)
-    assert not pending, f"{len(pending)} acknowledged executions never finished"
-    return details
-
-
 def test_killed_server_resumes_every_acknowledged_execution_without_repeating_steps(
-    tmp_path: Path, target: str, request: pytest.FixtureRequest
+    tmp_path: Path, target: str, counter: CallCounter, request: pytest.FixtureRequest
 ) -> None:
     workflow = tmp_path / "crash.json"
-    _workflow(workflow, target)
+    side_effect_workflow(workflow, "Crash test", target)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = (tmp_path / "serve.log").open("ab")
@@ -143,11 +111,11 @@ def test_killed_server_resumes_every_acknowledged_execution_without_repeating_st
     acknowledged = _load_until_killed(base, _start(tmp_path, port, workflow, log))
     assert len(acknowledged) >= RUNS // 2
     finished_before = _finished_http_steps(tmp_path / "reflow.db")
-    calls_before = dict(CALLS)
+    calls_before = counter.snapshot()
 
     server = _start(tmp_path, port, workflow, log)
     try:
-        details = _wait_finished(base, acknowledged, 60)
+        details = wait_all_finished(base, HEADERS, acknowledged, 60)
     finally:
         stop_serve(server)
 
@@ -160,6 +128,6 @@ def test_killed_server_resumes_every_acknowledged_execution_without_repeating_st
         key = f"{execution_id}:call"
         if execution_id in finished_before:
             # Recorded as finished before the crash: it must not have run again after it.
-            assert CALLS[key] == calls_before.get(key) == 1, execution_id
+            assert counter.calls.get(key, 0) == calls_before.get(key) == 1, execution_id
         else:
-            assert CALLS[key] >= 1
+            assert counter.calls.get(key, 0) >= 1

@@ -10,26 +10,32 @@ then stop on SIGTERM and exit 0.
 from __future__ import annotations
 
 import base64
-import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pg_support import truncate
-from support import free_port, json_handler, serving, start_serve, stop_serve
+from support import (
+    CallCounter,
+    free_port,
+    json_handler,
+    serving,
+    side_effect_workflow,
+    start_serve,
+    stop_serve,
+    wait_all_finished,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -39,39 +45,19 @@ RUNS = 150
 WORKERS = 3
 LEASE_SECONDS = 3
 
-CALLS: Counter[str] = Counter()
-_CALLS_LOCK = threading.Lock()
-
-
-def _count(request: BaseHTTPRequestHandler) -> None:
-    # Slow enough that the killed worker holds executions with calls in flight.
-    request.rfile.read(int(request.headers.get("content-length", 0)))
-    with _CALLS_LOCK:
-        CALLS[request.headers.get("idempotency-key", "")] += 1
-    time.sleep(0.05)
 
 
 @pytest.fixture
-def target() -> Iterator[str]:
-    """The counting side-effect target on 127.0.0.1."""
-    CALLS.clear()
-    with serving(json_handler(_count)) as base:
+def counter() -> CallCounter:
+    """Calls per Idempotency-Key seen by the side-effect target."""
+    return CallCounter()
+
+
+@pytest.fixture
+def target(counter: CallCounter) -> Iterator[str]:
+    """The counting target on 127.0.0.1, slow enough that the killed worker holds calls."""
+    with serving(json_handler(counter.handler(0.05))) as base:
         yield base
-
-
-def _workflow(path: Path, target: str) -> None:
-    path.write_text(json.dumps({
-        "name": "Scale test",
-        "trigger": {"type": "api"},
-        "blocks": [
-            {"id": "prepare", "type": "transform", "with": {"value": "{{ trigger.data.n * 2 }}"}},
-            {"id": "call", "type": "http", "with": {
-                "method": "POST", "url": f"{target}/side-effect", "json": {"n": "{{ prepare }}"},
-            }},
-            {"id": "after", "type": "transform", "with": {"value": "{{ call.body.ok }}"}},
-            {"id": "done", "type": "respond", "with": {"body": {"n": "{{ trigger.data.n }}"}}},
-        ],
-    }))
 
 
 def _env(database_url: str, tmp: Path) -> dict[str, str]:
@@ -102,7 +88,9 @@ def _start_worker(
     return process
 
 
-def _load_and_kill(base: str, victim: subprocess.Popen[bytes]) -> list[str]:
+def _load_and_kill(
+    base: str, victim: subprocess.Popen[bytes], counter: CallCounter
+) -> list[str]:
     """Send RUNS runs from 8 clients; SIGKILL ``victim`` once calls are flowing."""
     acknowledged: list[str] = []
     lock = threading.Lock()
@@ -117,28 +105,13 @@ def _load_and_kill(base: str, victim: subprocess.Popen[bytes]) -> list[str]:
     with ThreadPoolExecutor(8) as pool:
         futures = [pool.submit(run, n) for n in range(RUNS)]
         deadline = time.monotonic() + 30
-        while sum(CALLS.values()) < RUNS // 3 and time.monotonic() < deadline:
+        while counter.total() < RUNS // 3 and time.monotonic() < deadline:
             time.sleep(0.005)
         victim.send_signal(signal.SIGKILL)
         victim.wait(10)
         for future in futures:
             future.result()
     return acknowledged
-
-
-def _wait_finished(base: str, ids: list[str], timeout: float) -> dict[str, Any]:
-    """Each execution's detail once it is final; fails if some never finish."""
-    pending, details = set(ids), {}
-    deadline = time.monotonic() + timeout
-    while pending and time.monotonic() < deadline:
-        for execution_id in list(pending):
-            data = httpx.get(f"{base}/logs/{execution_id}", headers=HEADERS).json()["data"]
-            if data["finished"]:
-                details[execution_id] = data
-                pending.discard(execution_id)
-        time.sleep(0.1)
-    assert not pending, f"{len(pending)} acknowledged executions never finished"
-    return details
 
 
 def _check_worker_operations(base: str) -> None:
@@ -171,11 +144,12 @@ def _resumes(database_url: str, ids: list[str]) -> dict[str, int]:
 
 
 def test_a_killed_worker_loses_nothing_and_repeats_only_a_call_in_flight(
-    tmp_path: Path, target: str, postgres_url: str, request: pytest.FixtureRequest
+    tmp_path: Path, target: str, counter: CallCounter, postgres_url: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     truncate(postgres_url)
     workflow = tmp_path / "scale.json"
-    _workflow(workflow, target)
+    side_effect_workflow(workflow, "Scale test", target)
     env = _env(postgres_url, tmp_path)
     log = (tmp_path / "processes.log").open("ab")
     request.addfinalizer(log.close)
@@ -189,9 +163,9 @@ def test_a_killed_worker_loses_nothing_and_repeats_only_a_call_in_flight(
         workers = [_start_worker(env, tmp_path / f"worker{i}.out", log,
                                  *(["--metrics-port", str(metrics_port)] if i == 1 else []))
                    for i in range(WORKERS)]
-        acknowledged = _load_and_kill(base, workers[0])
+        acknowledged = _load_and_kill(base, workers[0], counter)
         assert len(acknowledged) == RUNS
-        details = _wait_finished(base, acknowledged, 60 + LEASE_SECONDS)
+        details = wait_all_finished(base, HEADERS, acknowledged, 60 + LEASE_SECONDS)
 
         # An API-only process answers ?wait= once a worker committed the end (a NOTIFY).
         waited = httpx.post(f"{base}/run/workflow", params={"wait": 10}, headers=HEADERS,
@@ -216,9 +190,9 @@ def test_a_killed_worker_loses_nothing_and_repeats_only_a_call_in_flight(
         assert data["status"] == "succeeded", (data["error"], data["results"])
         blocks = [step["blockId"] for step in data["steps"]]
         assert blocks == ["prepare", "call", "after", "done"], (execution_id, blocks)
-        calls = CALLS[f"{execution_id}:call"]
+        calls = counter.calls.get(f"{execution_id}:call", 0)
         # Once; twice only for an execution taken over from the killed worker (its call was
         # in flight at the kill, so it was not recorded), with the same Idempotency-Key.
         assert calls == 1 or (calls == 2 and resumes[execution_id] >= 1), (execution_id, calls)
-    assert set(CALLS) == {f"{i}:call" for i in acknowledged} | {
+    assert set(counter.calls) == {f"{i}:call" for i in acknowledged} | {
         f"{waited.json()['executionId']}:call"}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 
@@ -18,3 +20,18 @@ def load_queries(path: Path) -> dict[str, str]:
             raise ValueError(f"{path.name}: query {name!r} is defined twice")
         queries[name] = body.strip().rstrip(";")
     return queries
+
+
+def statement_runs(
+    statements: Sequence[tuple[str, Sequence[Any]]],
+) -> Iterator[tuple[str, list[Sequence[Any]]]]:
+    """Named statements in order, each run of the same name as one (name, [params...]):
+    what a store sends as one execute, or one executemany for a run of several."""
+    index, size = 0, len(statements)
+    while index < size:
+        name = statements[index][0]
+        end = index + 1
+        while end < size and statements[end][0] == name:
+            end += 1
+        yield name, [params for _, params in statements[index:end]]
+        index = end

@@ -25,7 +25,7 @@ from reflow.domain.records import ApiKey, Installation, Team, User, Workflow, Wo
 from reflow.errors import Conflict, InvalidRequest, LeaseLost, SettingsError, StoreError
 from reflow.store import rows
 from reflow.store.base import ExecutionQuery
-from reflow.store.queries import load_queries
+from reflow.store.queries import load_queries, statement_runs
 from reflow.store.revisions import schema_problem
 
 log = logging.getLogger(__name__)
@@ -123,17 +123,11 @@ class _Writer:
 
 async def _run_statements(conn: asyncpg.Connection, statements: Sequence[Statement]) -> None:
     """Run named statements in order; a run of the same statement is one executemany."""
-    index, size = 0, len(statements)
-    while index < size:
-        name = statements[index][0]
-        end = index + 1
-        while end < size and statements[end][0] == name:
-            end += 1
-        if end - index == 1:
-            await conn.execute(Q[name], *statements[index][1])
+    for name, params in statement_runs(statements):
+        if len(params) == 1:
+            await conn.execute(Q[name], *params[0])
         else:
-            await conn.executemany(Q[name], [params for _, params in statements[index:end]])
-        index = end
+            await conn.executemany(Q[name], params)
 
 
 async def _notify(conn: asyncpg.Connection, writers: Sequence[_Writer]) -> None:

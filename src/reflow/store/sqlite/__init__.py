@@ -26,7 +26,7 @@ from reflow.domain.records import ApiKey, Installation, Team, User, Workflow, Wo
 from reflow.errors import Conflict, LeaseLost, SettingsError, StoreError
 from reflow.store import rows
 from reflow.store.base import ExecutionQuery
-from reflow.store.queries import load_queries
+from reflow.store.queries import load_queries, statement_runs
 from reflow.store.revisions import schema_problem
 
 log = logging.getLogger(__name__)
@@ -81,20 +81,14 @@ def _run(db: sqlite3.Connection, statements: list[tuple[str, Sequence[Any]]]) ->
     A fenced statement that changed no row raises LeaseLost: writers put it first, so
     nothing of theirs was written when it does.
     """
-    index, size = 0, len(statements)
-    while index < size:
-        name = statements[index][0]
-        end = index + 1
-        while end < size and statements[end][0] == name:
-            end += 1
-        if end - index == 1:
-            cursor = db.execute(Q[name], statements[index][1])
+    for name, params in statement_runs(statements):
+        if len(params) == 1:
+            cursor = db.execute(Q[name], params[0])
         else:
-            cursor = db.executemany(Q[name], [params for _, params in statements[index:end]])
-        if name in _FENCED and cursor.rowcount < end - index:
-            raise LeaseLost(f"execution {statements[index][1][-2]}: its lease is held by "
-                            "another worker now")
-        index = end
+            cursor = db.executemany(Q[name], params)
+        if name in _FENCED and cursor.rowcount < len(params):
+            raise LeaseLost(f"execution {params[0][-2]}: its lease is held by another "
+                            "worker now")
 
 
 def _run_fenced(

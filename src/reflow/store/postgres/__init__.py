@@ -326,6 +326,9 @@ class PostgresStore:
             error = exc if isinstance(exc, SettingsError) else StoreError(
                 f"database write failed: {exc}")
             outcomes = [error] * len(writers)
+        except Exception as exc:  # a bug here must not leave writers waiting for ever
+            log.exception("a group commit failed")
+            outcomes = [StoreError(f"database write failed: {exc!r}")] * len(writers)
         for writer, outcome in zip(writers, outcomes, strict=True):
             if writer.done.cancelled():
                 continue

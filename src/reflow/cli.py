@@ -384,11 +384,11 @@ def db_upgrade(as_json: bool) -> None:
     boot = asyncio.run(go())
     key = boot.key if boot.created else None
     if as_json:
-        _echo_json({"databaseUrl": settings.database_url, "migrations": applied,
+        _echo_json({"databaseUrl": _shown_url(settings.database_url), "migrations": applied,
                     "teamId": boot.team_id, "teamCreated": boot.created, "apiKey": key})
         return
     _echo_fields([
-        ("database", settings.database_url),
+        ("database", _shown_url(settings.database_url)),
         ("migrations", "; ".join(applied) if applied else "already up to date"),
         ("team", f"{boot.team_id} ({'created' if boot.created else 'exists'})"),
         *([("API key", f"{key}  (shown once: keep it)")] if key else []),
@@ -1203,6 +1203,8 @@ class Banner:
         url = self.settings.database_url
         if url == Settings.model_fields["database_url"].default:
             return ""
+        if _shown_url(url) != url:  # it holds a password: never print it
+            return ' --database-url "$REFLOW_DATABASE_URL"'
         return f" --database-url {shlex.quote(url)}"
 
     def _curl(self, demo: AppliedFile, key: str | None) -> list[str]:

@@ -21,6 +21,7 @@ import httpx
 import pytest
 from click.testing import CliRunner, Result
 
+from reflow import cli as cli_module
 from reflow.cli import cli
 from reflow.domain.executions import ExecutionRecord
 from reflow.ids import new_execution_id
@@ -620,3 +621,13 @@ def test_cancel_of_a_finished_or_unknown_execution_exits_with_its_error(ready: C
     assert "already succeeded" in refused.stderr
     missing = ready("cancel", new_execution_id(), code=4)
     assert "not found" in missing.stderr
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("postgresql://reflow:s3cret@db.internal:5432/reflow",
+     "postgresql://reflow:***@db.internal:5432/reflow"),
+    ("postgresql://reflow@db.internal/reflow", "postgresql://reflow@db.internal/reflow"),
+    ("sqlite:///./reflow.db", "sqlite:///./reflow.db"),
+])
+def test_a_database_url_is_shown_without_its_password(url: str, shown: str) -> None:
+    assert cli_module._shown_url(url) == shown

@@ -23,6 +23,8 @@ pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
 # Far below the key cache's 5 s: only the hint can make it this fast.
 HINT_BOUND_S = 1.0
+# The worker's poll interval in the lost-hint test.
+POLL_S = 0.3
 
 
 @pytest.fixture
@@ -83,3 +85,26 @@ async def test_an_api_only_process_queues_and_a_worker_process_runs_it(
     assert started.finished is not None, "the API process did not see the worker's end"
     assert started.finished.status.value == "succeeded"
     assert worker.worker.running == {}
+
+
+async def test_a_lost_hint_delays_a_queued_run_by_at_most_the_poll_interval(
+    two: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = await two(worker=False)
+    team = await api.keys.create_team("acme")
+    user = await api.users.create(team, "ann@example.com", None)
+    await api.workflows.apply(team, definition_from_document({
+        "name": "Echo", "trigger": {"type": "api"},
+        "blocks": [{"id": "done", "type": "respond", "with": {"body": "{{ trigger.data }}"}}],
+    }))
+    await api.workflows.activate(team, user.id, "Echo")
+    worker = await two(worker=True)
+    worker.worker.poll_interval = POLL_S
+    await asyncio.sleep(2 * POLL_S)  # the worker is idle, waiting for a hint or its poll
+    # Every hint to the worker is lost from now on: only its poll can find the run.
+    monkeypatch.setattr(worker.worker, "wake", lambda: None)
+    started = await api.runs.run(team, "Echo", user.id, {"n": 7})
+    queued_at = time.monotonic()
+    await api.dispatch.wait(team.id, started.execution_id, 10)
+    assert await api.logs.status(team, started.execution_id) == "succeeded"
+    assert time.monotonic() - queued_at < POLL_S + 1.0

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_crash_resume import HEADERS, _start, _wait_finished
+from test_crash_resume import HEADERS, _start
 
-from support import free_port
+from support import free_port, wait_all_finished
 
 pytestmark = pytest.mark.e2e
 
@@ -52,7 +52,7 @@ def test_a_run_that_crashes_its_executor_ends_failed_while_serve_keeps_answering
                                       "data": {"n": n}}, timeout=35)
             assert steady.status_code == 200, steady.text
             assert steady.json()["output"] == {"twice": n * 2}
-        [failed] = _wait_finished(base, [poison.json()["executionId"]], 60).values()
+        [failed] = wait_all_finished(base, HEADERS, [poison.json()["executionId"]], 60).values()
         assert failed["status"] == "failed"
         assert "stopped its executor process 3 times" in failed["error"]["message"]
         assert "SIGSEGV" in failed["error"]["message"]

@@ -1002,7 +1002,7 @@ async def _work(settings: Settings) -> None:
     reflow = Reflow.open(settings)
     try:
         await reflow.store.ping()
-        await reflow.start(worker=True)
+        await reflow.start(worker=True, api=False)
         log.info("worker %s runs executions from %s (concurrency %d); SIGTERM stops it",
                  reflow.worker.owner, _shown_url(settings.database_url),
                  settings.worker_concurrency)

@@ -185,3 +185,25 @@ async def test_a_group_commit_takes_one_transaction(pg: PostgresStore, postgres_
     finally:
         await admin.close()
     assert (rows, writers) == (10, 1)
+
+
+async def test_a_listener_hears_only_the_hints_it_asked_for(
+    pg: PostgresStore, other: PostgresStore
+) -> None:
+    queued_only = Hints()
+    await pg.listen(queued_only, ["queued"])
+    cat = await add_catalogue(other)
+    record = cat.execution()
+    await other.insert_execution(record)
+    assert await queued_only.next() == ("queued", "")
+    [claimed] = await other.claim_executions("w1", T0, T0 + 30_000, 1)
+    claimed.status, claimed.stopped_at = ExecutionStatus.SUCCEEDED, T0 + 5
+    claimed.lease_owner = claimed.lease_expires = None
+    await other.save_execution(claimed, [], owner="w1")
+    key = make_key(cat.team, "rf_gone")
+    await other.create_api_key(key, "hash-of-gone")
+    await other.revoke_api_key(cat.team.id, key.id, T0)
+    # A later queued hint arrives, and nothing of the finished or revoked ones before it.
+    await other.insert_execution(cat.execution())
+    assert await queued_only.next() == ("queued", "")
+    assert queued_only.queue.empty()

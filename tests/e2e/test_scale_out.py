@@ -9,6 +9,7 @@ then stop on SIGTERM and exit 0.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import signal
@@ -19,8 +20,9 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
+import asyncpg
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -75,23 +77,27 @@ def _env(database_url: str, tmp: Path) -> dict[str, str]:
 
 def _start_worker(
     env: dict[str, str], out: Path, log: IO[bytes], *args: str
-) -> subprocess.Popen[bytes]:
-    """A real `reflow worker ARGS`, waited for (bounded) until it says it runs."""
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A real `reflow worker ARGS`, waited for (bounded) until it says it runs; with the
+    lease owner name it said."""
     with out.open("wb") as stdout:
         process = subprocess.Popen([sys.executable, "-m", "reflow", "worker", *args],
                                    env={**os.environ, **env}, stdout=stdout, stderr=log)
     deadline = time.monotonic() + 30
-    while b"reflow worker running" not in out.read_bytes():
+    while b"reflow worker running: " not in (said := out.read_bytes()) or b"\n" not in said:
         assert process.poll() is None, Path(log.name).read_text()
         assert time.monotonic() < deadline, "reflow worker did not start in 30 s"
         time.sleep(0.05)
-    return process
+    owner = said.decode().split("reflow worker running: ", 1)[1].split("\n", 1)[0].strip()
+    return process, owner
 
 
 def _load_and_kill(
-    base: str, victim: subprocess.Popen[bytes], counter: CallCounter
-) -> list[str]:
-    """Send RUNS runs from 8 clients; SIGKILL ``victim`` once calls are flowing."""
+    base: str, database_url: str, candidates: dict[str, subprocess.Popen[bytes]],
+    counter: CallCounter,
+) -> tuple[list[str], str]:
+    """Send RUNS runs from 8 clients; once calls flow, SIGKILL whichever candidate worker
+    holds running executions. Returns the acknowledged ids and the killed owner."""
     acknowledged: list[str] = []
     lock = threading.Lock()
 
@@ -105,13 +111,34 @@ def _load_and_kill(
     with ThreadPoolExecutor(8) as pool:
         futures = [pool.submit(run, n) for n in range(RUNS)]
         deadline = time.monotonic() + 30
-        while counter.total() < RUNS // 3 and time.monotonic() < deadline:
+        victim = None
+        while victim is None:
+            assert time.monotonic() < deadline, "no worker ever held a running execution"
+            if counter.total() >= RUNS // 4:
+                holding = _running_by_owner(database_url)
+                victim = next((o for o in candidates if holding.get(o, 0) >= 2), None)
             time.sleep(0.005)
-        victim.send_signal(signal.SIGKILL)
-        victim.wait(10)
+        candidates[victim].send_signal(signal.SIGKILL)
+        candidates[victim].wait(10)
         for future in futures:
             future.result()
-    return acknowledged
+    return acknowledged, victim
+
+
+def _running_by_owner(database_url: str) -> dict[str, int]:
+    """Running executions per lease owner (read past reflow)."""
+    return asyncio.run(_fetch_pairs(
+        database_url, "SELECT lease_owner, count(*) FROM executions WHERE status = 'running' "
+        "AND lease_owner IS NOT NULL GROUP BY lease_owner"))
+
+
+async def _fetch_pairs(database_url: str, query: str, *args: Any) -> dict[str, int]:
+    connection = await asyncpg.connect(database_url)
+    try:
+        rows = await connection.fetch(query, *args)
+    finally:
+        await connection.close()
+    return {row[0]: row[1] for row in rows}
 
 
 def _check_worker_operations(base: str) -> None:
@@ -127,20 +154,8 @@ def _check_worker_operations(base: str) -> None:
 
 def _resumes(database_url: str, ids: list[str]) -> dict[str, int]:
     """How often each execution was taken over after its worker died (read past reflow)."""
-    import asyncio
-
-    import asyncpg
-
-    async def read() -> dict[str, int]:
-        connection = await asyncpg.connect(database_url)
-        try:
-            rows = await connection.fetch(
-                "SELECT id, resumes FROM executions WHERE id = ANY($1::text[])", ids)
-        finally:
-            await connection.close()
-        return {row["id"]: row["resumes"] for row in rows}
-
-    return asyncio.run(read())
+    return asyncio.run(_fetch_pairs(
+        database_url, "SELECT id, resumes FROM executions WHERE id = ANY($1::text[])", ids))
 
 
 def test_a_killed_worker_loses_nothing_and_repeats_only_a_call_in_flight(
@@ -160,10 +175,14 @@ def test_a_killed_worker_loses_nothing_and_repeats_only_a_call_in_flight(
     workers: list[subprocess.Popen[bytes]] = []
     try:
         metrics_port = free_port()
-        workers = [_start_worker(env, tmp_path / f"worker{i}.out", log,
-                                 *(["--metrics-port", str(metrics_port)] if i == 1 else []))
+        started = [_start_worker(env, tmp_path / f"worker{i}.out", log,
+                                 *(["--metrics-port", str(metrics_port)] if i == 0 else []))
                    for i in range(WORKERS)]
-        acknowledged = _load_and_kill(base, workers[0], counter)
+        workers = [process for process, _ in started]
+        # Any but the one serving metrics (checked below) may be the one killed.
+        candidates = {owner: process for process, owner in started[1:]}
+        acknowledged, victim = _load_and_kill(base, postgres_url, candidates, counter)
+        survivors = [p for p in workers if p is not candidates[victim]]
         assert len(acknowledged) == RUNS
         details = wait_all_finished(base, HEADERS, acknowledged, 60 + LEASE_SECONDS)
 
@@ -175,9 +194,9 @@ def test_a_killed_worker_loses_nothing_and_repeats_only_a_call_in_flight(
         assert (waited.json()["status"], waited.json()["output"]) == ("succeeded", {"n": 1000})
 
         _check_worker_operations(f"http://127.0.0.1:{metrics_port}")
-        for worker in workers[1:]:
+        for worker in survivors:
             worker.send_signal(signal.SIGTERM)
-        assert [worker.wait(30) for worker in workers[1:]] == [0] * (WORKERS - 1)
+        assert [worker.wait(30) for worker in survivors] == [0] * (WORKERS - 1)
     finally:
         for worker in workers:
             if worker.poll() is None:
@@ -185,7 +204,8 @@ def test_a_killed_worker_loses_nothing_and_repeats_only_a_call_in_flight(
         stop_serve(api)
 
     resumes = _resumes(postgres_url, acknowledged)
-    assert sum(resumes.values()) >= 1, "the killed worker held no execution: nothing was shown"
+    # The killed worker held at least two running executions: each was taken over.
+    assert sum(resumes.values()) >= 2, "no execution of the killed worker was taken over"
     for execution_id, data in details.items():
         assert data["status"] == "succeeded", (data["error"], data["results"])
         blocks = [step["blockId"] for step in data["steps"]]

@@ -90,13 +90,14 @@ class Reflow:
         """Where new executions go: this process's worker once it runs one, else the queue."""
         return self.runs.dispatch
 
-    async def start(self, *, worker: bool = True) -> None:
+    async def start(self, *, worker: bool = True, api: bool = True) -> None:
         """Start background work: hear other processes' hints, purge old logs, and with
         ``worker`` run executions here (resuming abandoned ones).
 
         Without ``worker`` (``serve --no-worker``) new executions are queued for worker
         processes. SQLite allows one process that runs executions per file; a second one
-        gets SettingsError.
+        gets SettingsError. Without ``api`` (``reflow worker``) this process authenticates
+        no one and waits for no run, so it hears only the ``queued`` hint.
         """
         if worker:
             released = await start_runner(self.store)
@@ -106,7 +107,10 @@ class Reflow:
             self.worker.wake()
             self.runs.dispatch = LocalDispatch(self.worker, self.waiters)
             self.running = True
-        await self.store.listen(self._hint)
+        # Each hint heard costs work per execution here and in the database: only those
+        # acted on (bench --postgres: every worker hearing every finished execution).
+        hints = [*(["queued"] if worker else []), *(["finished", "revoked"] if api else [])]
+        await self.store.listen(self._hint, hints)
         self._background.append(asyncio.create_task(self._purge_loop(), name="retention purge"))
         self.started = True
 

@@ -6,12 +6,15 @@ team id, so tenancy is enforced here and not remembered in each route.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from reflow.domain.executions import ExecutionRecord, StepRecord
 from reflow.domain.records import ApiKey, Installation, Team, User, Workflow, WorkflowVersion
+
+# The hints a store can pass between processes (``Store.listen``).
+HINTS = ("queued", "finished", "revoked")
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,12 +141,16 @@ class Store(Protocol):
     async def create_first_team(self, team: Team) -> bool:
         """Insert ``team`` only when there is no team yet, atomically even when several
         processes bootstrap one new database at once; False when a team existed."""
-    async def listen(self, on_hint: Callable[[str, str], None]) -> None:
-        """Call ``on_hint(channel, payload)`` for hints other processes send (channels:
-        ``queued``, ``finished`` with an execution id, ``revoked`` with a key hash).
+    async def listen(
+        self, on_hint: Callable[[str, str], None], hints: Collection[str] = HINTS
+    ) -> None:
+        """Call ``on_hint(hint, payload)`` for the ``hints`` other processes send:
+        ``queued``, ``finished`` with an execution id, ``revoked`` with a key hash.
 
-        A hint may be lost; whoever acts on one also polls. A backend without a way to
-        hear other processes (SQLite) never calls it.
+        Ask only for what the process acts on: each hint heard costs the database and
+        this process work for every execution (a worker needs only ``queued``). A hint
+        may be lost; whoever acts on one also polls. A backend without a way to hear
+        other processes (SQLite) never calls it.
         """
     async def ping(self) -> None:
         """Raise StoreError unless the database answers and its schema is current."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from reflow.domain.executions import ExecutionRecord, ExecutionStatus, StepRecor
 from reflow.domain.records import ApiKey, Installation, Team, User, Workflow, WorkflowVersion
 from reflow.errors import Conflict, InvalidRequest, LeaseLost, SettingsError, StoreError
 from reflow.store import rows
-from reflow.store.base import ExecutionQuery
+from reflow.store.base import HINTS, ExecutionQuery
 from reflow.store.queries import load_queries, statement_runs
 from reflow.store.revisions import schema_problem
 
@@ -209,7 +209,8 @@ class PostgresStore:
         self._pending: list[_Writer] = []
         self._flush_scheduled = False
         self._groups: set[asyncio.Task[None]] = set()
-        self._hints: list[Callable[[str, str], None]] = []
+        self._hints: list[tuple[Callable[[str, str], None], frozenset[str]]] = []
+        self._channels: set[str] = set()  # the channels the listener listens to
         self._listener: asyncpg.Connection | None = None
         self._reconnecting: asyncio.Task[None] | None = None
         self._closed = False
@@ -548,20 +549,28 @@ class PostgresStore:
                                                     owner)}
         return [i for i in ids if i not in kept]
 
-    async def listen(self, on_hint: Callable[[str, str], None]) -> None:
-        """Call ``on_hint`` for every hint; one dedicated connection (not the pool's)
-        listens, and is reconnected in the background when it drops."""
-        self._hints.append(on_hint)
-        if self._listener is None and self._reconnecting is None:
-            try:
+    async def listen(
+        self, on_hint: Callable[[str, str], None], hints: Collection[str] = HINTS
+    ) -> None:
+        """Call ``on_hint`` for these hints; one dedicated connection (not the pool's)
+        listens, only to their channels, and is reconnected in the background when it
+        drops."""
+        self._hints.append((on_hint, frozenset(hints)))
+        new = [c for c, hint in CHANNELS.items() if hint in hints and c not in self._channels]
+        self._channels.update(new)
+        try:
+            if self._listener is None and self._reconnecting is None:
                 self._listener = await self._open_listener()
-            except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
-                raise connect_error(self.url, exc) from exc
+            elif self._listener is not None:
+                for channel in new:
+                    await self._listener.add_listener(channel, self._on_notification)
+        except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+            raise connect_error(self.url, exc) from exc
 
     async def _open_listener(self) -> asyncpg.Connection:
         conn: asyncpg.Connection = await asyncpg.connect(self.url)
         try:
-            for channel in CHANNELS:
+            for channel in self._channels:
                 await conn.add_listener(channel, self._on_notification)
         except BaseException:
             await conn.close()
@@ -571,7 +580,9 @@ class PostgresStore:
 
     def _on_notification(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
         hint = CHANNELS[channel]
-        for on_hint in self._hints:
+        for on_hint, wanted in self._hints:
+            if hint not in wanted:
+                continue
             try:
                 on_hint(hint, payload)
             except Exception:

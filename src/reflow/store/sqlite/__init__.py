@@ -15,7 +15,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -25,7 +25,7 @@ from reflow.domain.executions import ExecutionRecord, StepRecord
 from reflow.domain.records import ApiKey, Installation, Team, User, Workflow, WorkflowVersion
 from reflow.errors import Conflict, LeaseLost, SettingsError, StoreError
 from reflow.store import rows
-from reflow.store.base import ExecutionQuery
+from reflow.store.base import HINTS, ExecutionQuery
 from reflow.store.queries import load_queries, statement_runs
 from reflow.store.revisions import schema_problem
 
@@ -630,7 +630,9 @@ class SqliteStore:
                                              (lease_until, orjson.dumps(list(ids)), owner))}
         return [i for i in ids if i not in kept]
 
-    async def listen(self, on_hint: Callable[[str, str], None]) -> None:
+    async def listen(
+        self, on_hint: Callable[[str, str], None], hints: Collection[str] = HINTS
+    ) -> None:
         """Nothing to hear: one process runs executions on a SQLite file, others poll."""
 
     async def ping(self) -> None:

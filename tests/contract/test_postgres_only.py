@@ -207,3 +207,18 @@ async def test_a_listener_hears_only_the_hints_it_asked_for(
     await other.insert_execution(cat.execution())
     assert await queued_only.next() == ("queued", "")
     assert queued_only.queue.empty()
+
+
+async def test_a_read_survives_the_pooled_connection_dying_under_it(
+    pg: PostgresStore, postgres_url: str
+) -> None:
+    team = make_team("acme")
+    await pg.create_team(team)
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        # A restarted server or a terminated backend: every pooled connection is dead.
+        await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    finally:
+        await admin.close()
+    assert await pg.get_team(team.id) == team  # tried again on a fresh connection

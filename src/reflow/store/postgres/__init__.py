@@ -43,6 +43,10 @@ _RECONNECT_LAST = 5.0
 _ORDER = {"insert_execution": 0, "insert_step": 1, "insert_idempotency_key": 2}
 
 Statement = tuple[str, Sequence[Any]]
+# A pooled connection that died under a query (the server restarted, the backend was
+# terminated): the pool replaces it, so a read may be tried again.
+_LOST_CONNECTION = (asyncpg.PostgresConnectionError, asyncpg.exceptions.AdminShutdownError,
+                    asyncpg.InterfaceError, OSError)
 # Errors a lost or refused connection raises (asyncpg's own, or the socket's).
 _CONNECTION_ERRORS = (OSError, TimeoutError, asyncpg.InterfaceError,
                       asyncpg.PostgresConnectionError)
@@ -247,17 +251,28 @@ class PostgresStore:
     async def _fetch(self, name: str, *args: Any) -> list[Any]:
         if _has_nul(args):
             return []  # PostgreSQL text cannot hold NUL: no stored value can match
-        pool = await self._get_pool()
-        with _translated(name):
-            found: list[Any] = await pool.fetch(Q[name], *args)
+        found: list[Any] = await self._read(name, "fetch", args)
         return found
 
     async def _fetchrow(self, name: str, *args: Any) -> Any:
         if _has_nul(args):
             return None  # PostgreSQL text cannot hold NUL: no stored value can match
+        return await self._read(name, "fetchrow", args)
+
+    async def _read(self, name: str, method: str, args: Sequence[Any]) -> Any:
+        """A read on a pooled connection, tried once more on a fresh one when the first
+        was dead (a restarted server or a terminated backend leaves every pooled
+        connection dead; a read is safe to repeat, a write is not)."""
         pool = await self._get_pool()
-        with _translated(name):
-            return await pool.fetchrow(Q[name], *args)
+        for attempt in (1, 2):
+            try:
+                with _translated(name):
+                    return await getattr(pool, method)(Q[name], *args)
+            except StoreError as exc:
+                if attempt == 2 or not isinstance(exc.__cause__, _LOST_CONNECTION):
+                    raise
+                log.info("query %s: the connection was lost; trying once more", name)
+        raise AssertionError("unreachable")
 
     async def _execute(self, name: str, *args: Any, conflict: str | None = None) -> int:
         if _has_nul(args):

@@ -45,8 +45,9 @@ _ORDER = {"insert_execution": 0, "insert_step": 1, "insert_idempotency_key": 2}
 Statement = tuple[str, Sequence[Any]]
 # A pooled connection that died under a query (the server restarted, the backend was
 # terminated): the pool replaces it, so a read may be tried again.
+# (InternalClientError: the termination message reached a connection between queries.)
 _LOST_CONNECTION = (asyncpg.PostgresConnectionError, asyncpg.exceptions.AdminShutdownError,
-                    asyncpg.InterfaceError, OSError)
+                    asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
 # Errors a lost or refused connection raises (asyncpg's own, or the socket's).
 _CONNECTION_ERRORS = (OSError, TimeoutError, asyncpg.InterfaceError,
                       asyncpg.PostgresConnectionError)
@@ -102,7 +103,7 @@ def _translated(name: str, conflict: str | None = None) -> Iterator[None]:
     except asyncpg.UndefinedTableError as exc:
         raise StoreError(f"database query {name} failed: {exc} "
                          "(is the database migrated? run `reflow db upgrade`)") from exc
-    except (asyncpg.PostgresError, *_CONNECTION_ERRORS) as exc:
+    except (asyncpg.PostgresError, asyncpg.InternalClientError, *_CONNECTION_ERRORS) as exc:
         raise StoreError(f"database query {name} failed: {exc}") from exc
 
 
@@ -272,6 +273,8 @@ class PostgresStore:
                 if attempt == 2 or not isinstance(exc.__cause__, _LOST_CONNECTION):
                     raise
                 log.info("query %s: the connection was lost; trying once more", name)
+                # What killed one killed the others (a restart): replace them all.
+                await pool.expire_connections()
         raise AssertionError("unreachable")
 
     async def _execute(self, name: str, *args: Any, conflict: str | None = None) -> int:

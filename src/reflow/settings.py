@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     # newest first (docs/security.md). Production refuses to serve without it.
     secret_key: SecretStr | None = None
     log_retention: float = Field(default=parse_duration("7d"), gt=0)
+    # How long a user token (GET /users/{userId}/token) is valid (docs/tokens.md).
+    user_token_ttl: float = Field(default=parse_duration("1h"), gt=0)
     step_output_cap: int = Field(default=256 * KIB, ge=1024)
     max_body_bytes: int = Field(default=10 * KIB * KIB, ge=1024)
     execution_timeout: float = Field(default=parse_duration("1h"), gt=0)
@@ -109,7 +111,7 @@ class Settings(BaseSettings):
     @field_validator("log_retention", "execution_timeout", "lease_seconds", "purge_interval",
                      "http_timeout", "executor_hang_timeout", "worker_poll_interval",
                      "shutdown_grace", "server_header_timeout", "server_body_timeout",
-                     "server_keep_alive_timeout", mode="before")
+                     "server_keep_alive_timeout", "user_token_ttl", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         # Environment values are text: a bare number there means seconds.

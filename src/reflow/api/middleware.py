@@ -23,7 +23,7 @@ _PATH_VERSION = re.compile(r"^/(\d{4}-\d{2})(/.*)?$")
 # Pages for people, the reference's /logs endpoints (documented without the header), and
 # the operations endpoints (probes and scrapers send no version).
 _VERSION_OPTIONAL = ("/docs", "/redoc", "/openapi.json", "/health", "/logs", "/healthz",
-                     "/readyz", "/metrics")
+                     "/readyz", "/metrics", "/.well-known/jwks.json")
 _SUPPORTED = ", ".join(SUPPORTED_API_VERSIONS)
 
 

@@ -20,6 +20,7 @@ from reflow.services.keys import KeyService
 from reflow.services.logs import LogService
 from reflow.services.runs import RunService
 from reflow.services.teams import TeamService
+from reflow.services.tokens import TokenService
 from reflow.services.users import UserService
 from reflow.services.workflows import WorkflowService
 from reflow.settings import Environment, Settings
@@ -50,6 +51,7 @@ class Reflow:
         self.keys = KeyService(store)
         self.teams = TeamService(store, self.keys, settings.expression_env)
         self.users = UserService(store)
+        self.tokens = TokenService.from_settings(self.users, settings)
         self.workflows = WorkflowService(store, self.users)
         book = JobBook(store, new_owner(), settings.lease_seconds)
         # The engine runs in supervised executor processes, or here when there are none.

@@ -15,8 +15,8 @@ from reflow.errors import InvalidRequest
 
 router = APIRouter(tags=["users"], route_class=OrjsonRoute)
 
-# Verifiers cache the key set; a rotation publishes the new key before it signs anything
-# only if the old one stays listed, so a few minutes of staleness is harmless.
+# Verifiers may cache the key set: keys change only when REFLOW_SECRET_KEY does, and a
+# verifier that meets an unknown kid fetches the set again (docs/tokens.md).
 _JWKS_CACHE = "public, max-age=300"
 
 

@@ -910,3 +910,140 @@ async def test_ping_accepts_the_head_and_a_newer_schema_but_not_an_older_one(
     behind = schema_problem("0001")
     assert behind is not None and "run `reflow db upgrade`" in behind
     assert schema_problem(None) is not None
+
+
+# -- users: listing, changing, deleting ----------------------------------------------------
+
+
+async def test_list_users_is_the_teams_live_users_oldest_first(store: Store) -> None:
+    ours, theirs = make_team("ours"), make_team("theirs")
+    await store.create_team(ours)
+    await store.create_team(theirs)
+    late = replace(make_user(ours, "late"), created_at=T0 + 5)
+    early = replace(make_user(ours, "early"), created_at=T0 + 1)
+    for user in (late, early, make_user(theirs, "other")):
+        await store.create_user(user)
+    assert await store.list_users(ours.id) == [early, late]
+
+
+async def test_list_users_of_a_workflow_is_only_its_installers(
+    store: Store, cat: Catalogue
+) -> None:
+    await store.create_user(make_user(cat.team, "never-installed"))
+    bob, _ = await add_second_installation(store, cat)
+    # Both created at T0: listed by id then.
+    expected = sorted([cat.user, bob], key=lambda u: u.id)
+    assert await store.list_users(cat.team.id, cat.workflow.id) == expected
+    other, version = make_workflow(cat.team, "Unused")
+    await store.create_workflow(other, version)
+    assert await store.list_users(cat.team.id, other.id) == []
+
+
+async def test_create_users_inserts_all_of_them(store: Store) -> None:
+    team = make_team()
+    await store.create_team(team)
+    # Same creation time: listed by id, so the ids are given in order (as the service does).
+    ids = sorted(new_object_id() for _ in range(3))
+    users = [replace(make_user(team, f"user{i}"), id=ids[i]) for i in range(3)]
+    await store.create_users(users)
+    assert await store.list_users(team.id) == users
+
+
+async def test_create_users_with_one_taken_username_stores_none(store: Store) -> None:
+    team = make_team()
+    await store.create_team(team)
+    await store.create_user(make_user(team, "taken"))
+    with pytest.raises(Conflict):
+        await store.create_users([make_user(team, "fresh"), make_user(team, "taken")])
+    assert [u.username for u in await store.list_users(team.id)] == ["taken"]
+    assert await store.taken_usernames(team.id, ["fresh", "taken", "x"]) == {"taken"}
+
+
+async def test_update_user_changes_its_username_and_full_name(store: Store) -> None:
+    team = make_team()
+    await store.create_team(team)
+    user = make_user(team, "ann")
+    await store.create_user(user)
+    changed = replace(user, username="anne", full_name=None)
+    assert await store.update_user(changed)
+    assert await store.get_user(team.id, "anne") == changed
+    assert await store.get_user(team.id, "ann") is None
+
+
+async def test_update_user_to_a_taken_username_raises_conflict(store: Store) -> None:
+    team = make_team()
+    await store.create_team(team)
+    ann, bob = make_user(team, "ann"), make_user(team, "bob")
+    await store.create_user(ann)
+    await store.create_user(bob)
+    with pytest.raises(Conflict):
+        await store.update_user(replace(bob, username="ann"))
+    assert await store.get_user(team.id, bob.id) == bob
+
+
+async def test_deleted_user_is_gone_its_username_free_and_its_installations_inactive(
+    store: Store, cat: Catalogue
+) -> None:
+    assert await store.delete_user(cat.team.id, cat.user.id, T0 + 9)
+    assert await store.get_user(cat.team.id, cat.user.id) is None
+    assert await store.get_user(cat.team.id, cat.user.username) is None
+    assert await store.get_user_any(cat.team.id, cat.user.id) == cat.user
+    assert await store.list_users(cat.team.id) == []
+    assert await store.taken_usernames(cat.team.id, [cat.user.username]) == set()
+    installation = await store.get_installation_by_id(cat.team.id, cat.installation.id)
+    assert installation is not None
+    assert (installation.active, installation.updated_at) == (False, T0 + 9)
+    again = make_user(cat.team, cat.user.username)
+    await store.create_user(again)
+    assert await store.get_user(cat.team.id, cat.user.username) == again
+    assert not await store.delete_user(cat.team.id, cat.user.id, T0 + 10)
+    assert not await store.update_user(replace(cat.user, full_name="x"))
+
+
+async def test_deleting_a_user_keeps_its_executions(store: Store, cat: Catalogue) -> None:
+    record = cat.finished(ExecutionStatus.SUCCEEDED, T0 + 50)
+    await store.insert_execution(record)
+    await store.delete_user(cat.team.id, cat.user.id, T0 + 60)
+    assert await store.get_execution(cat.team.id, record.id) is not None
+
+
+async def test_deactivate_user_installations_counts_the_active_ones(
+    store: Store, cat: Catalogue
+) -> None:
+    assert await store.deactivate_user_installations(cat.team.id, cat.user.id, T0 + 3) == 1
+    assert await store.deactivate_user_installations(cat.team.id, cat.user.id, T0 + 4) == 0
+    installation = await store.get_installation(cat.team.id, cat.workflow.id, cat.user.id)
+    assert installation is not None and not installation.active
+
+
+async def test_delete_user_executions_removes_only_that_users_with_steps_and_keys(
+    store: Store, cat: Catalogue
+) -> None:
+    bob, bobs_installation = await add_second_installation(store, cat)
+    mine = [cat.finished(status, T0 + 20 + i, steps=[make_step(1)])
+            for i, status in enumerate((ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED,
+                                        ExecutionStatus.CANCELLED))]
+    for i, record in enumerate(mine):
+        await store.insert_execution(record, f"key-{i}")
+    theirs = replace(cat.finished(ExecutionStatus.SUCCEEDED, T0 + 30),
+                     user_id=bob.id, installation_id=bobs_installation.id)
+    await store.insert_execution(theirs, "their-key")
+    assert await store.delete_user_executions(cat.team.id, cat.user.id) == 3
+    for record in mine:
+        assert await store.get_execution(cat.team.id, record.id) is None
+    assert await store.find_idempotency_key(cat.team.id, "key-0") is None
+    assert await store.get_execution(cat.team.id, theirs.id) is not None
+    assert await store.find_idempotency_key(cat.team.id, "their-key") == theirs.id
+    assert await store.delete_user_executions(cat.team.id, cat.user.id) == 0
+
+
+async def test_delete_user_executions_refuses_while_one_is_unfinished(
+    store: Store, cat: Catalogue
+) -> None:
+    done = cat.finished(ExecutionStatus.SUCCEEDED, T0 + 20)
+    queued = cat.execution()
+    await store.insert_execution(done)
+    await store.insert_execution(queued)
+    with pytest.raises(Conflict, match="1 execution"):
+        await store.delete_user_executions(cat.team.id, cat.user.id)
+    assert await store.get_execution(cat.team.id, done.id) is not None

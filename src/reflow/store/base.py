@@ -12,6 +12,16 @@ from typing import Protocol
 
 from reflow.domain.executions import ExecutionRecord, StepRecord
 from reflow.domain.records import ApiKey, Installation, Team, User, Workflow, WorkflowVersion
+from reflow.errors import Conflict
+
+
+def unfinished_conflict(count: int) -> Conflict:
+    """Why a user's logs cannot be deleted yet: some of its executions have not finished
+    (deleting one under the worker that runs it would lose its end)."""
+    return Conflict(f"{count} execution(s) of this user are still queued, running or "
+                    "waiting: cancel them (POST /executions/{executionId}/cancel) or let "
+                    "them finish, then try again")
+
 
 # The hints a store can pass between processes (``Store.listen``).
 HINTS = ("queued", "finished", "revoked")
@@ -66,7 +76,29 @@ class Store(Protocol):
     async def create_user(self, user: User) -> None:
         """Insert a user; a taken username raises Conflict."""
     async def get_user(self, team_id: str, id_or_username: str) -> User | None:
-        """A user by id or username."""
+        """A live (not deleted) user by id or username."""
+    async def get_user_any(self, team_id: str, user_id: str) -> User | None:
+        """A user by id, live or deleted (whose logs may still be deleted)."""
+    async def list_users(self, team_id: str, workflow_id: str | None = None) -> list[User]:
+        """A team's live users, oldest first; with ``workflow_id``, only those with an
+        installation of that workflow (active or not)."""
+    async def taken_usernames(self, team_id: str, usernames: Sequence[str]) -> set[str]:
+        """Which of ``usernames`` live users of the team hold."""
+    async def create_users(self, users: Sequence[User]) -> None:
+        """Insert every user or none, in one transaction; a taken username raises
+        Conflict and stores nothing."""
+    async def update_user(self, user: User) -> bool:
+        """Store a live user's username and full name; False when there is no such live
+        user; a username another live user holds raises Conflict."""
+    async def delete_user(self, team_id: str, user_id: str, now: int) -> bool:
+        """Mark a live user deleted and deactivate its installations, in one transaction;
+        its rows and executions stay. False when there was no such live user."""
+    async def deactivate_user_installations(self, team_id: str, user_id: str, now: int) -> int:
+        """Deactivate every active installation of a user; how many were active."""
+    async def delete_user_executions(self, team_id: str, user_id: str) -> int:
+        """Delete every finished execution of a user with its steps and idempotency keys,
+        in one transaction; how many. Raises Conflict, deleting nothing, while any of the
+        user's executions is queued, running or waiting."""
 
     # Workflows and versions
     async def create_workflow(self, workflow: Workflow, version: WorkflowVersion) -> None:

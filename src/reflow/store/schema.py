@@ -56,7 +56,18 @@ users = Table(
     Column("username", Text, nullable=False),
     Column("full_name", Text),
     Column("created_at", BigInteger, nullable=False),
-    UniqueConstraint("team_id", "username", name="uq_users_team_username"),
+    # Set when the user is deleted: the row stays for its installations and logs.
+    Column("deleted_at", BigInteger),
+    # A deleted user's username may be taken again.
+    Index(
+        "uq_users_team_username_live",
+        "team_id",
+        "username",
+        unique=True,
+        sqlite_where=text("deleted_at IS NULL"),
+        postgresql_where=text("deleted_at IS NULL"),
+    ),
+    Index("ix_users_team_created", "team_id", "created_at"),
 )
 
 workflows = Table(
@@ -94,6 +105,7 @@ installations = Table(
     Column("installed_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
     UniqueConstraint("workflow_id", "user_id", name="uq_installations_workflow_user"),
+    Index("ix_installations_user", "user_id"),
 )
 
 # No foreign keys on executions and steps: they are the hot path and are purged in bulk;

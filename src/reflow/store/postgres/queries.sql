@@ -57,8 +57,47 @@ INSERT INTO users (id, team_id, username, full_name, created_at) VALUES ($1, $2,
 
 -- name: get_user
 SELECT id, team_id, username, full_name, created_at FROM users
-WHERE team_id = $1 AND (id = $2 OR username = $2)
+WHERE team_id = $1 AND (id = $2 OR username = $2) AND deleted_at IS NULL
 ORDER BY id = $2 DESC LIMIT 1;
+
+-- name: get_user_any
+-- Live or deleted, by id only (a deleted user's username may belong to a new user).
+SELECT id, team_id, username, full_name, created_at FROM users WHERE team_id = $1 AND id = $2;
+
+-- name: list_users
+SELECT id, team_id, username, full_name, created_at FROM users
+WHERE team_id = $1 AND deleted_at IS NULL ORDER BY created_at, id;
+
+-- name: list_users_of_workflow
+SELECT u.id, u.team_id, u.username, u.full_name, u.created_at
+FROM users u JOIN installations i ON i.user_id = u.id
+WHERE u.team_id = $1 AND i.workflow_id = $2 AND u.deleted_at IS NULL
+ORDER BY u.created_at, u.id;
+
+-- name: taken_usernames
+SELECT username FROM users
+WHERE team_id = $1 AND deleted_at IS NULL AND username = ANY($2::text[]);
+
+-- name: update_user
+UPDATE users SET username = $1, full_name = $2
+WHERE team_id = $3 AND id = $4 AND deleted_at IS NULL;
+
+-- name: delete_user
+UPDATE users SET deleted_at = $1 WHERE team_id = $2 AND id = $3 AND deleted_at IS NULL;
+
+-- name: deactivate_user_installations
+UPDATE installations SET active = false, updated_at = $1
+WHERE team_id = $2 AND user_id = $3 AND active;
+
+-- name: unfinished_of_user
+SELECT count(*) FROM executions
+WHERE team_id = $1 AND user_id = $2 AND status IN ('queued', 'running', 'waiting');
+
+-- name: finished_of_user
+-- Locked: a concurrent purge or delete of the same rows waits, then finds them gone.
+SELECT id FROM executions WHERE team_id = $1 AND user_id = $2
+  AND status IN ('succeeded', 'failed', 'cancelled')
+FOR UPDATE;
 
 -- name: insert_workflow
 INSERT INTO workflows (id, team_id, name, integration, latest_version, created_at, updated_at)

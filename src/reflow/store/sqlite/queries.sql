@@ -38,8 +38,55 @@ INSERT INTO users (id, team_id, username, full_name, created_at) VALUES (?, ?, ?
 
 -- name: get_user
 SELECT id, team_id, username, full_name, created_at FROM users
-WHERE team_id = ? AND (id = ? OR username = ?)
+WHERE team_id = ? AND (id = ? OR username = ?) AND deleted_at IS NULL
 ORDER BY id = ? DESC LIMIT 1;
+
+-- name: get_user_any
+-- Live or deleted, by id only (a deleted user's username may belong to a new user).
+SELECT id, team_id, username, full_name, created_at FROM users WHERE team_id = ? AND id = ?;
+
+-- name: list_users
+SELECT id, team_id, username, full_name, created_at FROM users
+WHERE team_id = ? AND deleted_at IS NULL ORDER BY created_at, id;
+
+-- name: list_users_of_workflow
+SELECT u.id, u.team_id, u.username, u.full_name, u.created_at
+FROM users u JOIN installations i ON i.user_id = u.id
+WHERE u.team_id = ? AND i.workflow_id = ? AND u.deleted_at IS NULL
+ORDER BY u.created_at, u.id;
+
+-- name: taken_usernames
+SELECT username FROM users
+WHERE team_id = ? AND deleted_at IS NULL AND username IN (SELECT value FROM json_each(?));
+
+-- name: update_user
+UPDATE users SET username = ?, full_name = ?
+WHERE team_id = ? AND id = ? AND deleted_at IS NULL;
+
+-- name: delete_user
+UPDATE users SET deleted_at = ? WHERE team_id = ? AND id = ? AND deleted_at IS NULL;
+
+-- name: deactivate_user_installations
+UPDATE installations SET active = 0, updated_at = ?
+WHERE team_id = ? AND user_id = ? AND active;
+
+-- name: unfinished_of_user
+SELECT count(*) FROM executions
+WHERE team_id = ? AND user_id = ? AND status IN ('queued', 'running', 'waiting');
+
+-- name: delete_steps_of_user
+DELETE FROM steps WHERE execution_id IN (
+    SELECT id FROM executions WHERE team_id = ? AND user_id = ?
+      AND status IN ('succeeded', 'failed', 'cancelled'));
+
+-- name: delete_idempotency_keys_of_user
+DELETE FROM idempotency_keys WHERE execution_id IN (
+    SELECT id FROM executions WHERE team_id = ? AND user_id = ?
+      AND status IN ('succeeded', 'failed', 'cancelled'));
+
+-- name: delete_executions_of_user
+DELETE FROM executions WHERE team_id = ? AND user_id = ?
+  AND status IN ('succeeded', 'failed', 'cancelled');
 
 -- name: insert_workflow
 INSERT INTO workflows (id, team_id, name, integration, latest_version, created_at, updated_at)

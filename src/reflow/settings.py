@@ -174,23 +174,31 @@ class Settings(BaseSettings):
         """Where `make run` keeps the dev REFLOW_SECRET_KEY: beside the dev key file."""
         return self.dev_key_file.parent / ".reflow-dev-secret"
 
-    def secret_keyring(self) -> MultiFernet | None:
-        """The keys that seal trigger secrets: REFLOW_SECRET_KEY, else in dev `make run`'s
-        file (so a CLI beside `make run` seals with the server's key); None if neither."""
+    def secret_key_text(self) -> str | None:
+        """REFLOW_SECRET_KEY's keys as written (comma-separated, newest first), else in dev
+        `make run`'s file (so a CLI beside `make run` uses the server's keys); None if
+        neither."""
         if self.secret_key is not None:
-            return keyring(self.secret_key.get_secret_value())
+            return self.secret_key.get_secret_value()
         if self.env is not Environment.DEV:
             return None
         try:
-            text = self.dev_secret_file.read_text()
+            return self.dev_secret_file.read_text()
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise SettingsError(f"cannot read {self.dev_secret_file}: {exc.strerror}") from None
+
+    def secret_keyring(self) -> MultiFernet | None:
+        """The keys that seal trigger secrets (``secret_key_text``); None without any."""
+        text = self.secret_key_text()
+        if text is None:
+            return None
         try:
             return keyring(text)
         except ValueError as exc:
-            raise SettingsError(f"{self.dev_secret_file}: {exc}") from None
+            source = "REFLOW_SECRET_KEY" if self.secret_key is not None else self.dev_secret_file
+            raise SettingsError(f"{source}: {exc}") from None
 
     def require_secret_key(self) -> None:
         """Refuse to serve in production without REFLOW_SECRET_KEY."""

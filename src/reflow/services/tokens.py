@@ -90,10 +90,9 @@ class TokenService:
 
     @classmethod
     def from_settings(cls, users: UserService, settings: Settings) -> TokenService:
-        """Keys from REFLOW_SECRET_KEY, lifetime from REFLOW_USER_TOKEN_TTL."""
-        secret = settings.secret_key
-        return cls(users, secret.get_secret_value() if secret else None,
-                   settings.user_token_ttl)
+        """Keys from REFLOW_SECRET_KEY (or dev's key file), lifetime from
+        REFLOW_USER_TOKEN_TTL."""
+        return cls(users, settings.secret_key_text(), settings.user_token_ttl)
 
     def jwks(self) -> list[dict[str, str]]:
         """The public keys, newest (the signing one) first: ``/.well-known/jwks.json``."""

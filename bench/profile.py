@@ -44,7 +44,7 @@ OTHER = "other"
 IDLE_LEAVES = ("epoll_wait", "epoll_pwait")
 _TOP = 15
 # Frames under which every sample sits: they say nothing.
-_ENTRY_POINTS = ("(reflow/cli.py:", "(reflow/__main__.py:")
+_ENTRY_POINTS = ("(reflow/cli/", "(reflow/__main__.py:")
 
 
 def _layer(frame: str) -> str | None:

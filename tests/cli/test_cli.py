@@ -21,8 +21,8 @@ import httpx
 import pytest
 from click.testing import CliRunner, Result
 
-from reflow import cli as cli_module
 from reflow.cli import cli
+from reflow.cli import common as cli_module
 from reflow.domain.executions import ExecutionRecord
 from reflow.ids import new_execution_id
 from reflow.services import Reflow

@@ -14,7 +14,8 @@ import pytest
 from click.testing import CliRunner
 from cryptography.fernet import Fernet
 
-from reflow.cli import Banner, cli
+from reflow.cli import cli
+from reflow.cli.runtime import Banner
 from reflow.services import Bootstrap
 from reflow.settings import load_settings
 

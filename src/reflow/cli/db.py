@@ -1,0 +1,86 @@
+"""``reflow db``: the database schema."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import click
+
+from reflow.cli.common import (
+    _echo_fields,
+    _echo_json,
+    _settings,
+    _shown_url,
+    database_option,
+    json_option,
+)
+from reflow.services import Bootstrap, Reflow
+from reflow.store import migrate
+
+
+@click.group()
+def db() -> None:
+    """The database schema."""
+
+
+def _migrate(database_url: str) -> list[str]:
+    """Run the migrations; returns what alembic applied (empty when already up to date)."""
+    # migrate.upgrade() reports nothing; alembic logs each step it runs, so listen to that.
+    applied: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            message = record.getMessage()
+            if message.startswith("Running upgrade"):
+                applied.append(message.removeprefix("Running upgrade").strip())
+
+    logger = logging.getLogger("alembic.runtime.migration")
+    handler, level, propagate = Collect(), logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        migrate.upgrade(database_url)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+    return applied
+
+
+@db.command("upgrade")
+@database_option
+@json_option
+def db_upgrade(as_json: bool) -> None:
+    """Create or upgrade the database schema, and make the first team and key.
+
+    Idempotent: on an up-to-date database it changes nothing. The first run on a new
+    database creates team "default" and prints its API key once.
+
+    \b
+    Example:
+      reflow db upgrade --database-url sqlite:///./reflow.db
+    """
+    settings = _settings()
+    applied = _migrate(settings.database_url)
+
+    async def go() -> Bootstrap:
+        reflow = Reflow.open(settings)
+        try:
+            return await reflow.bootstrap()
+        finally:
+            await reflow.close()
+
+    boot = asyncio.run(go())
+    key = boot.key if boot.created else None
+    if as_json:
+        _echo_json({"databaseUrl": _shown_url(settings.database_url), "migrations": applied,
+                    "teamId": boot.team_id, "teamCreated": boot.created, "apiKey": key})
+        return
+    _echo_fields([
+        ("database", _shown_url(settings.database_url)),
+        ("migrations", "; ".join(applied) if applied else "already up to date"),
+        ("team", f"{boot.team_id} ({'created' if boot.created else 'exists'})"),
+        *([("API key", f"{key}  (shown once: keep it)")] if key else []),
+    ])

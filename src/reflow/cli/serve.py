@@ -1,0 +1,86 @@
+"""``reflow serve`` and ``reflow worker``: the long-running processes (their runtime is
+in ``runtime.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import Any
+
+import click
+import uvloop
+
+from reflow.cli.common import _settings, _shown_url, database_option, setting_option
+from reflow.cli.db import _migrate
+from reflow.cli.runtime import _serve, _work
+
+log = logging.getLogger("reflow.serve")
+
+
+@click.command("serve")
+@setting_option("--host", "host", "Interface to listen on.")
+@setting_option("--port", "port", "Port to listen on.", type=int)
+@database_option
+@click.option("--apply", "apply_paths", multiple=True, metavar="PATH",
+              help="Apply workflow files before serving: a file, a directory or a glob "
+                   "(repeatable; idempotent).")
+@click.option("--demo-user", default=None, metavar="USERNAME",
+              help="Create this user if missing and activate every applied workflow for it.")
+@click.option("--no-worker", is_flag=True,
+              help="Serve the API only: new executions are queued for `reflow worker` "
+                   "processes (scale-out, docs/deploy.md).")
+def serve(apply_paths: tuple[str, ...], demo_user: str | None, no_worker: bool) -> None:
+    """Migrate the database and serve the API (and run executions) in one process.
+
+    Prints the base URL, an API key (dev mode only) and a ready-to-paste curl once
+    listening; stops gracefully on SIGTERM or Ctrl+C (running executions get
+    REFLOW_SHUTDOWN_GRACE to finish, the rest are released to other workers). Production
+    needs REFLOW_SECRET_KEY.
+
+    \b
+    Examples:
+      reflow serve --port 8080 --apply examples/ --demo-user demo
+      reflow serve --no-worker --database-url postgresql://reflow@db/reflow
+    """
+    settings = _settings()
+    settings.require_secret_key()
+    _configure_logging()
+    applied = _migrate(settings.database_url)
+    log.info("database %s: %s", _shown_url(settings.database_url),
+             ("migrated " + "; ".join(applied)) if applied else "schema up to date")
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(_serve(settings, apply_paths, demo_user, worker=not no_worker))
+
+
+@click.command("worker")
+@database_option
+@setting_option("--concurrency", "worker_concurrency",
+                "Executions this process runs at once.", type=click.IntRange(1, 10_000))
+@setting_option("--metrics-port", "worker_metrics_port",
+                "Serve /healthz, /readyz and /metrics on this port (on REFLOW_HOST).",
+                type=click.IntRange(1, 65535))
+def worker(**_: Any) -> None:
+    """Run executions only (no API): claim queued ones from the database, run them, and
+    resume those whose worker died. Any number may run against one PostgreSQL database,
+    on any hosts; SQLite takes one process that runs executions per file.
+
+    Stops gracefully on SIGTERM or Ctrl+C: no new claims, running executions get
+    REFLOW_SHUTDOWN_GRACE to finish, the rest are released to other workers, exit 0.
+    The schema must be current (`reflow db upgrade`).
+
+    \b
+    Example:
+      reflow worker --concurrency 32 --metrics-port 9101 --database-url postgresql://reflow@db/reflow
+    """
+    settings = _settings()
+    settings.require_secret_key()
+    _configure_logging()
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(_work(settings))
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -28,10 +28,19 @@ class ProblemItem(BaseModel):
     reason: str
 
 
-class Invalid(Message):
-    """A 422: the message, and each problem by path when there are several to list."""
+class BatchProblemItem(ProblemItem):
+    """One refused item of ``POST /users/batch``: also its place in ``users`` and its
+    username."""
 
-    problems: list[ProblemItem] | None = None
+    index: int
+    username: str
+
+
+class Invalid(Message):
+    """A 422: the message, and each problem by path when there are several to list (a
+    batch's refused items also by index)."""
+
+    problems: list[BatchProblemItem | ProblemItem] | None = None
 
 
 class ExecutionError(BaseModel):
@@ -62,6 +71,40 @@ class UserPublic(BaseModel):
     userId: str
     username: str
     fullName: str | None
+
+
+class UserList(BaseModel):
+    """``GET /users``: the team's users, oldest first."""
+
+    data: list[UserPublic]
+
+
+class UserUpdate(Strict):
+    """``PUT /users/{userId}``: a field left out is kept; ``fullName: null`` clears it."""
+
+    username: str | None = Field(default=None, min_length=1, max_length=200)
+    fullName: str | None = Field(default=None, max_length=200)
+
+
+class UserBatchItem(Strict):
+    """One user of a batch; its values are checked with the others' (each refused one is
+    listed by index), so only their types are checked here."""
+
+    username: str
+    fullName: str | None = None
+
+
+class UserBatch(Strict):
+    """``POST /users/batch``: ``{"users": [{"username", "fullName"?}, ...]}``, created all
+    or none (at most 1,000)."""
+
+    users: list[UserBatchItem] = Field(max_length=1000)
+
+
+class Success(BaseModel):
+    """``DELETE /users/{userId}``."""
+
+    success: bool
 
 
 # -- teams ---------------------------------------------------------------------------------

@@ -67,6 +67,9 @@ class WorkflowService:
         self.users = users
         self._compiled: OrderedDict[tuple[str, str, int], CompiledWorkflow] = OrderedDict()
         self._targets: dict[tuple[str, str, str | None], tuple[float, Target]] = {}
+        # A deleted user, or one whose workflows were all deactivated, must not keep
+        # running from a cached lookup in this process.
+        users.on_installations_changed(self._targets.clear)
 
     # -- definitions -----------------------------------------------------------------------
 

@@ -197,6 +197,11 @@ def test_batch_creates_every_user_in_the_order_sent(client: TestClient) -> None:
         assert client.get(f"/users/{user['userId']}").json() == user
 
 
+def test_an_empty_batch_creates_nothing(client: TestClient) -> None:
+    response = client.post("/users/batch", json={"users": []})
+    assert response.json() == {"data": []}
+
+
 def test_batch_with_refused_items_creates_nothing_and_lists_each_of_them(
     client: TestClient, make_user: Callable[..., str]
 ) -> None:

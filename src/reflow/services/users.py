@@ -113,6 +113,8 @@ class UserService:
         ids = sorted(new_object_id() for _ in items)
         users = [User(user_id, team.id, item.username, item.full_name, now)
                  for user_id, item in zip(ids, items, strict=True)]
+        if not items:
+            return []
         problems = await self._batch_problems(team, items)
         if problems:
             raise BatchRefused(problems)

@@ -1047,3 +1047,24 @@ async def test_delete_user_executions_refuses_while_one_is_unfinished(
     with pytest.raises(Conflict, match="1 execution"):
         await store.delete_user_executions(cat.team.id, cat.user.id)
     assert await store.get_execution(cat.team.id, done.id) is not None
+
+
+async def test_installations_are_listed_by_team_user_and_workflow(
+    store: Store, cat: Catalogue
+) -> None:
+    bob, bobs = await add_second_installation(store, cat)
+    other_workflow, version = make_workflow(cat.team, "Invoice sync")
+    await store.create_workflow(other_workflow, version)
+    second = Installation(new_object_id(), cat.team.id, other_workflow.id, bob.id, 1, False,
+                          T0 + 1, T0 + 1)
+    await store.save_installation(second)
+    everyone = await store.list_installations(cat.team.id)
+    # Oldest first; the two installed at T0 by id.
+    assert [i.id for i in everyone] == [*sorted([cat.installation.id, bobs.id]), second.id]
+    assert await store.list_installations(cat.team.id, user_id=bob.id) == [bobs, second]
+    assert await store.list_installations(cat.team.id, workflow_id=other_workflow.id) == [
+        second]
+    assert await store.list_installations(cat.team.id, user_id=cat.user.id,
+                                          workflow_id=other_workflow.id) == []
+    other = await add_catalogue(store, "other team")
+    assert await store.list_installations(other.team.id) == [other.installation]

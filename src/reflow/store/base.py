@@ -127,6 +127,10 @@ class Store(Protocol):
         self, team_id: str, installation_id: str
     ) -> Installation | None:
         """An installation by its own id."""
+    async def list_installations(
+        self, team_id: str, *, user_id: str | None = None, workflow_id: str | None = None
+    ) -> list[Installation]:
+        """A team's installations, oldest first; only a user's or a workflow's when given."""
     async def save_installation(self, installation: Installation) -> None:
         """Insert or update an installation."""
 

@@ -552,6 +552,13 @@ class PostgresStore:
         row = await self._fetchrow("get_installation_by_id", team_id, installation_id)
         return rows.installation_of(row) if row else None
 
+    async def list_installations(
+        self, team_id: str, *, user_id: str | None = None, workflow_id: str | None = None
+    ) -> list[Installation]:
+        """A team's installations (a user's, a workflow's)."""
+        found = await self._fetch("list_installations", team_id, user_id, workflow_id)
+        return [rows.installation_of(r) for r in found]
+
     async def save_installation(self, installation: Installation) -> None:
         """Insert or update an installation."""
         i = installation

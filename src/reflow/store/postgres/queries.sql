@@ -140,6 +140,13 @@ FROM installations WHERE team_id = $1 AND workflow_id = $2 AND user_id = $3;
 SELECT id, team_id, workflow_id, user_id, installed_version, active, installed_at, updated_at
 FROM installations WHERE team_id = $1 AND id = $2;
 
+-- name: list_installations
+SELECT id, team_id, workflow_id, user_id, installed_version, active, installed_at, updated_at
+FROM installations
+WHERE team_id = $1 AND ($2::text IS NULL OR user_id = $2)
+  AND ($3::text IS NULL OR workflow_id = $3)
+ORDER BY installed_at, id;
+
 -- name: upsert_installation
 INSERT INTO installations
     (id, team_id, workflow_id, user_id, installed_version, active, installed_at, updated_at)

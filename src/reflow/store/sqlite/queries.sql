@@ -128,6 +128,12 @@ FROM installations WHERE team_id = ? AND workflow_id = ? AND user_id = ?;
 SELECT id, team_id, workflow_id, user_id, installed_version, active, installed_at, updated_at
 FROM installations WHERE team_id = ? AND id = ?;
 
+-- name: list_installations
+SELECT id, team_id, workflow_id, user_id, installed_version, active, installed_at, updated_at
+FROM installations
+WHERE team_id = ? AND (? IS NULL OR user_id = ?) AND (? IS NULL OR workflow_id = ?)
+ORDER BY installed_at, id;
+
 -- name: upsert_installation
 INSERT INTO installations
     (id, team_id, workflow_id, user_id, installed_version, active, installed_at, updated_at)

@@ -304,3 +304,126 @@ class Execution(BaseModel):
     """The envelope of ``GET /logs/{executionId}``."""
 
     data: ExecutionDetail
+
+
+# -- workflows as a user sees them (W1, W2, W5, W7, W8, W10) -------------------------------
+
+class Connector(BaseModel):
+    """One block of the version a user runs, in the reference's connector keys."""
+
+    connectorId: str  # the block's id
+    connectorName: str  # reflow blocks have no display name: the block's id again
+    connector: str  # the block's type
+
+
+class WorkflowItem(BaseModel):
+    """A workflow as one user sees it (the reference's W2 fields plus ``installationId``)."""
+
+    workflowId: str  # the parent workflow's id
+    installationId: str | None  # the user's copy (any workflowId parameter takes it too)
+    name: str
+    createdAt: str
+    updatedAt: str
+    installed: bool
+    active: bool
+    version: int  # the parent's latest version
+    installedVersion: int | None
+    integrationId: str | None
+
+
+class UserWorkflows(BaseModel):
+    """``GET /workflows?userId=``."""
+
+    data: list[WorkflowItem]
+
+
+class WorkflowDetail(WorkflowItem):
+    """A workflow item with the blocks of the version the user runs."""
+
+    connectors: list[Connector]
+
+
+class OneWorkflow(BaseModel):
+    """``GET /workflows/{workflowId}?userId=``."""
+
+    data: WorkflowDetail
+
+
+class Deactivated(BaseModel):
+    """``PUT /workflows/deactivate``."""
+
+    deactivated: bool
+
+
+class Upgraded(BaseModel):
+    """``PUT /workflows/{workflowId}/upgrade``: false when it already ran the latest."""
+
+    upgraded: bool
+    previousVersion: int
+    installedVersion: int
+
+
+class WorkflowUser(BaseModel):
+    """A user with an installation of a parent workflow."""
+
+    userId: str
+    username: str
+    fullName: str | None
+    workflowActive: bool
+    installedVersion: int
+    installedAt: str
+
+
+class WorkflowUsers(BaseModel):
+    """``GET /workflows/{workflowId}/users``."""
+
+    data: list[WorkflowUser]
+
+
+class WorkflowError(BaseModel):
+    """One failed execution, in the legacy reference's error-log keys."""
+
+    executionId: str
+    workflowId: str
+    installationId: str
+    blockId: str | None
+    blockType: str | None
+    error: str
+    createdAt: str
+
+
+class WorkflowErrors(BaseModel):
+    """``GET /workflows/{workflowId}/errors``: newest first."""
+
+    errors: list[WorkflowError]
+
+
+# -- events --------------------------------------------------------------------------------
+
+class EventItem(BaseModel):
+    """A custom event some workflow's latest version declares (the reference's keys)."""
+
+    name: str
+    description: str | None = Field(description="the declaring workflow's description")
+    body: dict[str, Any] = Field(description="the trigger's example data (schema), or {}")
+
+
+class Events(BaseModel):
+    """``GET /events``: every declared event once, by name."""
+
+    data: list[EventItem]
+
+
+class FireEvent(Strict):
+    """``POST /run/event``: the event's name, the user, and the trigger's ``data``."""
+
+    event: str = Field(min_length=1)
+    userId: str = Field(min_length=1)
+    data: dict[str, Any]
+
+
+class EventFired(BaseModel):
+    """The executions an event started, committed (none when nothing subscribes)."""
+
+    message: Literal["Event successfully triggered"] = "Event successfully triggered"
+    executionIds: list[str]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections import OrderedDict
@@ -11,18 +12,20 @@ import orjson
 
 from reflow.blocks import block_specs, load_blocks
 from reflow.domain.definitions import (
+    BlockDef,
     WorkflowDefinition,
     canonical_json,
     parse_document,
     validate_definition,
 )
+from reflow.domain.executions import ExecutionRecord
 from reflow.domain.records import Installation, Team, User, Workflow, WorkflowVersion
 from reflow.engine.compiled import CompiledWorkflow, compile_workflow
 from reflow.errors import Conflict, NotFound
 from reflow.expressions import compile_template_problems
 from reflow.ids import new_object_id, now_ms
 from reflow.services.users import UserService
-from reflow.store.base import Store
+from reflow.store.base import ExecutionQuery, Store
 
 _COMPILED_CACHE = 1024
 _TARGET_CACHE_SIZE = 10_000
@@ -57,6 +60,32 @@ class Target:
     user: User | None
     # True when the reference was an installation id (a user's copy), not the parent.
     via_installation: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Installed:
+    """A parent workflow and a user's installation of it (None when not installed)."""
+
+    workflow: Workflow
+    installation: Installation | None
+
+
+@dataclass(frozen=True, slots=True)
+class Detail:
+    """A workflow as one user sees it, with the blocks of the version that user runs."""
+
+    item: Installed
+    blocks: tuple[BlockDef, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FailedRun:
+    """A failed execution, with the block that failed it (None when no block did)."""
+
+    execution: ExecutionRecord
+    message: str
+    block_id: str | None
+    block_type: str | None
 
 
 class WorkflowService:
@@ -160,16 +189,88 @@ class WorkflowService:
 
     async def upgrade(self, team: Team, user_ref: str, workflow_ref: str) -> Installation:
         """Move a user's installation to the workflow's latest version (active or not)."""
+        return (await self.upgrade_from(team, user_ref, workflow_ref))[1]
+
+    async def upgrade_from(
+        self, team: Team, user_ref: str, workflow_ref: str
+    ) -> tuple[int, Installation]:
+        """``upgrade``, also answering the version the user ran before (equal when the
+        installation was already at the latest, and then nothing is written)."""
         target = await self.installation(team, workflow_ref, user_ref)
         installation = target.installation
         assert installation is not None  # installation() guarantees it
+        before = installation.installed_version
         latest = target.workflow.latest_version
-        if installation.installed_version == latest:
-            return installation
+        if before == latest:
+            return before, installation
         upgraded = replace(installation, installed_version=latest, updated_at=now_ms())
         await self.store.save_installation(upgraded)
         self._targets.clear()
-        return upgraded
+        return before, upgraded
+
+    async def deactivate(self, team: Team, user_ref: str, workflow_ref: str) -> Installation:
+        """Stop a user's installation from running (its runs are refused until reactivated)."""
+        target = await self.installation(team, workflow_ref, user_ref)
+        installation = target.installation
+        assert installation is not None  # installation() guarantees it
+        if not installation.active:
+            return installation
+        deactivated = replace(installation, active=False, updated_at=now_ms())
+        await self.store.save_installation(deactivated)
+        self._targets.clear()
+        return deactivated
+
+    async def installed(self, team: Team, user_ref: str) -> list[Installed]:
+        """A user's installations with their parent workflows, by workflow name."""
+        user = await self.users.get(team, user_ref)
+        installations = await self.store.list_installations(team.id, user_id=user.id)
+        workflows = {w.id: w for w in await self.store.list_workflows(team.id)}
+        found = [Installed(workflows[i.workflow_id], i) for i in installations
+                 if i.workflow_id in workflows]
+        return sorted(found, key=lambda item: item.workflow.name)
+
+    async def detail(self, team: Team, workflow_ref: str, user_ref: str) -> Detail:
+        """A workflow as a user sees it: their installation (if any) and the blocks of the
+        version they run (the latest when they have none)."""
+        target = await self.resolve(team, workflow_ref, user_ref)
+        installation = target.installation
+        version = (installation.installed_version if installation is not None
+                   else target.workflow.latest_version)
+        compiled = await self.compiled(team.id, target.workflow.id, version)
+        return Detail(Installed(target.workflow, installation),
+                      tuple(compiled.definition.iter_blocks()))
+
+    async def installers(self, team: Team, workflow_ref: str) -> list[tuple[User, Installation]]:
+        """The live users with an installation of a parent workflow, oldest user first."""
+        workflow = await self.resolve_parent(team, workflow_ref)
+        users = await self.store.list_users(team.id, workflow.id)
+        by_user = {i.user_id: i
+                   for i in await self.store.list_installations(team.id, workflow_id=workflow.id)}
+        return [(u, by_user[u.id]) for u in users if u.id in by_user]
+
+    async def errors(
+        self, team: Team, workflow_ref: str, user_ref: str | None, limit: int
+    ) -> list[FailedRun]:
+        """The newest ``limit`` failed executions of a user's installation (of every
+        installation when neither a user nor an installation id narrows it)."""
+        target = await self.resolve(team, workflow_ref, user_ref)
+        if target.user is not None and target.installation is None:
+            target = await self.installation(team, workflow_ref, user_ref)  # raises NotFound
+        installation_id = target.installation.id if target.installation else None
+        failed = await self.store.list_executions(ExecutionQuery(
+            team.id, target.workflow.id, installation_id, failed_only=True, limit=limit))
+        return [await self._failed_run(e) for e in failed]
+
+    async def _failed_run(self, execution: ExecutionRecord) -> FailedRun:
+        error = orjson.loads(execution.error) if execution.error else {}
+        block_id = error.get("blockId")
+        block_type = None
+        if block_id is not None:
+            compiled = await self.compiled(execution.team_id, execution.workflow_id,
+                                           execution.version)
+            with contextlib.suppress(KeyError):
+                block_type = compiled.definition.block(block_id).type
+        return FailedRun(execution, str(error.get("message", "")), block_id, block_type)
 
     async def resolve_parent(self, team: Team, workflow_ref: str) -> Workflow:
         """The parent workflow for a parent id, name, or an installation id."""

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from reflow.api.deps import CurrentTeam, ReflowDep
 from reflow.api.errors import error_responses, json_response
 from reflow.api.routing import OrjsonRoute
-from reflow.api.schemas import Activated, VersionCreated, Versions, WorkflowRef
+from reflow.api.schemas import (
+    Activated,
+    Deactivated,
+    OneWorkflow,
+    Upgraded,
+    UserWorkflows,
+    VersionCreated,
+    Versions,
+    WorkflowErrors,
+    WorkflowRef,
+    WorkflowUsers,
+)
 from reflow.services.logs import iso
-from reflow.services.workflows import Applied, definition_from_text
+from reflow.services.workflows import Applied, Installed, definition_from_text
 
 router = APIRouter(tags=["workflows"], route_class=OrjsonRoute)
 
@@ -29,6 +42,24 @@ _DEFINITION_BODY = {
     }
 }
 _NAME_TAKEN = "another workflow of the team has this name"
+_NOT_INSTALLED = "no such user or workflow, or the user has not installed it"
+UserIdParam = Annotated[str, Query(min_length=1, description="the user's id or username")]
+
+
+def _item(installed: Installed) -> dict[str, Any]:
+    workflow, installation = installed.workflow, installed.installation
+    return {
+        "workflowId": workflow.id,
+        "installationId": installation.id if installation else None,
+        "name": workflow.name,
+        "createdAt": iso(workflow.created_at),
+        "updatedAt": iso(workflow.updated_at),
+        "installed": installation is not None,
+        "active": installation is not None and installation.active,
+        "version": workflow.latest_version,
+        "installedVersion": installation.installed_version if installation else None,
+        "integrationId": workflow.integration,
+    }
 
 
 def _applied(applied: Applied) -> Response:
@@ -87,3 +118,84 @@ async def list_versions(
             for v in versions
         ],
     })
+
+
+@router.get("/workflows", response_model=UserWorkflows, summary="List a user's workflows",
+            responses=error_responses(404, details={404: "no such user"}))
+async def list_workflows(team: CurrentTeam, reflow: ReflowDep, userId: UserIdParam) -> Response:
+    """The workflows the user has installed (active or not), by name."""
+    installed = await reflow.workflows.installed(team, userId)
+    return json_response({"data": [_item(i) for i in installed]})
+
+
+@router.put("/workflows/deactivate", response_model=Deactivated,
+            summary="Deactivate a workflow",
+            responses=error_responses(404, details={404: _NOT_INSTALLED}))
+async def deactivate(body: WorkflowRef, team: CurrentTeam, reflow: ReflowDep) -> Response:
+    """Refuse the user's runs and events of the workflow until it is activated again."""
+    await reflow.workflows.deactivate(team, body.userId, body.workflow)
+    return json_response({"deactivated": True})
+
+
+@router.get("/workflows/{workflowId}", response_model=OneWorkflow, summary="Get a workflow",
+            responses=error_responses(404, details={404: "no such user or workflow"}))
+async def get_workflow(
+    workflowId: str, team: CurrentTeam, reflow: ReflowDep, userId: UserIdParam
+) -> Response:
+    """The workflow as the user sees it, with the blocks of the version they run (the
+    latest when they have not installed it)."""
+    detail = await reflow.workflows.detail(team, workflowId, userId)
+    connectors = [{"connectorId": b.id, "connectorName": b.id, "connector": b.type}
+                  for b in detail.blocks]
+    return json_response({"data": {**_item(detail.item), "connectors": connectors}})
+
+
+@router.put("/workflows/{workflowId}/upgrade", response_model=Upgraded,
+            summary="Upgrade a user's workflow",
+            responses=error_responses(404, details={404: _NOT_INSTALLED}))
+async def upgrade(
+    workflowId: str, team: CurrentTeam, reflow: ReflowDep, userId: UserIdParam
+) -> Response:
+    """Move the user's installation to the latest version (``upgraded: false`` when it
+    was already there)."""
+    before, installation = await reflow.workflows.upgrade_from(team, userId, workflowId)
+    return json_response({"upgraded": before != installation.installed_version,
+                          "previousVersion": before,
+                          "installedVersion": installation.installed_version})
+
+
+@router.get("/workflows/{workflowId}/users", response_model=WorkflowUsers,
+            summary="List a workflow's users",
+            responses=error_responses(404, details={404: "no such workflow"}))
+async def list_workflow_users(workflowId: str, team: CurrentTeam, reflow: ReflowDep) -> Response:
+    """The live users with an installation of the parent workflow (active or not)."""
+    installers = await reflow.workflows.installers(team, workflowId)
+    return json_response({"data": [
+        {"userId": user.id, "username": user.username, "fullName": user.full_name,
+         "workflowActive": installation.active,
+         "installedVersion": installation.installed_version,
+         "installedAt": iso(installation.installed_at)}
+        for user, installation in installers
+    ]})
+
+
+@router.get("/workflows/{workflowId}/errors", response_model=WorkflowErrors,
+            summary="List a workflow's errors",
+            responses=error_responses(404, details={404: _NOT_INSTALLED}))
+async def list_errors(
+    workflowId: str,
+    team: CurrentTeam,
+    reflow: ReflowDep,
+    userId: Annotated[str | None, Query(min_length=1)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> Response:
+    """The user's failed executions, newest first (every user's without ``userId`` and
+    with a parent id); an empty list when there are none."""
+    failed = await reflow.workflows.errors(team, workflowId, userId, limit)
+    return json_response({"errors": [
+        {"executionId": f.execution.id, "workflowId": f.execution.workflow_id,
+         "installationId": f.execution.installation_id, "blockId": f.block_id,
+         "blockType": f.block_type, "error": f.message,
+         "createdAt": iso(f.execution.stopped_at or f.execution.created_at)}
+        for f in failed
+    ]})

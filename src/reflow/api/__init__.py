@@ -14,7 +14,17 @@ from reflow.api.definition_schema import definition_schemas
 from reflow.api.errors import COMMON_ERRORS, install_error_handlers
 from reflow.api.fastpath import RunFastPath
 from reflow.api.middleware import ApiVersionMiddleware, BodyLimitMiddleware
-from reflow.api.routes import executions, health, logs, runs, teams, tokens, users, workflows
+from reflow.api.routes import (
+    events,
+    executions,
+    health,
+    logs,
+    runs,
+    teams,
+    tokens,
+    users,
+    workflows,
+)
 from reflow.blocks import block_specs
 from reflow.services import Reflow
 from reflow.settings import CURRENT_API_VERSION, SUPPORTED_API_VERSIONS
@@ -78,7 +88,7 @@ def create_app(reflow: Reflow, *, manage: bool = True) -> FastAPI:
     )
     app.state.reflow = reflow
     install_error_handlers(app)
-    for module in (users, tokens, workflows, runs, logs, executions, teams):
+    for module in (users, tokens, workflows, runs, events, logs, executions, teams):
         # Every route may answer COMMON_ERRORS; each declares its own with error_responses().
         app.include_router(module.router, responses=COMMON_ERRORS)
     # /healthz (and /health), /readyz, /metrics: no key, no version, not in the document.

@@ -427,3 +427,34 @@ class EventFired(BaseModel):
 
     message: Literal["Event successfully triggered"] = "Event successfully triggered"
     executionIds: list[str]
+
+
+# -- events --------------------------------------------------------------------------------
+
+class EventItem(BaseModel):
+    """A custom event some workflow's latest version declares (the reference's keys)."""
+
+    name: str
+    description: str | None = Field(description="the declaring workflow's description")
+    body: dict[str, Any] = Field(description="the trigger's example data (schema), or {}")
+
+
+class Events(BaseModel):
+    """``GET /events``: every declared event once, by name."""
+
+    data: list[EventItem]
+
+
+class FireEvent(Strict):
+    """``POST /run/event``: the event's name, the user, and the trigger's ``data``."""
+
+    event: str = Field(min_length=1)
+    userId: str = Field(min_length=1)
+    data: dict[str, Any]
+
+
+class EventFired(BaseModel):
+    """The executions an event started, committed (none when nothing subscribes)."""
+
+    message: Literal["Event successfully triggered"] = "Event successfully triggered"
+    executionIds: list[str]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ from reflow.engine.compiled import CompiledWorkflow
 from reflow.errors import Conflict, InvalidRequest, NotFound
 from reflow.executor import Job
 from reflow.ids import execution_id_time_ms, new_execution_id, now_ms
+from reflow.services.events import EventCatalog
 from reflow.services.teams import TeamService
 from reflow.services.workflows import Target, WorkflowService
 from reflow.store.base import Store
@@ -104,6 +106,7 @@ class RunService:
         self.teams = teams
         # REFLOW_SECRET_KEY: seals a trigger's secret fields when stored, opens them to run.
         self.sealing_keys = sealing_keys
+        self.events = EventCatalog(store, workflows)
 
     async def run(
         self,
@@ -131,7 +134,8 @@ class RunService:
         if trigger.type is TriggerType.EVENT:
             raise Conflict(
                 f"workflow {target.workflow.name!r} is triggered by the event "
-                f"{trigger.event!r}: fire that event instead of running it directly"
+                f"{trigger.event!r}: fire that event with POST /run/event instead of "
+                "running the workflow directly"
             )
         stored_trigger = sealing.seal({"data": data}, self.sealing_keys)
         record = self._new_record(
@@ -139,6 +143,38 @@ class RunService:
             installation.installed_version, mode, stored_trigger, None,
         )
         return await self._submit(record, compiled, {"data": data}, wait)
+
+    async def fire_event(
+        self, team: Team, event: str, user_ref: str, data: Any
+    ) -> list[str]:
+        """Start one execution (mode ``event``) per active installation of the user whose
+        installed version the event triggers; their ids, once all are committed.
+
+        NotFound for an unknown user, or an event no workflow of the team declares (in its
+        latest version, or in a version one of the user's installations runs); a user with
+        nothing subscribed gets an empty list.
+        """
+        user = await self.workflows.users.get(team, user_ref)
+        subscribers = await self.events.subscribers(team, user.id, event)
+        if not subscribers and all(
+            declared.name != event for declared in await self.events.declared(team)
+        ):
+            raise NotFound(f"event {event!r} not found: no workflow declares it")
+        trigger = {"data": data, "event": event}
+        stored_trigger = sealing.seal(trigger, self.sealing_keys)
+        records = [
+            self._new_record(
+                team.id, s.installation.workflow_id, s.installation.id, user.id,
+                s.installation.installed_version, TriggerMode.EVENT, stored_trigger, None,
+            )
+            for s in subscribers
+        ]
+        # Submitted together, so the store's group commit can share their transactions.
+        started = await asyncio.gather(*(
+            self._submit(record, s.compiled, trigger, None)
+            for record, s in zip(records, subscribers, strict=True)
+        ))
+        return [s.execution_id for s in started]
 
     async def rerun(
         self, team: Team, workflow_ref: str, execution_id: str, user_ref: str | None,

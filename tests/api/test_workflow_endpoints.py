@@ -254,3 +254,53 @@ def test_errors_answer_404_for_unknown_or_not_installed_and_422_for_a_bad_limit(
     assert client.get("/workflows/nope/errors").status_code == 404
     assert client.get(url, params={"limit": 0}).status_code == 422
     assert client.get(url, params={"limit": 101}).status_code == 422
+
+
+# -- W9 analytics --------------------------------------------------------------------------
+
+# Calls an address the http block refuses (a failed app action) when asked to.
+MAY_FETCH: dict[str, Any] = {
+    "name": "May fetch",
+    "trigger": {"type": "api"},
+    "blocks": [
+        {"id": "check", "type": "branch", "with": {
+            "if": "{{ trigger.data.fetch = true }}",
+            "then": [{"id": "fetch", "type": "http",
+                      "with": {"method": "GET", "url": "http://127.0.0.1:9/"}}],
+        }},
+        {"id": "done", "type": "respond", "with": {"body": {"n": "{{ trigger.data.n }}"}}},
+    ],
+}
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_analytics_count_runs_errors_and_http_steps_of_a_users_copy_or_every_copy(
+    client: TestClient, installed: Callable[..., tuple[str, str]],
+    install_for_new_user: Callable[..., str], run_finished: Callable[..., str], prefix: str
+) -> None:
+    workflow_id, user_id = installed(MAY_FETCH)
+    other = install_for_new_user(workflow_id)
+    for n in range(2):
+        run_finished(workflow_id, user_id, {"fetch": False, "n": n})
+    run_finished(workflow_id, user_id, {"fetch": True, "n": 2})
+    run_finished(workflow_id, other, {"fetch": True, "n": 3})
+    url = f"{prefix}/workflows/{workflow_id}/analytics"
+    response = client.get(url, params={"userId": user_id})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"totalAppActions": 1, "totalWorkflowRuns": 3, "totalErrors": 1}
+    everyone = client.get(url).json()
+    assert everyone == {"totalAppActions": 2, "totalWorkflowRuns": 4, "totalErrors": 2}
+    copy_id = installation_id(client, workflow_id, other)
+    by_copy = client.get(f"/workflows/{copy_id}/analytics").json()
+    assert by_copy == {"totalAppActions": 1, "totalWorkflowRuns": 1, "totalErrors": 1}
+
+
+def test_analytics_of_a_new_workflow_are_zero_and_unknown_ones_404(
+    client: TestClient, make_workflow: Callable[..., str], make_user: Callable[..., str]
+) -> None:
+    workflow_id = make_workflow()
+    url = f"/workflows/{workflow_id}/analytics"
+    assert client.get(url).json() == {"totalAppActions": 0, "totalWorkflowRuns": 0,
+                                      "totalErrors": 0}
+    assert client.get(url, params={"userId": make_user()}).status_code == 404
+    assert client.get("/workflows/nope/analytics").status_code == 404

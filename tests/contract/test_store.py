@@ -1068,3 +1068,23 @@ async def test_installations_are_listed_by_team_user_and_workflow(
                                           workflow_id=other_workflow.id) == []
     other = await add_catalogue(store, "other team")
     assert await store.list_installations(other.team.id) == [other.installation]
+
+
+async def test_workflow_activity_counts_runs_failures_and_action_steps_not_reused(
+    store: Store, cat: Catalogue
+) -> None:
+    await _five(store, cat)  # block0 ran once in each; two failed
+    rerun = cat.finished(ExecutionStatus.SUCCEEDED, T0 + 9, steps=[
+        make_step(0, reused=True), make_step(1, "fetch"), make_step(2, "fetch")])
+    await store.insert_execution(rerun)
+    whole = await store.workflow_activity(cat.team.id, cat.workflow.id, None,
+                                          ["block0", "fetch"])
+    assert (whole.runs, whole.errors, whole.actions) == (6, 2, 7)
+    none = await store.workflow_activity(cat.team.id, cat.workflow.id, None, [])
+    assert (none.runs, none.actions) == (6, 0)
+    _, theirs = await add_second_installation(store, cat)
+    one = await store.workflow_activity(cat.team.id, cat.workflow.id, theirs.id, ["block0"])
+    assert (one.runs, one.errors, one.actions) == (0, 0, 0)
+    other = await add_catalogue(store, "other")
+    scoped = await store.workflow_activity(other.team.id, cat.workflow.id, None, ["block0"])
+    assert (scoped.runs, scoped.errors, scoped.actions) == (0, 0, 0)

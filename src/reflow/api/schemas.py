@@ -291,6 +291,11 @@ class StepDetail(BaseModel):
 class ExecutionDetail(LogItem):
     """``GET /logs/{executionId}``: the log item plus the trigger, output and every step."""
 
+    id: str = Field(alias="_id", description="the execution's id (the reference's L4 key)")
+    executionUuid: str = Field(description="the execution's id again: reflow has one")
+    executionMode: Literal["manual", "retry", "trigger", "webhook"] = Field(
+        description="the reference's name for `mode`: webhook (run by API or webhook), "
+                    "trigger (event or schedule), manual (`reflow run`), retry (a rerun)")
     workflowId: str
     installationId: str
     createdAt: str
@@ -429,32 +434,9 @@ class EventFired(BaseModel):
     executionIds: list[str]
 
 
-# -- events --------------------------------------------------------------------------------
+class Analytics(BaseModel):
+    """``GET /workflows/{workflowId}/analytics``, over the executions still kept."""
 
-class EventItem(BaseModel):
-    """A custom event some workflow's latest version declares (the reference's keys)."""
-
-    name: str
-    description: str | None = Field(description="the declaring workflow's description")
-    body: dict[str, Any] = Field(description="the trigger's example data (schema), or {}")
-
-
-class Events(BaseModel):
-    """``GET /events``: every declared event once, by name."""
-
-    data: list[EventItem]
-
-
-class FireEvent(Strict):
-    """``POST /run/event``: the event's name, the user, and the trigger's ``data``."""
-
-    event: str = Field(min_length=1)
-    userId: str = Field(min_length=1)
-    data: dict[str, Any]
-
-
-class EventFired(BaseModel):
-    """The executions an event started, committed (none when nothing subscribes)."""
-
-    message: Literal["Event successfully triggered"] = "Event successfully triggered"
-    executionIds: list[str]
+    totalAppActions: int  # http steps run
+    totalWorkflowRuns: int
+    totalErrors: int  # failed runs

@@ -25,7 +25,7 @@ from reflow.errors import Conflict, NotFound
 from reflow.expressions import compile_template_problems
 from reflow.ids import new_object_id, now_ms
 from reflow.services.users import UserService
-from reflow.store.base import ExecutionQuery, Store
+from reflow.store.base import Activity, ExecutionQuery, Store
 
 _COMPILED_CACHE = 1024
 _TARGET_CACHE_SIZE = 10_000
@@ -260,6 +260,20 @@ class WorkflowService:
         failed = await self.store.list_executions(ExecutionQuery(
             team.id, target.workflow.id, installation_id, failed_only=True, limit=limit))
         return [await self._failed_run(e) for e in failed]
+
+    async def activity(self, team: Team, workflow_ref: str, user_ref: str | None) -> Activity:
+        """Runs, failed runs and http steps run (the reference's app actions) of a user's
+        copy, or of every copy given a parent id alone; over the executions still kept."""
+        target = await self.resolve(team, workflow_ref, user_ref)
+        if target.user is not None and target.installation is None:
+            target = await self.installation(team, workflow_ref, user_ref)  # raises NotFound
+        installation_id = target.installation.id if target.installation else None
+        actions: set[str] = set()
+        for version in range(1, target.workflow.latest_version + 1):
+            compiled = await self.compiled(team.id, target.workflow.id, version)
+            actions.update(b.id for b in compiled.definition.iter_blocks() if b.type == "http")
+        return await self.store.workflow_activity(team.id, target.workflow.id,
+                                                  installation_id, sorted(actions))
 
     async def _failed_run(self, execution: ExecutionRecord) -> FailedRun:
         error = orjson.loads(execution.error) if execution.error else {}

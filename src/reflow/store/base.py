@@ -40,6 +40,15 @@ class ExecutionQuery:
     limit: int = 10
 
 
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """What a workflow did, counted over the executions still kept (the log retention)."""
+
+    runs: int
+    errors: int  # failed runs
+    actions: int  # steps of the given blocks that ran (reused ones of a rerun not counted)
+
+
 class Store(Protocol):
     """Persistence for reflow; implementations: SQLite (embedded) and PostgreSQL (scale-out).
 
@@ -198,5 +207,11 @@ class Store(Protocol):
         """Just the status (for waiting on a run)."""
     async def list_executions(self, query: ExecutionQuery) -> list[ExecutionRecord]:
         """A page of executions with their steps and reruns."""
+    async def workflow_activity(
+        self, team_id: str, workflow_id: str, installation_id: str | None,
+        action_blocks: Sequence[str],
+    ) -> Activity:
+        """Count a workflow's executions (one installation's when given), its failed ones,
+        and the steps run of the ``action_blocks`` ids, in one query."""
     async def purge_executions(self, stopped_before: int, limit: int) -> int:
         """Delete up to ``limit`` finished executions stopped before a time, with steps."""

@@ -13,6 +13,7 @@ from reflow.api.errors import error_responses, json_response
 from reflow.api.routing import OrjsonRoute
 from reflow.api.schemas import (
     Activated,
+    Analytics,
     Deactivated,
     OneWorkflow,
     Upgraded,
@@ -199,3 +200,20 @@ async def list_errors(
          "createdAt": iso(f.execution.stopped_at or f.execution.created_at)}
         for f in failed
     ]})
+
+
+@router.get("/workflows/{workflowId}/analytics", response_model=Analytics,
+            summary="Count a workflow's runs",
+            responses=error_responses(404, details={404: _NOT_INSTALLED}))
+async def analytics(
+    workflowId: str,
+    team: CurrentTeam,
+    reflow: ReflowDep,
+    userId: Annotated[str | None, Query(min_length=1)] = None,
+) -> Response:
+    """Runs, failed runs and http steps run, over the executions still kept (the log
+    retention): one user's copy, or every copy given a parent id without ``userId``."""
+    activity = await reflow.workflows.activity(team, workflowId, userId)
+    return json_response({"totalAppActions": activity.actions,
+                          "totalWorkflowRuns": activity.runs,
+                          "totalErrors": activity.errors})

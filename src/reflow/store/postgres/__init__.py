@@ -24,7 +24,7 @@ from reflow.domain.executions import ExecutionRecord, ExecutionStatus, StepRecor
 from reflow.domain.records import ApiKey, Installation, Team, User, Workflow, WorkflowVersion
 from reflow.errors import Conflict, InvalidRequest, LeaseLost, SettingsError, StoreError
 from reflow.store import rows
-from reflow.store.base import HINTS, ExecutionQuery, unfinished_conflict
+from reflow.store.base import HINTS, Activity, ExecutionQuery, unfinished_conflict
 from reflow.store.queries import load_queries, statement_runs
 from reflow.store.revisions import schema_problem
 
@@ -754,6 +754,16 @@ class PostgresStore:
         for row in await conn.fetch(Q["reruns_of_many"], ids):
             by_id[row["rerun_of"]].reruns.append(row["id"])
         return executions
+
+    async def workflow_activity(
+        self, team_id: str, workflow_id: str, installation_id: str | None,
+        action_blocks: Sequence[str],
+    ) -> Activity:
+        """Runs, failed runs and action steps, in one query."""
+        row = await self._fetchrow("workflow_activity", list(action_blocks), team_id,
+                                   workflow_id, installation_id)
+        assert row is not None  # an aggregate always answers one row
+        return Activity(int(row["runs"]), int(row["errors"]), int(row["actions"]))
 
     async def purge_executions(self, stopped_before: int, limit: int) -> int:
         """Delete a batch of old finished executions with their steps and keys.

@@ -311,3 +311,13 @@ SELECT execution_id FROM idempotency_keys WHERE team_id = $1 AND key = $2;
 
 -- name: delete_idempotency_keys_of_many
 DELETE FROM idempotency_keys WHERE execution_id = ANY($1::text[]);
+
+-- name: workflow_activity
+SELECT count(*) AS runs,
+       count(*) FILTER (WHERE e.status = 'failed') AS errors,
+       coalesce(sum((SELECT count(*) FROM steps s
+                     WHERE s.execution_id = e.id AND NOT s.reused
+                       AND s.block_id = ANY($1::text[]))), 0)::bigint AS actions
+FROM executions e
+WHERE e.team_id = $2 AND e.workflow_id = $3
+  AND ($4::text IS NULL OR e.installation_id = $4::text);

@@ -25,7 +25,7 @@ from reflow.domain.executions import ExecutionRecord, StepRecord
 from reflow.domain.records import ApiKey, Installation, Team, User, Workflow, WorkflowVersion
 from reflow.errors import Conflict, LeaseLost, SettingsError, StoreError
 from reflow.store import rows
-from reflow.store.base import HINTS, ExecutionQuery, unfinished_conflict
+from reflow.store.base import HINTS, Activity, ExecutionQuery, unfinished_conflict
 from reflow.store.queries import load_queries, statement_runs
 from reflow.store.revisions import schema_problem
 
@@ -769,6 +769,17 @@ class SqliteStore:
         for rerun_of, rerun_id in self._all("reruns_of_many", (ids,)):
             by_id[rerun_of].reruns.append(rerun_id)
         return executions
+
+    async def workflow_activity(
+        self, team_id: str, workflow_id: str, installation_id: str | None,
+        action_blocks: Sequence[str],
+    ) -> Activity:
+        """Runs, failed runs and action steps, in one query."""
+        row = self._one("workflow_activity", (orjson.dumps(list(action_blocks)).decode(),
+                                              team_id, workflow_id, installation_id,
+                                              installation_id))
+        assert row is not None  # an aggregate always answers one row
+        return Activity(int(row["runs"]), int(row["errors"]), int(row["actions"]))
 
     async def purge_executions(self, stopped_before: int, limit: int) -> int:
         """Delete a batch of old finished executions and their steps."""

@@ -285,3 +285,12 @@ SELECT execution_id FROM idempotency_keys WHERE team_id = ? AND key = ?;
 
 -- name: delete_idempotency_keys_of_many
 DELETE FROM idempotency_keys WHERE execution_id IN (SELECT value FROM json_each(?));
+
+-- name: workflow_activity
+SELECT count(*) AS runs,
+       coalesce(sum(e.status = 'failed'), 0) AS errors,
+       coalesce(sum((SELECT count(*) FROM steps s
+                     WHERE s.execution_id = e.id AND s.reused = 0
+                       AND s.block_id IN (SELECT value FROM json_each(?)))), 0) AS actions
+FROM executions e
+WHERE e.team_id = ? AND e.workflow_id = ? AND (? IS NULL OR e.installation_id = ?);

@@ -324,3 +324,33 @@ def test_unknown_execution_answers_404(client: TestClient, execution_id: str) ->
     assert response.status_code == 404
     assert list(response.json()) == ["message"]
 
+
+
+def test_one_execution_has_the_references_l4_keys(
+    client: TestClient, installed: Callable[..., tuple[str, str]], run_finished: Callable[..., str]
+) -> None:
+    workflow_id, user_id = installed()
+    execution_id = run_finished(workflow_id, user_id)
+    data = client.get(f"/logs/{execution_id}").json()["data"]
+    # reflow has one id per execution: L4's `_id` and `executionUuid` are both it.
+    assert data["_id"] == data["executionUuid"] == data["executionId"] == execution_id
+    assert data["executionMode"] == "webhook"
+    assert data["mode"] == "api"
+
+
+def test_a_reruns_execution_mode_is_retry(
+    client: TestClient, installed: Callable[..., tuple[str, str]], run_finished: Callable[..., str]
+) -> None:
+    workflow_id, user_id = installed()
+    source = run_finished(workflow_id, user_id)
+    rerun = client.post(f"/workflows/{workflow_id}/rerun/{source}", params={"wait": 10})
+    assert rerun.status_code == 200, rerun.text
+    data = client.get(f"/logs/{rerun.json()['executionId']}").json()["data"]
+    assert (data["executionMode"], data["mode"], data["rerunOf"]) == ("retry", "rerun", source)
+
+
+def test_the_l4_keys_are_in_the_api_document(client: TestClient) -> None:
+    detail = client.get("/openapi.json").json()["components"]["schemas"]["ExecutionDetail"]
+    assert {"_id", "executionUuid", "executionMode"} <= set(detail["required"])
+    assert detail["properties"]["executionMode"]["enum"] == ["manual", "retry", "trigger",
+                                                              "webhook"]

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from reflow import sealing
-from reflow.domain.executions import ExecutionRecord, StepRecord
+from reflow.domain.executions import ExecutionRecord, StepRecord, TriggerMode
 from reflow.domain.records import Team
 from reflow.errors import InvalidRequest, NotFound
 from reflow.services.workflows import WorkflowService
@@ -70,10 +70,26 @@ def log_item(execution: ExecutionRecord) -> dict[str, Any]:
     }
 
 
+# The reference's executionMode (L4) for each way reflow starts an execution.
+EXECUTION_MODES: dict[TriggerMode, str] = {
+    TriggerMode.API: "webhook",  # POST /run/workflow runs webhook-trigger workflows
+    TriggerMode.WEBHOOK: "webhook",
+    TriggerMode.EVENT: "trigger",
+    TriggerMode.SCHEDULE: "trigger",
+    TriggerMode.MANUAL: "manual",
+    TriggerMode.RERUN: "retry",
+}
+
+
 def execution_detail(execution: ExecutionRecord) -> dict[str, Any]:
     """One execution in full, for ``GET /logs/{executionId}``."""
     item = log_item(execution)
     item.update({
+        # The reference has two ids per execution (a 24-hex `_id`, taken by L4, and the
+        # 21-character `executionUuid`, L1's executionId); reflow has one, so both are it.
+        "_id": execution.id,
+        "executionUuid": execution.id,
+        "executionMode": EXECUTION_MODES[execution.mode],
         "workflowId": execution.workflow_id,
         "installationId": execution.installation_id,
         "createdAt": iso(execution.created_at),

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from pg_support import truncate_async
+from reflow.domain.records import Team, User
 from reflow.errors import Unauthorized
 from reflow.services import Reflow
 from reflow.services.workflows import definition_from_document
@@ -51,6 +52,18 @@ async def two(
             await reflow.close()
 
 
+async def echo_installed(reflow: Reflow) -> tuple[Team, User]:
+    """A team whose user has "Echo" (answers its trigger data) installed."""
+    team = await reflow.keys.create_team("acme")
+    user = await reflow.users.create(team, "ann@example.com", None)
+    await reflow.workflows.apply(team, definition_from_document({
+        "name": "Echo", "trigger": {"type": "api"},
+        "blocks": [{"id": "done", "type": "respond", "with": {"body": "{{ trigger.data }}"}}],
+    }))
+    await reflow.workflows.activate(team, user.id, "Echo")
+    return team, user
+
+
 async def test_a_key_revoked_on_one_process_stops_working_on_another_at_once(
     two: Callable[..., Any],
 ) -> None:
@@ -73,13 +86,7 @@ async def test_an_api_only_process_queues_and_a_worker_process_runs_it(
     two: Callable[..., Any],
 ) -> None:
     api = await two(worker=False)
-    team = await api.keys.create_team("acme")
-    user = await api.users.create(team, "ann@example.com", None)
-    await api.workflows.apply(team, definition_from_document({
-        "name": "Echo", "trigger": {"type": "api"},
-        "blocks": [{"id": "done", "type": "respond", "with": {"body": "{{ trigger.data }}"}}],
-    }))
-    await api.workflows.activate(team, user.id, "Echo")
+    team, user = await echo_installed(api)
     worker = await two(worker=True)
     started = await api.runs.run(team, "Echo", user.id, {"n": 7}, wait=10)
     assert started.finished is not None, "the API process did not see the worker's end"
@@ -91,13 +98,7 @@ async def test_a_lost_hint_delays_a_queued_run_by_at_most_the_poll_interval(
     two: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     api = await two(worker=False)
-    team = await api.keys.create_team("acme")
-    user = await api.users.create(team, "ann@example.com", None)
-    await api.workflows.apply(team, definition_from_document({
-        "name": "Echo", "trigger": {"type": "api"},
-        "blocks": [{"id": "done", "type": "respond", "with": {"body": "{{ trigger.data }}"}}],
-    }))
-    await api.workflows.activate(team, user.id, "Echo")
+    team, user = await echo_installed(api)
     worker = await two(worker=True)
     worker.worker.poll_interval = POLL_S
     await asyncio.sleep(2 * POLL_S)  # the worker is idle, waiting for a hint or its poll

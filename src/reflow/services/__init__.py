@@ -76,7 +76,6 @@ class Reflow:
         self.logs = LogService(store, self.workflows)
         self._background: list[asyncio.Task[None]] = []
         self.running = False  # this process runs executions (its worker is started)
-        self.started = False
 
     async def _prepare(self, record: ExecutionRecord) -> Job:
         # The worker is built before the run service it needs; resolve it late.
@@ -114,7 +113,6 @@ class Reflow:
         hints = [*(["queued"] if worker else []), *(["finished", "revoked"] if api else [])]
         await self.store.listen(self._hint, hints)
         self._background.append(asyncio.create_task(self._purge_loop(), name="retention purge"))
-        self.started = True
 
     def _hint(self, channel: str, payload: str) -> None:
         """A hint from another process (PostgreSQL NOTIFY): act on it now, not at a poll."""

@@ -253,10 +253,7 @@ class WorkflowService:
     ) -> list[FailedRun]:
         """The newest ``limit`` failed executions of a user's installation (of every
         installation when neither a user nor an installation id narrows it)."""
-        target = await self.resolve(team, workflow_ref, user_ref)
-        if target.user is not None and target.installation is None:
-            target = await self.installation(team, workflow_ref, user_ref)  # raises NotFound
-        installation_id = target.installation.id if target.installation else None
+        target, installation_id = await self._scope(team, workflow_ref, user_ref)
         failed = await self.store.list_executions(ExecutionQuery(
             team.id, target.workflow.id, installation_id, failed_only=True, limit=limit))
         return [await self._failed_run(e) for e in failed]
@@ -264,16 +261,23 @@ class WorkflowService:
     async def activity(self, team: Team, workflow_ref: str, user_ref: str | None) -> Activity:
         """Runs, failed runs and http steps run (the reference's app actions) of a user's
         copy, or of every copy given a parent id alone; over the executions still kept."""
-        target = await self.resolve(team, workflow_ref, user_ref)
-        if target.user is not None and target.installation is None:
-            target = await self.installation(team, workflow_ref, user_ref)  # raises NotFound
-        installation_id = target.installation.id if target.installation else None
+        target, installation_id = await self._scope(team, workflow_ref, user_ref)
         actions: set[str] = set()
         for version in range(1, target.workflow.latest_version + 1):
             compiled = await self.compiled(team.id, target.workflow.id, version)
             actions.update(b.id for b in compiled.definition.iter_blocks() if b.type == "http")
         return await self.store.workflow_activity(team.id, target.workflow.id,
                                                   installation_id, sorted(actions))
+
+    async def _scope(
+        self, team: Team, workflow_ref: str, user_ref: str | None
+    ) -> tuple[Target, str | None]:
+        """The workflow asked about and the installation that narrows it: a user's (who
+        must have one: NotFound otherwise), an installation id's, or None for every copy."""
+        target = await self.resolve(team, workflow_ref, user_ref)
+        if target.user is not None and target.installation is None:
+            target = await self.installation(team, workflow_ref, user_ref)  # raises NotFound
+        return target, target.installation.id if target.installation else None
 
     async def _failed_run(self, execution: ExecutionRecord) -> FailedRun:
         error = orjson.loads(execution.error) if execution.error else {}

@@ -265,17 +265,17 @@ class PostgresStore:
         was dead (a restarted server or a terminated backend leaves every pooled
         connection dead; a read is safe to repeat, a write is not)."""
         pool = await self._get_pool()
-        for attempt in (1, 2):
-            try:
-                with _translated(name):
-                    return await getattr(pool, method)(Q[name], *args)
-            except StoreError as exc:
-                if attempt == 2 or not isinstance(exc.__cause__, _LOST_CONNECTION):
-                    raise
-                log.info("query %s: the connection was lost; trying once more", name)
-                # What killed one killed the others (a restart): replace them all.
-                await pool.expire_connections()
-        raise AssertionError("unreachable")
+        try:
+            with _translated(name):
+                return await getattr(pool, method)(Q[name], *args)
+        except StoreError as exc:
+            if not isinstance(exc.__cause__, _LOST_CONNECTION):
+                raise
+            log.info("query %s: the connection was lost; trying once more", name)
+            # What killed one killed the others (a restart): replace them all.
+            await pool.expire_connections()
+        with _translated(name):
+            return await getattr(pool, method)(Q[name], *args)
 
     async def _execute(self, name: str, *args: Any, conflict: str | None = None) -> int:
         if _has_nul(args):

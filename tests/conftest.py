@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from pg_support import postgres_url, pytest_terminal_summary, truncate
 from reflow.api import create_app
+from reflow.clock import ManualClock
 from reflow.services import Reflow
 from reflow.settings import Settings, load_settings
 from reflow.store.migrate import upgrade
@@ -75,10 +76,22 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 
 
 @pytest.fixture
-def reflow_client(settings: Settings) -> Iterator[tuple[Reflow, TestClient]]:
-    """A migrated database, a started Reflow with its first team, and a client to its API."""
+def clock() -> ManualClock:
+    """The clock of the app under test, at the real time until a test moves it."""
+    return ManualClock()
+
+
+@pytest.fixture
+def reflow_client(
+    settings: Settings, clock: ManualClock
+) -> Iterator[tuple[Reflow, TestClient]]:
+    """A migrated database, a started Reflow with its first team, and a client to its API.
+
+    Its periodic jobs (purge, schedules, outbox) run on ``clock``: a test moves it with
+    ``clock.advance`` and runs a job with ``reflow.periodic.run_once(name)``.
+    """
     migrate(settings)
-    reflow = Reflow.open(settings)
+    reflow = Reflow.open(settings, clock)
     app = create_app(reflow)
     headers = {"authorization": f"bearer {TEST_KEY}", "x-api-version": API_VERSION}
     with TestClient(app, headers=headers, raise_server_exceptions=False) as client:

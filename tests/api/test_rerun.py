@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from reflow.clock import ManualClock
 from reflow.ids import new_execution_id
 from reflow.services import Reflow
 from reflow.settings import Settings
@@ -259,12 +260,12 @@ def test_rerun_of_an_execution_older_than_retention_answers_404_with_retention_m
 
 @pytest.mark.parametrize("settings", [{"log_retention": "300ms"}], indirect=True)
 def test_rerun_of_a_purged_execution_answers_404_with_retention_message(
-    client: TestClient, reflow: Reflow, installed: Callable[..., tuple[str, str]],
-    run_finished: Callable[..., str],
+    client: TestClient, reflow: Reflow, clock: ManualClock,
+    installed: Callable[..., tuple[str, str]], run_finished: Callable[..., str],
 ) -> None:
     workflow_id, user_id = installed()
     source = run_finished(workflow_id, user_id)
-    time.sleep(0.4)
+    clock.advance(0.4)
     portal = client.portal
     assert portal is not None
     assert portal.call(reflow.purge_once) == 1

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from reflow.clock import Clock, SystemClock
 from reflow.dispatch import Dispatch, LocalDispatch, QueuedDispatch, Waiters
 from reflow.domain.executions import ExecutionRecord
 from reflow.engine import Engine
 from reflow.executor import Executor, InProcessExecutor, Job, JobBook
 from reflow.executor.engine import build_engine, close_engine
 from reflow.executor.process import ProcessExecutor
-from reflow.ids import now_ms
+from reflow.periodic import Periodic
 from reflow.services.keys import KeyService
 from reflow.services.logs import LogService
 from reflow.services.runs import RunService
@@ -45,9 +45,12 @@ class Bootstrap:
 class Reflow:
     """One process's reflow: settings, store, engine, worker and the services over them."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: Store, clock: Clock | None = None) -> None:
         self.settings = settings
         self.store = store
+        self.clock: Clock = clock or SystemClock()
+        self.periodic = Periodic(self.clock)
+        self.periodic.add("retention purge", settings.purge_interval, self.purge_once)
         self.keys = KeyService(store)
         self.teams = TeamService(store, self.keys, settings.expression_env)
         self.users = UserService(store)
@@ -72,9 +75,8 @@ class Reflow:
         self.queued = QueuedDispatch(store, self.waiters)
         self.runs = RunService(store, self.workflows, self.queued,
                                teams=self.teams, log_retention=settings.log_retention,
-                               sealing_keys=settings.secret_keyring())
+                               sealing_keys=settings.secret_keyring(), clock=self.clock)
         self.logs = LogService(store, self.workflows)
-        self._background: list[asyncio.Task[None]] = []
         self.running = False  # this process runs executions (its worker is started)
 
     async def _prepare(self, record: ExecutionRecord) -> Job:
@@ -82,9 +84,9 @@ class Reflow:
         return await self.runs.prepare(record)
 
     @classmethod
-    def open(cls, settings: Settings) -> Reflow:
+    def open(cls, settings: Settings, clock: Clock | None = None) -> Reflow:
         """Open the database (which must be migrated: ``reflow db upgrade``)."""
-        return cls(settings, open_store(settings))
+        return cls(settings, open_store(settings), clock)
 
     @property
     def dispatch(self) -> Dispatch:
@@ -112,7 +114,7 @@ class Reflow:
         # acted on (bench --postgres: every worker hearing every finished execution).
         hints = [*(["queued"] if worker else []), *(["finished", "revoked"] if api else [])]
         await self.store.listen(self._hint, hints)
-        self._background.append(asyncio.create_task(self._purge_loop(), name="retention purge"))
+        self.periodic.start()
 
     def _hint(self, channel: str, payload: str) -> None:
         """A hint from another process (PostgreSQL NOTIFY): act on it now, not at a poll."""
@@ -126,10 +128,7 @@ class Reflow:
 
     async def close(self) -> None:
         """Stop background work, finish or release running executions, close everything."""
-        for task in self._background:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self.periodic.stop()
         if self.running:
             await self.worker.stop(self.settings.shutdown_grace)
         if self.engine is not None:
@@ -138,24 +137,16 @@ class Reflow:
 
     async def purge_once(self) -> int:
         """Delete finished executions older than the retention window, in small batches."""
-        cutoff = now_ms() - int(self.settings.log_retention * 1000)
+        cutoff = self.clock.now_ms() - int(self.settings.log_retention * 1000)
         total = 0
         while True:
             deleted = await self.store.purge_executions(cutoff, _PURGE_BATCH)
             total += deleted
             if deleted < _PURGE_BATCH:
+                if total:
+                    log.info("purged %d executions past the retention window", total)
                 return total
             await asyncio.sleep(0)  # let runs in between batches
-
-    async def _purge_loop(self) -> None:
-        while True:
-            try:
-                deleted = await self.purge_once()
-                if deleted:
-                    log.info("purged %d executions past the retention window", deleted)
-            except Exception:
-                log.exception("retention purge failed")
-            await asyncio.sleep(self.settings.purge_interval)
 
     async def bootstrap(self) -> Bootstrap:
         """Make the first team and key on a new database; find a key to show otherwise."""

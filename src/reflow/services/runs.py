@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from reflow import sealing
+from reflow.clock import Clock, SystemClock
 from reflow.dispatch import Dispatch, Started, Submission
 from reflow.domain.definitions import TriggerType
 from reflow.domain.executions import (
@@ -98,8 +99,10 @@ class RunService:
         teams: TeamService,
         log_retention: float,
         sealing_keys: MultiFernet | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.store = store
+        self.clock: Clock = clock or SystemClock()
         self.workflows = workflows
         self.dispatch = dispatch
         self.log_retention = log_retention
@@ -277,7 +280,7 @@ class RunService:
 
     def _missing(self, execution_id: str) -> NotFound:
         minted = execution_id_time_ms(execution_id)
-        if minted is not None and minted < now_ms() - self.log_retention * 1000:
+        if minted is not None and minted < self.clock.now_ms() - self.log_retention * 1000:
             return NotFound(
                 f"execution {execution_id} is no longer available: logs are kept for "
                 f"{describe_duration(self.log_retention)}"

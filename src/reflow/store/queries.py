@@ -10,15 +10,16 @@ from typing import Any
 _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 
 
-def load_queries(path: Path) -> dict[str, str]:
-    """Every query of a .sql file by its name; a name defined twice is an error."""
-    text = path.read_text()
-    parts = _NAME.split(text)
+def load_queries(folder: Path) -> dict[str, str]:
+    """Every query of the folder's .sql files (one file per resource) by its name; a name
+    defined twice, in one file or two, is an error."""
     queries: dict[str, str] = {}
-    for name, body in zip(parts[1::2], parts[2::2], strict=True):
-        if name in queries:
-            raise ValueError(f"{path.name}: query {name!r} is defined twice")
-        queries[name] = body.strip().rstrip(";")
+    for path in sorted(folder.glob("*.sql")):
+        parts = _NAME.split(path.read_text())
+        for name, body in zip(parts[1::2], parts[2::2], strict=True):
+            if name in queries:
+                raise ValueError(f"{path.name}: query {name!r} is defined twice")
+            queries[name] = body.strip().rstrip(";")
     return queries
 
 

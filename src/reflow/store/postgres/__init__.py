@@ -29,7 +29,7 @@ from reflow.store.queries import load_queries, statement_runs
 from reflow.store.revisions import schema_problem
 
 log = logging.getLogger(__name__)
-Q = load_queries(Path(__file__).parent / "queries.sql")
+Q = load_queries(Path(__file__).parent)
 
 # LISTEN channels and the hint names ``listen`` reports them as.
 CHANNELS = {"reflow_queued": "queued", "reflow_finished": "finished",

@@ -30,7 +30,7 @@ from reflow.store.queries import load_queries, statement_runs
 from reflow.store.revisions import schema_problem
 
 log = logging.getLogger(__name__)
-Q = load_queries(Path(__file__).parent / "queries.sql")
+Q = load_queries(Path(__file__).parent)
 
 # Database files hold API key hashes and run data: readable by their owner only.
 PRIVATE_FILE_MODE = 0o600

@@ -18,6 +18,7 @@ from reflow.clock import ManualClock
 from reflow.services import Reflow
 from reflow.settings import Settings, load_settings
 from reflow.store.migrate import upgrade
+from response_models import checking_hooks
 from support import API_VERSION, ORDER_SUMMARY, TEST_KEY, TEST_SECRET_KEY
 
 # The session's PostgreSQL database, and the line saying when its tests were skipped.
@@ -95,6 +96,7 @@ def reflow_client(
     app = create_app(reflow)
     headers = {"authorization": f"bearer {TEST_KEY}", "x-api-version": API_VERSION}
     with TestClient(app, headers=headers, raise_server_exceptions=False) as client:
+        client.event_hooks = checking_hooks(app)
         client.portal.call(reflow.bootstrap)  # type: ignore[union-attr]
         yield reflow, client
 

@@ -394,3 +394,34 @@ def test_definition_with_an_integer_past_64_bits_answers_422(client: TestClient)
     assert response.status_code == 422, response.text
     assert "integer out of range" in response.json()["message"]
 
+
+
+def test_the_test_client_refuses_an_answer_that_does_not_match_the_declared_model() -> None:
+    """The check every API test relies on (tests/response_models.py) does fail."""
+    from fastapi import FastAPI
+    from pydantic import BaseModel
+    from starlette.responses import JSONResponse
+
+    from response_models import checking_hooks, declared_model
+
+    class Named(BaseModel):
+        name: str
+
+    app = FastAPI()
+
+    @app.get("/named", response_model=Named)
+    async def named(wrong: bool = False) -> JSONResponse:
+        return JSONResponse({"nom": "x"} if wrong else {"name": "x"})
+
+    @app.get("/broken")
+    async def broken() -> JSONResponse:
+        return JSONResponse({"detail": "no message key"}, status_code=400)
+
+    with TestClient(app) as client:
+        client.event_hooks = checking_hooks(app)
+        assert client.get("/named").json() == {"name": "x"}
+        assert declared_model(app, "GET", "/2025-09/named") is Named
+        with pytest.raises(AssertionError, match="not its declared Named"):
+            client.get("/named", params={"wrong": True})
+        with pytest.raises(AssertionError, match="without a"):
+            client.get("/broken")

@@ -75,6 +75,10 @@ RUNNING = Gauge(
 LEASE_LOST = Counter(
     "reflow_lease_lost", "Executions this process dropped because another worker "
     "took their lease over (this one stalled past it).", registry=REGISTRY)
+ERROR_STREAM = Counter(
+    "reflow_error_stream_posts", "Error stream POSTs this process made, by outcome: "
+    "delivered, retried (failed, tried again later) or dead (failed, given up).",
+    ("outcome",), registry=REGISTRY)
 
 # Label children by label values: ``.labels()`` takes a lock and builds a key each call.
 _finished: dict[tuple[str, str], Counter] = {}
@@ -132,6 +136,11 @@ def count_purged(n: int) -> None:
     """Count ``n`` executions deleted by the retention purge."""
     if n:
         PURGED.inc(n)
+
+
+def error_stream_post(outcome: str) -> None:
+    """Count an error stream POST: ``delivered``, ``retried`` or ``dead``."""
+    ERROR_STREAM.labels(outcome).inc()
 
 
 def observe_pool(in_use: int, idle: int, maximum: int) -> None:

@@ -7,6 +7,7 @@ import re
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -75,6 +76,9 @@ class Settings(BaseSettings):
     # How often an execution is resumed after the process running it died, before it fails.
     max_resumes: int = Field(default=2, ge=0, le=100)
     purge_interval: float = Field(default=60.0, gt=0)
+    # How often each process's scheduler looks for due schedule triggers (and for
+    # installations changed since): the most a due time waits (docs/schedules.md).
+    scheduler_interval: float = Field(default=5.0, ge=0.1, le=60)
     # How often an idle worker looks for queued executions when no hint woke it: the most
     # a lost PostgreSQL notification can delay a run.
     worker_poll_interval: float = Field(default=1.0, gt=0, le=60)
@@ -87,6 +91,13 @@ class Settings(BaseSettings):
     # PostgreSQL connections per process (the pool's maximum; a listener takes one more).
     database_pool_size: int = Field(default=8, ge=1, le=1000)
     http_timeout: float = Field(default=30.0, gt=0)
+    # The error stream (docs/api.md "Error streaming"): one POST's whole time, POSTs in
+    # flight per process, how often each process looks for due notifications (a failure
+    # committed in the process wakes it at once), and how long a notification is retried.
+    error_stream_timeout: float = Field(default=10.0, gt=0, le=300)
+    error_stream_concurrency: int = Field(default=8, ge=1, le=1000)
+    error_stream_interval: float = Field(default=5.0, gt=0, le=3600)
+    error_stream_max_age: float = Field(default=parse_duration("24h"), gt=0)
     http_allow_networks: Annotated[
         tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode
     ] = ()
@@ -107,11 +118,16 @@ class Settings(BaseSettings):
     server_body_timeout: float = Field(default=60.0, gt=0)
     server_keep_alive_timeout: float = Field(default=5.0, gt=0)
     server_max_connections: int = Field(default=1024, ge=1)
+    # The address senders reach this deployment at (behind a proxy, say): webhook URLs
+    # start with it. Unset: the serve address, REFLOW_HOST and REFLOW_PORT (docs/api.md).
+    public_url: str | None = None
 
     @field_validator("log_retention", "execution_timeout", "lease_seconds", "purge_interval",
-                     "http_timeout", "executor_hang_timeout", "worker_poll_interval",
-                     "shutdown_grace", "server_header_timeout", "server_body_timeout",
-                     "server_keep_alive_timeout", "user_token_ttl", mode="before")
+                     "scheduler_interval", "http_timeout", "executor_hang_timeout",
+                     "worker_poll_interval", "shutdown_grace", "server_header_timeout",
+                     "server_body_timeout",
+                     "server_keep_alive_timeout", "user_token_ttl", "error_stream_timeout",
+                     "error_stream_interval", "error_stream_max_age", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         # Environment values are text: a bare number there means seconds.
@@ -214,6 +230,24 @@ class Settings(BaseSettings):
     def base_url(self) -> str:
         """Where the API listens, as a client would call it."""
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def public_base_url(self) -> str:
+        """Where senders from outside call this deployment (REFLOW_PUBLIC_URL, else the
+        serve address), without a trailing slash."""
+        return self.public_url or self.base_url
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http:// or https:// URL, e.g. https://reflow.example.com")
+        if parts.query or parts.fragment:
+            raise ValueError("must not have a query or a fragment")
+        return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -230,6 +230,7 @@ class Worker:
         try:
             await self.store.save_execution(record, [], owner=self.owner)
             metrics.finished(record)
+            self.book.on_failed()
         except LeaseLost:
             pass  # another worker claimed it meanwhile: it decides
         except Exception:

@@ -15,14 +15,17 @@ from reflow.api.errors import COMMON_ERRORS, install_error_handlers
 from reflow.api.fastpath import RunFastPath
 from reflow.api.middleware import ApiVersionMiddleware, BodyLimitMiddleware
 from reflow.api.routes import (
+    error_stream,
     events,
     executions,
     health,
+    integrations,
     logs,
     runs,
     teams,
     tokens,
     users,
+    webhooks,
     workflows,
 )
 from reflow.blocks import block_specs
@@ -88,7 +91,8 @@ def create_app(reflow: Reflow, *, manage: bool = True) -> FastAPI:
     )
     app.state.reflow = reflow
     install_error_handlers(app)
-    for module in (users, tokens, workflows, runs, events, logs, executions, teams):
+    for module in (users, tokens, integrations, workflows, runs, events, logs, executions,
+                   teams, error_stream, webhooks):
         # Every route may answer COMMON_ERRORS; each declares its own with error_responses().
         app.include_router(module.router, responses=COMMON_ERRORS)
     # /healthz (and /health), /readyz, /metrics: no key, no version, not in the document.

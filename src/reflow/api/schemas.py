@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from reflow.domain.executions import ExecutionStatus, StepStatus, TriggerMode
+from reflow.domain.log_filters import MESSAGES
 
 
 class Strict(BaseModel):
@@ -117,6 +118,39 @@ class TeamEnv(Strict):
         description="a JSON object of at most 64 KiB as JSON and 32 levels deep")
 
 
+class ErrorStreamSet(Strict):
+    """``PUT /settings/error-stream``: where to POST the team's failed executions."""
+
+    url: str = Field(description="an http:// or https:// URL (at most 2,048 characters, "
+                                 "no user name or password); a public address unless "
+                                 "REFLOW_HTTP_ALLOW_NETWORKS allows it")
+    rotateSecret: bool = Field(default=False, description=(
+        "make a new signing secret (the old one signs nothing more); a first set always "
+        "makes one, a later one keeps it otherwise"))
+
+
+class ErrorStreamFailure(BaseModel):
+    """The latest failed attempt of a notification not delivered."""
+
+    executionId: str
+    error: str  # "attempt <n>: <why>"
+    at: str
+
+
+class ErrorStreamState(BaseModel):
+    """A team's error stream (``url`` null: none), its signing secret, and how its
+    notifications fared (those still kept: the log retention)."""
+
+    url: str | None
+    secret: str | None
+    signatureHeader: str  # the header carrying the signature: X-Reflow-Signature
+    pending: int  # waiting for their first or next attempt
+    delivered: int
+    dead: int  # given up after REFLOW_ERROR_STREAM_MAX_AGE
+    lastDeliveredAt: str | None
+    lastFailure: ErrorStreamFailure | None
+
+
 # -- workflows -----------------------------------------------------------------------------
 
 class WorkflowRef(Strict):
@@ -212,6 +246,22 @@ class RunStarted(BaseModel):
         default=None, description="with wait only: 'running' (202) or how it ended")
     output: Any = Field(default=None, description="with wait only: the respond block's body")
     error: ExecutionError | None = Field(default=None, description="with wait only")
+
+
+class WebhookUrl(BaseModel):
+    """A user's copy's webhook URL (``POST /workflows/{workflowId}/webhook/rotate``)."""
+
+    webhookUrl: str
+
+
+class WebhookAccepted(BaseModel):
+    """A webhook call was taken: the execution it started, or the one its delivery id
+    started before (``duplicate``)."""
+
+    message: str
+    executionId: str
+    duplicate: bool = Field(default=False, description="the delivery id was seen before: "
+                                                       "nothing new started")
 
 
 class Cancelled(BaseModel):
@@ -311,14 +361,95 @@ class Execution(BaseModel):
     data: ExecutionDetail
 
 
+# -- the search over all workflows (GET /logs) ---------------------------------------------
+
+class SearchUser(BaseModel):
+    """The execution's user (a deleted user too: its logs are kept)."""
+
+    email: str | None = Field(description="the username when it is an email address")
+    username: str
+    fullName: str | None
+
+
+class SearchIntegration(BaseModel):
+    """The integration the workflow belongs to."""
+
+    id: str | None = Field(alias="_id")
+    name: str
+    icon: str | None
+
+
+class SearchWorkflow(BaseModel):
+    """The parent workflow."""
+
+    name: str | None
+    integrationId: SearchIntegration | None
+
+
+class SearchIds(BaseModel):
+    """The execution's ids (reflow has one: both are it)."""
+
+    executionId: str
+    executionUuid: str
+
+
+class SearchItem(BaseModel):
+    """One execution, in the reference's notification keys (plus ``status``,
+    ``executionUuid`` and ``executionMode``)."""
+
+    id: str = Field(alias="_id", description="the execution's id")
+    message: str = Field(description="named after the status", json_schema_extra={
+        "enum": list(MESSAGES.values())})
+    data: SearchIds
+    startedAt: str
+    completedAt: str | None = Field(description="null until it finishes")
+    createdAt: str
+    customVersion: bool
+    workflowVersion: int
+    teamId: str
+    forgeWorkflowId: str = Field(description="the parent workflow's id")
+    workflowId: str = Field(description="the user's installation's id")
+    userId: str
+    user: SearchUser | None
+    forgeWorkflow: SearchWorkflow
+    status: ExecutionStatus
+    executionUuid: str
+    executionMode: Literal["manual", "retry", "trigger", "webhook"]
+
+
+class Pagination(BaseModel):
+    """Where the page is; ``totalItems`` counts up to 10,000."""
+
+    totalItems: int
+    totalPages: int
+    currentPage: int
+    pageSize: int
+    totalItemsExact: bool = Field(description="false when more than totalItems match")
+
+
+class LogSearchResults(BaseModel):
+    """``GET /logs``: the page's items under ``notifications`` (the reference's key) and
+    ``data`` (the same items)."""
+
+    data: list[SearchItem]
+    notifications: list[SearchItem]
+    lastFetched: str
+    pagination: Pagination
+
+
 # -- workflows as a user sees them (W1, W2, W5, W7, W8, W10) -------------------------------
 
 class Connector(BaseModel):
-    """One block of the version a user runs, in the reference's connector keys."""
+    """One block of the version a user runs, in both of the reference's connector shapes
+    (W2: ``connectorId``, ``connectorName``; I1: ``id``, ``name``, ``subtitle``)."""
 
+    id: str  # the block's id
+    name: str  # reflow blocks have no display name: the block's id again
     connectorId: str  # the block's id
-    connectorName: str  # reflow blocks have no display name: the block's id again
+    connectorName: str  # the block's id
     connector: str  # the block's type
+    icon: str | None  # an http block's: its integration's icon; null otherwise
+    subtitle: str  # an http block's method and URL as written; the block's type otherwise
 
 
 class WorkflowItem(BaseModel):
@@ -346,6 +477,10 @@ class WorkflowDetail(WorkflowItem):
     """A workflow item with the blocks of the version the user runs."""
 
     connectors: list[Connector]
+    webhookUrl: str | None = Field(
+        default=None, description="the user's secret URL that starts their copy, when the "
+                                  "version it runs is webhook-triggered (docs/api.md "
+                                  "\"Webhooks\"); null otherwise")
 
 
 class OneWorkflow(BaseModel):
@@ -358,6 +493,12 @@ class Deactivated(BaseModel):
     """``PUT /workflows/deactivate``."""
 
     deactivated: bool
+
+
+class Deleted(BaseModel):
+    """``DELETE /workflows/{workflowId}?userId=``: the user's installation is deleted."""
+
+    deleted: bool
 
 
 class Upgraded(BaseModel):
@@ -401,6 +542,96 @@ class WorkflowErrors(BaseModel):
     """``GET /workflows/{workflowId}/errors``: newest first."""
 
     errors: list[WorkflowError]
+
+
+# -- integrations and installations (I1-I3) ------------------------------------------------
+
+class IntegrationDeclaration(Strict):
+    """``POST /integrations``, as JSON or YAML (a declaration file's body: docs/api.md)."""
+
+    kind: Literal["integration"] | None = Field(
+        default=None, description="required in a file (it tells a declaration from a "
+                                  "workflow definition); optional here")
+    name: str = Field(min_length=1, max_length=200,
+                      description="what workflows' `integration` key names; the key it is "
+                                  "created or updated by")
+    app: str | None = Field(default=None, min_length=1, max_length=200,
+                            description="the app it connects to (primaryConnector); the name "
+                                        "when left out")
+    description: str | None = Field(default=None, max_length=10_000)
+    icon: str | None = Field(default=None, max_length=2_048,
+                             description="an absolute http or https URL")
+
+
+class IntegrationApplied(BaseModel):
+    """A declaration stored: the integration's id, and what storing it did."""
+
+    integrationId: str
+    name: str
+    created: bool = Field(description="false when an integration of that name existed")
+    changed: bool = Field(description="false when the declaration equals what was stored")
+
+
+class IntegrationItem(BaseModel):
+    """An integration as one user sees it: the reference's I1 keys (2025-09's and
+    2024-03's ``app``), its workflows as W2 shows them, and reflow's ``name``."""
+
+    integrationId: str
+    name: str
+    app: str
+    primaryConnector: str  # the app again, the 2025-09 key
+    description: str
+    icon: str | None
+    installed: bool = Field(description="the user has installed any of its workflows")
+    workflows: list[WorkflowDetail]
+    credentials: list[str] = Field(
+        description="the credentials its workflows' blocks name (`with.credential`)")
+
+
+class Integrations(BaseModel):
+    """``GET /integrations?userId=``: every integration of the team, by name."""
+
+    data: list[IntegrationItem]
+
+
+class OneIntegration(BaseModel):
+    """``GET /integrations/{integrationId}?userId=``."""
+
+    data: IntegrationItem
+
+
+class InstalledWorkflow(BaseModel):
+    """One of the user's installations in a group (reflow's installation, per workflow)."""
+
+    workflowId: str  # the parent workflow
+    installationId: str  # the user's copy: any workflowId parameter takes it
+    name: str
+    installedVersion: int
+    active: bool
+    installedAt: str
+
+
+class InstallationItem(BaseModel):
+    """The reference's installation: a user's installed workflows of one integration."""
+
+    installationId: str = Field(description="stable for the user and integration (derived "
+                                            "from both); no endpoint takes it yet")
+    integrationId: str | None = Field(description="null for workflows naming no integration")
+    userId: str
+    workflowIds: list[str] = Field(description="the parent workflows installed")
+    credentialIds: dict[str, str] = Field(description="always {}: reflow has no credentials "
+                                                      "API yet to bind any")
+    formData: list[dict[str, Any]] = Field(description="always []: reflow workflows have "
+                                                       "no installation form")
+    installedAt: str = Field(description="when the first of them was installed")
+    enabled: bool = Field(description="any of them is active")
+    workflows: list[InstalledWorkflow]
+
+
+class Installations(BaseModel):
+    """``GET /installations``: oldest first."""
+
+    data: list[InstallationItem]
 
 
 # -- events --------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from reflow.cli.common import (
     database_option,
     json_option,
 )
+from reflow.cli.error_stream import error_stream
 from reflow.domain.records import Team
 from reflow.errors import InvalidRequest
 from reflow.services import Reflow
@@ -27,6 +28,9 @@ from reflow.services.logs import iso
 @click.group()
 def teams() -> None:
     """Teams (tenants): each has its own API keys, users, workflows and expression env."""
+
+
+teams.add_command(error_stream)
 
 
 @teams.command("create")

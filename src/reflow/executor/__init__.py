@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import orjson
 
 from reflow import metrics
-from reflow.domain.executions import ExecutionRecord, StepRecord
+from reflow.domain.executions import ExecutionRecord, ExecutionStatus, StepRecord
 from reflow.engine import Engine, Recorder, RunState
 from reflow.engine.compiled import CompiledWorkflow
 from reflow.errors import LeaseLost
@@ -76,6 +76,8 @@ class JobBook:
         self.lease_ms = int(lease_seconds * 1000)
         # Executions whose lease another worker took over: nothing of theirs is written.
         self.lost: set[str] = set()
+        # Called after a failed execution is committed (Reflow wakes the error stream).
+        self.on_failed: Callable[[], None] = _nothing
 
     def lose(self, execution_id: str) -> None:
         """Refuse every later write of this execution (its lease is someone else's now)."""
@@ -108,14 +110,16 @@ class JobBook:
                 await self.store.insert_execution(record, job.idempotency_key)
                 job.persisted = True
                 metrics.committed(record, steps)
-                return
-            fresh = [s for s in steps if s.seq >= job.written_below]
-            try:
-                await self.store.save_execution(record, fresh, owner=self.owner)
-            except LeaseLost:
-                self.lose(record.id)
-                raise
-            metrics.committed(record, fresh)
+            else:
+                fresh = [s for s in steps if s.seq >= job.written_below]
+                try:
+                    await self.store.save_execution(record, fresh, owner=self.owner)
+                except LeaseLost:
+                    self.lose(record.id)
+                    raise
+                metrics.committed(record, fresh)
+        if record.status is ExecutionStatus.FAILED:
+            self.on_failed()
 
     async def ensure(self, job: Job) -> None:
         """Make sure the execution row exists (before answering that it still runs)."""
@@ -127,6 +131,10 @@ class JobBook:
             await self.store.insert_execution(record, job.idempotency_key)
             job.written_below = max((s.seq + 1 for s in record.steps), default=0)
             job.persisted = True
+
+
+def _nothing() -> None:
+    """No one to tell."""
 
 
 Commit = Callable[[ExecutionRecord, Sequence[StepRecord]], Awaitable[None]]

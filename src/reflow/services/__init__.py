@@ -16,12 +16,16 @@ from reflow.executor import Executor, InProcessExecutor, Job, JobBook
 from reflow.executor.engine import build_engine, close_engine
 from reflow.executor.process import ProcessExecutor
 from reflow.periodic import Periodic
+from reflow.scheduler import Scheduler
+from reflow.services.error_stream import ErrorStreamService
+from reflow.services.integrations import IntegrationService
 from reflow.services.keys import KeyService
 from reflow.services.logs import LogService
 from reflow.services.runs import RunService
 from reflow.services.teams import TeamService
 from reflow.services.tokens import TokenService
 from reflow.services.users import UserService
+from reflow.services.webhooks import WebhookService
 from reflow.services.workflows import WorkflowService
 from reflow.settings import Environment, Settings
 from reflow.store.backends import open_store, start_runner
@@ -55,7 +59,8 @@ class Reflow:
         self.teams = TeamService(store, self.keys, settings.expression_env)
         self.users = UserService(store)
         self.tokens = TokenService.from_settings(self.users, settings)
-        self.workflows = WorkflowService(store, self.users)
+        self.workflows = WorkflowService(store, self.users, self.clock)
+        self.integrations = IntegrationService(store, self.users, self.workflows)
         book = JobBook(store, new_owner(), settings.lease_seconds)
         # The engine runs in supervised executor processes, or here when there are none.
         self.engine: Engine | None = None
@@ -76,8 +81,28 @@ class Reflow:
         self.runs = RunService(store, self.workflows, self.queued,
                                teams=self.teams, log_retention=settings.log_retention,
                                sealing_keys=settings.secret_keyring(), clock=self.clock)
-        self.logs = LogService(store, self.workflows)
+        self.logs = LogService(store, self.workflows, self.clock)
+        self.webhooks = WebhookService(store, self.workflows, self.runs, self.teams,
+                                       public_url=settings.public_base_url, clock=self.clock)
+        self.error_stream = ErrorStreamService(store, self.workflows, settings, self.clock,
+                                               settings.secret_keyring())
+        self.periodic.add("error stream", settings.error_stream_interval,
+                          self.error_stream.deliver_due)
+        # A failure committed here is delivered now, not at the next interval.
+        book.on_failed = lambda: self.periodic.wake("error stream")
+        # Schedule triggers: every process runs the scheduler; the claims make a due
+        # time fire once however many do (docs/schedules.md).
+        self.scheduler = Scheduler(store, self.workflows, self.clock,
+                                   interval=settings.scheduler_interval,
+                                   claim_retention=settings.log_retention,
+                                   on_fired=self._scheduled)
+        self.periodic.add("schedules", settings.scheduler_interval, self.scheduler.tick)
         self.running = False  # this process runs executions (its worker is started)
+
+    def _scheduled(self) -> None:
+        """Schedules fired queued executions: run them now if this process runs any."""
+        if self.running:
+            self.worker.wake()
 
     async def _prepare(self, record: ExecutionRecord) -> Job:
         # The worker is built before the run service it needs; resolve it late.
@@ -133,6 +158,7 @@ class Reflow:
             await self.worker.stop(self.settings.shutdown_grace)
         if self.engine is not None:
             await close_engine(self.engine)
+        await self.error_stream.aclose()
         await self.store.close()
 
     async def purge_once(self) -> int:

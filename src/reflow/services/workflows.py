@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import time
 from collections import OrderedDict
@@ -11,6 +10,7 @@ from dataclasses import dataclass, replace
 import orjson
 
 from reflow.blocks import block_specs, load_blocks
+from reflow.clock import Clock, SystemClock
 from reflow.domain.definitions import (
     BlockDef,
     WorkflowDefinition,
@@ -19,7 +19,15 @@ from reflow.domain.definitions import (
     validate_definition,
 )
 from reflow.domain.executions import ExecutionRecord
-from reflow.domain.records import Installation, Team, User, Workflow, WorkflowVersion
+from reflow.domain.integrations import IntegrationDeclaration
+from reflow.domain.records import (
+    Installation,
+    Integration,
+    Team,
+    User,
+    Workflow,
+    WorkflowVersion,
+)
 from reflow.engine.compiled import CompiledWorkflow, compile_workflow
 from reflow.errors import Conflict, NotFound
 from reflow.expressions import compile_template_problems
@@ -60,6 +68,8 @@ class Target:
     user: User | None
     # True when the reference was an installation id (a user's copy), not the parent.
     via_installation: bool = False
+    # True when ``installation`` was deleted (W6): resolved only when asked for.
+    deleted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +78,7 @@ class Installed:
 
     workflow: Workflow
     installation: Installation | None
+    integration: Integration | None = None  # the one the workflow's definition names
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +102,12 @@ class FailedRun:
 class WorkflowService:
     """Workflow definitions, versions, installations, and compiled versions for the engine."""
 
-    def __init__(self, store: Store, users: UserService) -> None:
+    def __init__(self, store: Store, users: UserService, clock: Clock | None = None) -> None:
         self.store = store
         self.users = users
+        # Installation times come from the process's clock: a schedule starts from its
+        # installation's activation (docs/schedules.md), which tests move with the clock.
+        self.clock: Clock = clock or SystemClock()
         self._compiled: OrderedDict[tuple[str, str, int], CompiledWorkflow] = OrderedDict()
         self._targets: dict[tuple[str, str, str | None], tuple[float, Target]] = {}
         # A deleted user, or one whose workflows were all deactivated, must not keep
@@ -115,14 +129,16 @@ class WorkflowService:
                 f"a workflow named {definition.name!r} already exists ({existing.id}); "
                 f"PUT /workflows/{existing.id}/definition adds a version"
             )
+        await self._ensure_integration(team, definition.integration)
         await self.store.create_workflow(workflow, version)
         return Applied(workflow, 1, True)
 
     async def add_version(
         self, team: Team, workflow_ref: str, definition: WorkflowDefinition
     ) -> Applied:
-        """A new version of a workflow, unless the definition equals its latest version."""
-        workflow = await self.get(team, workflow_ref)
+        """A new version of a workflow (by parent id, name or installation id), unless the
+        definition equals its latest version."""
+        workflow = await self.resolve_parent(team, workflow_ref)
         return await self._add_version(team, workflow, definition)
 
     async def apply(self, team: Team, definition: WorkflowDefinition) -> Applied:
@@ -143,10 +159,22 @@ class WorkflowService:
             other = await self.store.get_workflow(team.id, definition.name)
             if other is not None and other.id != workflow.id:
                 raise Conflict(f"a workflow named {definition.name!r} already exists")
+        await self._ensure_integration(team, definition.integration)
         renamed = Workflow(workflow.id, team.id, definition.name, definition.integration,
                            workflow.latest_version, workflow.created_at, workflow.updated_at)
         version = await self.store.add_version(renamed, body, digest, now_ms())
         return Applied(renamed, version.version, True)
+
+    async def _ensure_integration(self, team: Team, name: str | None) -> None:
+        """The integration a definition names exists afterwards: declared already, or made
+        now with the defaults (so a definition alone is enough)."""
+        if name is None:
+            return
+        declared = IntegrationDeclaration.default(name)
+        now = now_ms()
+        await self.store.ensure_integration(Integration(
+            new_object_id(), team.id, declared.name, declared.app, declared.description,
+            declared.icon, now, now))
 
     async def get(self, team: Team, workflow_ref: str) -> Workflow:
         """A parent workflow by id or name."""
@@ -169,21 +197,34 @@ class WorkflowService:
     # -- installations ---------------------------------------------------------------------
 
     async def activate(self, team: Team, user_ref: str, workflow_ref: str) -> Installation:
-        """Install the latest version for a user, or reactivate the user's installation."""
-        user = await self.users.get(team, user_ref)
-        workflow = await self.get(team, workflow_ref)
-        now = now_ms()
-        installation = await self.store.get_installation(team.id, workflow.id, user.id)
+        """Install the latest version for a user, or reactivate the user's installation
+        (by parent id, name or installation id). A deleted installation is installed
+        again under its old id, at the latest version."""
+        target = await self.resolve(team, workflow_ref, user_ref)
+        user = target.user if target.user is not None else await self.users.get(team, user_ref)
+        installation = target.installation
+        now = self.clock.now_ms()
         if installation is None:
-            installation = Installation(new_object_id(), team.id, workflow.id, user.id,
-                                        workflow.latest_version, True, now, now)
+            workflow = target.workflow
+            installation = await self.store.install(Installation(
+                new_object_id(), team.id, workflow.id, user.id, workflow.latest_version,
+                True, now, now))
         elif installation.active:
             return installation
         else:
-            installation = Installation(installation.id, team.id, workflow.id, user.id,
-                                        installation.installed_version, True,
-                                        installation.installed_at, now)
-        await self.store.save_installation(installation)
+            installation = replace(installation, active=True, updated_at=now)
+            await self.store.save_installation(installation)
+        self._targets.clear()
+        return installation
+
+    async def delete(self, team: Team, workflow_ref: str, user_ref: str | None) -> Installation:
+        """Delete a user's installation (W6): it runs nothing more and is gone from their
+        workflows; its executions and logs stay. Conflict while any of them is unfinished."""
+        target = await self.installation(team, workflow_ref, user_ref)
+        installation = target.installation
+        assert installation is not None  # installation() guarantees it
+        if not await self.store.delete_installation(team.id, installation.id, now_ms()):
+            raise NotFound(f"workflow {workflow_ref!r} not found")  # deleted meanwhile
         self._targets.clear()
         return installation
 
@@ -203,7 +244,8 @@ class WorkflowService:
         latest = target.workflow.latest_version
         if before == latest:
             return before, installation
-        upgraded = replace(installation, installed_version=latest, updated_at=now_ms())
+        upgraded = replace(installation, installed_version=latest,
+                           updated_at=self.clock.now_ms())
         await self.store.save_installation(upgraded)
         self._targets.clear()
         return before, upgraded
@@ -215,7 +257,7 @@ class WorkflowService:
         assert installation is not None  # installation() guarantees it
         if not installation.active:
             return installation
-        deactivated = replace(installation, active=False, updated_at=now_ms())
+        deactivated = replace(installation, active=False, updated_at=self.clock.now_ms())
         await self.store.save_installation(deactivated)
         self._targets.clear()
         return deactivated
@@ -225,20 +267,43 @@ class WorkflowService:
         user = await self.users.get(team, user_ref)
         installations = await self.store.list_installations(team.id, user_id=user.id)
         workflows = {w.id: w for w in await self.store.list_workflows(team.id)}
-        found = [Installed(workflows[i.workflow_id], i) for i in installations
-                 if i.workflow_id in workflows]
+        integrations = await self._integrations(team)
+        found = [Installed(workflows[i.workflow_id], i,
+                           integrations.get(workflows[i.workflow_id].integration or ""))
+                 for i in installations if i.workflow_id in workflows]
         return sorted(found, key=lambda item: item.workflow.name)
 
     async def detail(self, team: Team, workflow_ref: str, user_ref: str) -> Detail:
         """A workflow as a user sees it: their installation (if any) and the blocks of the
         version they run (the latest when they have none)."""
         target = await self.resolve(team, workflow_ref, user_ref)
-        installation = target.installation
+        integration = None
+        if target.workflow.integration is not None:
+            integration = await self.store.get_integration(team.id, target.workflow.integration)
+        return await self._detail(Installed(target.workflow, target.installation, integration))
+
+    async def catalogue(self, team: Team, user: User) -> list[Detail]:
+        """Every workflow of the team as ``user`` sees it (installed or not), by name."""
+        installations = {i.workflow_id: i for i in
+                         await self.store.list_installations(team.id, user_id=user.id)}
+        integrations = await self._integrations(team)
+        return [
+            await self._detail(Installed(w, installations.get(w.id),
+                                         integrations.get(w.integration or "")))
+            for w in await self.store.list_workflows(team.id)
+        ]
+
+    async def _detail(self, item: Installed) -> Detail:
+        """The item with the blocks of the version its user runs (the latest when the
+        user has not installed it)."""
+        installation, workflow = item.installation, item.workflow
         version = (installation.installed_version if installation is not None
-                   else target.workflow.latest_version)
-        compiled = await self.compiled(team.id, target.workflow.id, version)
-        return Detail(Installed(target.workflow, installation),
-                      tuple(compiled.definition.iter_blocks()))
+                   else workflow.latest_version)
+        compiled = await self.compiled(workflow.team_id, workflow.id, version)
+        return Detail(item, tuple(compiled.definition.iter_blocks()))
+
+    async def _integrations(self, team: Team) -> dict[str, Integration]:
+        return {i.name: i for i in await self.store.list_integrations(team.id)}
 
     async def installers(self, team: Team, workflow_ref: str) -> list[tuple[User, Installation]]:
         """The live users with an installation of a parent workflow, oldest user first."""
@@ -282,13 +347,21 @@ class WorkflowService:
     async def _failed_run(self, execution: ExecutionRecord) -> FailedRun:
         error = orjson.loads(execution.error) if execution.error else {}
         block_id = error.get("blockId")
-        block_type = None
-        if block_id is not None:
-            compiled = await self.compiled(execution.team_id, execution.workflow_id,
-                                           execution.version)
-            with contextlib.suppress(KeyError):
-                block_type = compiled.definition.block(block_id).type
+        block_type = await self.block_type(execution.team_id, execution.workflow_id,
+                                           execution.version, block_id)
         return FailedRun(execution, str(error.get("message", "")), block_id, block_type)
+
+    async def block_type(
+        self, team_id: str, workflow_id: str, version: int, block_id: str | None
+    ) -> str | None:
+        """The type of a block of a version (None for no block, or one it lacks)."""
+        if block_id is None:
+            return None
+        compiled = await self.compiled(team_id, workflow_id, version)
+        try:
+            return compiled.definition.block(block_id).type
+        except KeyError:
+            return None
 
     async def resolve_parent(self, team: Team, workflow_ref: str) -> Workflow:
         """The parent workflow for a parent id, name, or an installation id."""
@@ -300,20 +373,36 @@ class WorkflowService:
             return await self.get(team, installation.workflow_id)
         raise NotFound(f"workflow {workflow_ref!r} not found")
 
-    async def resolve(self, team: Team, workflow_ref: str, user_ref: str | None) -> Target:
-        """A workflow reference (parent id or name with a user, or installation id)."""
+    async def resolve(
+        self, team: Team, workflow_ref: str, user_ref: str | None, *, deleted: bool = False
+    ) -> Target:
+        """A workflow reference: a parent id or name (with a user, their installation),
+        or an installation id. Every route that takes a ``workflowId`` resolves it here.
+
+        With ``deleted``, a deleted installation (W6) is resolved too, marked ``deleted``
+        (for what stays readable after the delete: its logs, and why a rerun is refused).
+        """
         user = await self.users.get(team, user_ref) if user_ref else None
         workflow = await self.store.get_workflow(team.id, workflow_ref)
         if workflow is not None:
-            installation = None
-            if user is not None:
-                installation = await self.store.get_installation(team.id, workflow.id, user.id)
+            if user is None:
+                return Target(workflow, None, None)
+            installation = await self.store.get_installation(team.id, workflow.id, user.id)
+            if installation is None and deleted:
+                installation = await self.store.get_deleted_installation(
+                    team.id, workflow_id=workflow.id, user_id=user.id)
+                return Target(workflow, installation, user, deleted=installation is not None)
             return Target(workflow, installation, user)
         installation = await self.store.get_installation_by_id(team.id, workflow_ref)
+        was_deleted = False
+        if installation is None and deleted:
+            installation = await self.store.get_deleted_installation(
+                team.id, installation_id=workflow_ref)
+            was_deleted = installation is not None
         if installation is None or (user is not None and installation.user_id != user.id):
             raise NotFound(f"workflow {workflow_ref!r} not found")
         workflow = await self.get(team, installation.workflow_id)
-        return Target(workflow, installation, user, via_installation=True)
+        return Target(workflow, installation, user, via_installation=True, deleted=was_deleted)
 
     async def installation_cached(
         self, team: Team, workflow_ref: str, user_ref: str | None

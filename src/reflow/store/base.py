@@ -11,14 +11,32 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from reflow.domain.executions import ExecutionRecord, StepRecord
-from reflow.domain.records import ApiKey, Installation, Team, User, Workflow, WorkflowVersion
+from reflow.domain.records import (
+    ApiKey,
+    Installation,
+    Integration,
+    Team,
+    User,
+    Workflow,
+    WorkflowVersion,
+)
+from reflow.domain.schedules import (
+    Advance,
+    DueSchedule,
+    Fire,
+    InstallationChange,
+    ScheduleListing,
+    ScheduleState,
+)
 from reflow.errors import Conflict
+from reflow.store.log_search import LogPage, LogSearch
 
 
-def unfinished_conflict(count: int) -> Conflict:
-    """Why a user's logs cannot be deleted yet: some of its executions have not finished
-    (deleting one under the worker that runs it would lose its end)."""
-    return Conflict(f"{count} execution(s) of this user are still queued, running or "
+def unfinished_conflict(count: int, of: str = "this user") -> Conflict:
+    """Why a user's logs (or an installation) cannot be deleted yet: some of its
+    executions have not finished (deleting one under the worker that runs it would lose
+    its end)."""
+    return Conflict(f"{count} execution(s) of {of} are still queued, running or "
                     "waiting: cancel them (POST /executions/{executionId}/cancel) or let "
                     "them finish, then try again")
 
@@ -47,6 +65,55 @@ class Activity:
     runs: int
     errors: int  # failed runs
     actions: int  # steps of the given blocks that ran (reused ones of a rerun not counted)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookTarget:
+    """What a webhook token names: the installation, and whether its user was deleted."""
+
+    installation: Installation
+    user_deleted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorStreamSetting:
+    """A team's error stream as stored: its URL and its signing secret, sealed (both None
+    when the team streams no errors)."""
+
+    url: str | None
+    sealed_secret: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorNotification:
+    """A failed execution's notification, claimed for delivery, with where it goes now
+    (``url`` None: the team stopped streaming errors since)."""
+
+    execution_id: str
+    team_id: str
+    workflow_id: str
+    installation_id: str
+    user_id: str
+    version: int
+    mode: str
+    error: bytes | None  # the execution's error JSON, as stored
+    started_at: int | None
+    stopped_at: int
+    attempts: int  # this one included
+    url: str | None
+    sealed_secret: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorStreamStats:
+    """How a team's notifications fared (those still kept)."""
+
+    pending: int
+    delivered: int
+    dead: int
+    last_delivered_at: int | None
+    # The latest failed attempt of a notification not delivered: execution, why, when.
+    last_failure: tuple[str, str, int] | None
 
 
 class Store(Protocol):
@@ -215,3 +282,111 @@ class Store(Protocol):
         and the steps run of the ``action_blocks`` ids, in one query."""
     async def purge_executions(self, stopped_before: int, limit: int) -> int:
         """Delete up to ``limit`` finished executions stopped before a time, with steps."""
+
+    # Integrations, and installations deleted and revived (W6). A deleted installation is
+    # invisible to get_installation, get_installation_by_id, list_installations and
+    # list_users(workflow_id=...): only get_deleted_installation finds it.
+    async def save_integration(self, integration: Integration) -> Integration:
+        """Insert an integration, or update the one of the same name (its id and
+        created_at are kept); the integration as stored."""
+    async def ensure_integration(self, integration: Integration) -> None:
+        """Insert an integration unless the team has one of that name already."""
+    async def get_integration(self, team_id: str, id_or_name: str) -> Integration | None:
+        """An integration by id or name (the id wins)."""
+    async def list_integrations(self, team_id: str) -> list[Integration]:
+        """A team's integrations, by name."""
+    async def install(self, installation: Installation) -> Installation:
+        """Insert a new installation, or revive the deleted one of the same workflow and
+        user (its id kept; version, active, times and deletion from ``installation``).
+        When a live one exists already (a concurrent install), that one is answered."""
+    async def delete_installation(self, team_id: str, installation_id: str, now: int) -> bool:
+        """Mark a live installation deleted and inactive, in one transaction; its
+        executions stay. False when there was none; Conflict, changing nothing, while any
+        of its executions is queued, running or waiting."""
+    async def get_deleted_installation(
+        self, team_id: str, *, installation_id: str | None = None,
+        workflow_id: str | None = None, user_id: str | None = None,
+    ) -> Installation | None:
+        """A deleted installation by its id, or by its workflow and user."""
+
+    # Error stream (services/error_stream.py). insert_execution and save_execution also
+    # write a failed execution's notification in their transaction when its team streams
+    # errors (an ``error_outbox`` row, at most one per execution).
+    async def get_error_stream(self, team_id: str) -> ErrorStreamSetting | None:
+        """The team's error stream (None when there is no such team)."""
+    async def set_error_stream(self, team_id: str, url: str, sealed_secret: str) -> bool:
+        """Set the team's error stream; False when there is no such team."""
+    async def clear_error_stream(self, team_id: str) -> bool:
+        """Stop the team's error stream and delete its notifications, in one transaction;
+        False when there is no such team."""
+    async def claim_error_notifications(
+        self, now: int, claimed_until: int, limit: int, per_team: int
+    ) -> list[ErrorNotification]:
+        """Claim up to ``limit`` due notifications, at most ``per_team`` of a team, each
+        team's oldest first; each counts an attempt and is due again at ``claimed_until``
+        unless settled before. Concurrent claimers (processes) take different ones."""
+    async def error_notification_delivered(self, execution_id: str, now: int) -> None:
+        """Mark a notification delivered."""
+    async def error_notification_retry(
+        self, execution_id: str, next_attempt_at: int, error: str
+    ) -> None:
+        """Record a failed attempt; the notification is due again at ``next_attempt_at``."""
+    async def error_notification_dead(self, execution_id: str, now: int, error: str) -> None:
+        """Give a notification up after its last failed attempt."""
+    async def pause_error_stream(self, team_id: str, until: int) -> None:
+        """Claim none of the team's notifications before ``until`` (its receiver is down),
+        or before a later time it was paused to already."""
+    async def drop_error_notification(self, execution_id: str) -> None:
+        """Delete a notification (its team stopped streaming errors)."""
+    async def purge_error_notifications(self, finished_before: int, limit: int) -> int:
+        """Delete up to ``limit`` delivered or dead notifications settled before a time."""
+    async def error_stream_stats(self, team_id: str) -> ErrorStreamStats:
+        """Counts of the team's notifications by state, and its latest failure."""
+
+    # Webhooks (services/webhooks.py). Delivery ids are idempotency keys: inserted with
+    # their execution (insert_execution), purged with it.
+    async def ensure_webhook_token(
+        self, team_id: str, installation_id: str, token: str, now: int
+    ) -> str:
+        """The installation's webhook token: the stored one, else ``token``, stored now
+        (two callers at once both get the one stored first)."""
+    async def rotate_webhook_token(
+        self, team_id: str, installation_id: str, token: str, now: int
+    ) -> None:
+        """Replace (or set) the installation's webhook token: the old one names nothing."""
+    async def find_webhook(self, token: str) -> WebhookTarget | None:
+        """The installation a webhook token names, in any team (the token is the secret)."""
+
+    # Schedules (src/reflow/scheduler.py): a state per installation the scheduler has
+    # looked at, and one claim per due time fired (docs/schedules.md).
+    async def installations_updated_max(self) -> int | None:
+        """The latest ``updated_at`` of any installation (None when there is none)."""
+    async def changed_installations(self, since: int, limit: int) -> list[InstallationChange]:
+        """Installations (of every team) updated at or after ``since`` whose schedule state
+        is missing or was computed from another update, oldest update first."""
+    async def save_schedule_states(self, states: Sequence[ScheduleState]) -> None:
+        """Insert or replace states; one computed from the same installation update is
+        kept (another scheduler wrote it, and may have moved it since)."""
+    async def due_schedules(self, now: int, limit: int) -> list[DueSchedule]:
+        """States due at or before ``now`` (every team), earliest first, with their
+        installations as they are now."""
+    async def advance_schedule(
+        self, seen: ScheduleState, next_due_at: int | None, fire: Fire | None = None
+    ) -> Advance:
+        """In one transaction: move the state from ``seen.next_due_at`` to
+        ``next_due_at`` unless another scheduler moved it first (LOST, nothing written);
+        with ``fire``, only while the installation is as seen, active and of a live user,
+        and then claim the due time and insert its queued execution (FIRED), unless that
+        due time was claimed already (MOVED)."""
+    async def list_schedules(self, team_id: str) -> list[ScheduleListing]:
+        """A team's active schedules, next due first."""
+    async def prune_schedule_claims(self, before: int, limit: int) -> int:
+        """Delete up to ``limit`` claims of due times before ``before``."""
+
+    # Log search (GET /logs, store/log_search.py): one team's executions by filters.
+    async def search_logs(self, search: LogSearch) -> LogPage:
+        """A page of the team's executions matching ``search`` in its order, with the
+        user's and workflow's names, and how many match (counted up to its cap)."""
+    async def explain_log_search(self, search: LogSearch) -> list[str]:
+        """The database's plan for each statement of the search (page, count), one text
+        each: for the tests and the benchmark that check every search uses an index."""

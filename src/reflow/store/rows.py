@@ -15,7 +15,24 @@ from reflow.domain.executions import (
     StepStatus,
     TriggerMode,
 )
-from reflow.domain.records import ApiKey, Installation, Team, User, Workflow, WorkflowVersion
+from reflow.domain.records import (
+    ApiKey,
+    Installation,
+    Integration,
+    Team,
+    User,
+    Workflow,
+    WorkflowVersion,
+)
+from reflow.domain.schedules import (
+    DueSchedule,
+    InstallationChange,
+    MissedRuns,
+    Schedule,
+    ScheduleListing,
+    ScheduleState,
+)
+from reflow.store.base import ErrorNotification, WebhookTarget
 
 
 class Row(Protocol):
@@ -44,6 +61,11 @@ def workflow_of(row: Row) -> Workflow:
                     row["latest_version"], row["created_at"], row["updated_at"])
 
 
+def integration_of(row: Row) -> Integration:
+    return Integration(row["id"], row["team_id"], row["name"], row["app"], row["description"],
+                       row["icon"], row["created_at"], row["updated_at"])
+
+
 def version_of(row: Row) -> WorkflowVersion:
     return WorkflowVersion(row["workflow_id"], row["version"], row["definition"],
                            row["digest"], row["created_at"])
@@ -53,6 +75,11 @@ def installation_of(row: Row) -> Installation:
     return Installation(row["id"], row["team_id"], row["workflow_id"], row["user_id"],
                         row["installed_version"], bool(row["active"]), row["installed_at"],
                         row["updated_at"])
+
+
+def webhook_target_of(row: Row) -> WebhookTarget:
+    """An installation row with its user's ``user_deleted_at`` (the webhook_find query)."""
+    return WebhookTarget(installation_of(row), row["user_deleted_at"] is not None)
 
 
 def step_of(row: Row) -> StepRecord:
@@ -109,3 +136,78 @@ def execution_params(e: ExecutionRecord) -> tuple[Any, ...]:
         e.trigger, e.status.value, e.created_at, e.started_at, e.stopped_at, e.output,
         e.response_status, e.error, e.rerun_of, e.lease_owner, e.lease_expires, e.resumes,
     )
+
+
+# -- error stream -------------------------------------------------------------------------
+
+
+def error_outbox_params(e: ExecutionRecord) -> tuple[Any, ...]:
+    """``error_outbox_insert``'s parameters for a failed execution (the team's id last:
+    the insert happens only when that team streams errors)."""
+    stopped = e.stopped_at if e.stopped_at is not None else e.created_at
+    return (e.id, e.workflow_id, e.installation_id, e.user_id, e.version, e.mode.value,
+            e.error, e.started_at, stopped, e.team_id)
+
+
+def error_notification_of(row: Row) -> ErrorNotification:
+    return ErrorNotification(
+        execution_id=row["execution_id"],
+        team_id=row["team_id"],
+        workflow_id=row["workflow_id"],
+        installation_id=row["installation_id"],
+        user_id=row["user_id"],
+        version=row["version"],
+        mode=row["mode"],
+        error=row["error"],
+        started_at=row["started_at"],
+        stopped_at=row["stopped_at"],
+        attempts=row["attempts"],
+        url=row["error_stream_url"],
+        sealed_secret=row["error_stream_secret"],
+    )
+
+
+# -- schedules ---------------------------------------------------------------------------
+
+
+def schedule_state_of(row: Row, team_id: str | None = None) -> ScheduleState:
+    """The ``s_``-prefixed columns of a row as a state (``team_id`` when none is selected)."""
+    missed = row["s_missed"]
+    return ScheduleState(
+        installation_id=row["s_installation_id"],
+        team_id=team_id if team_id is not None else row["s_team_id"],
+        installation_updated_at=row["s_updated_at"],
+        version=row["s_version"],
+        cron=row["s_cron"],
+        timezone=row["s_timezone"],
+        missed=None if missed is None else MissedRuns(missed),
+        next_due_at=row["s_next_due_at"],
+    )
+
+
+def schedule_state_params(s: ScheduleState) -> tuple[Any, ...]:
+    """``schedule_state_save``'s parameters."""
+    return (s.installation_id, s.team_id, s.installation_updated_at, s.version, s.cron,
+            s.timezone, None if s.missed is None else s.missed.value, s.next_due_at)
+
+
+def installation_change_of(row: Row) -> InstallationChange:
+    """A ``schedule_changed_installations`` row."""
+    installation = installation_of(row)
+    state = (None if row["s_installation_id"] is None
+             else schedule_state_of(row, installation.team_id))
+    return InstallationChange(installation, state)
+
+
+def due_schedule_of(row: Row) -> DueSchedule:
+    """A ``schedule_due`` row (its installation columns are NULL when it is gone)."""
+    installation = None if row["id"] is None else installation_of(row)
+    return DueSchedule(schedule_state_of(row), installation, row["user_deleted_at"] is not None)
+
+
+def schedule_listing_of(row: Row) -> ScheduleListing:
+    """A ``schedule_list`` row."""
+    schedule = Schedule(row["cron"], row["timezone"], MissedRuns(row["missed"]))
+    return ScheduleListing(row["installation_id"], row["workflow_id"], row["workflow_name"],
+                           row["user_id"], row["username"], schedule, row["next_due_at"],
+                           row["last_fired_at"])

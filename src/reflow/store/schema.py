@@ -33,6 +33,12 @@ teams = Table(
     Column("log_retention_s", Integer),
     # The team's expression `env` (a JSON object); NULL is none.
     Column("env", LargeBinary),
+    # Where failed executions are POSTed (NULL: no error stream), and the secret that
+    # signs them, sealed with REFLOW_SECRET_KEY (services/error_stream.py).
+    Column("error_stream_url", Text),
+    Column("error_stream_secret", Text),
+    # Its receiver was down: none of its notifications is tried before this time.
+    Column("error_stream_retry_at", BigInteger),
 )
 
 api_keys = Table(
@@ -104,8 +110,27 @@ installations = Table(
     Column("active", Boolean, nullable=False),
     Column("installed_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+    # Set by DELETE /workflows/{workflowId}: the row stays, inactive, for its executions'
+    # logs; activating the workflow for the user again revives it (same id).
+    Column("deleted_at", BigInteger),
     UniqueConstraint("workflow_id", "user_id", name="uq_installations_workflow_user"),
     Index("ix_installations_user", "user_id"),
+)
+
+# An integration groups a team's workflows (a definition's `integration` names it): declared
+# from a file or POST /integrations, or made with defaults by the first workflow naming it.
+integrations = Table(
+    "integrations",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("team_id", Text, ForeignKey("teams.id"), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("app", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("icon", Text),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    UniqueConstraint("team_id", "name", name="uq_integrations_team_name"),
 )
 
 # No foreign keys on executions and steps: they are the hot path and are purged in bulk;
@@ -135,10 +160,15 @@ executions = Table(
     Column("resumes", Integer, nullable=False, server_default=text("0")),
     # Set by a cancel while it runs; the runner stops it before its next block.
     Column("cancel_requested", Boolean, nullable=False, server_default=false()),
-    # Execution ids are time-ordered, so (workflow, id) orders a workflow's logs by time.
-    Index("ix_executions_workflow", "workflow_id", "id"),
+    # Execution ids are time-ordered, so (installation, id) orders a user's logs by time.
     Index("ix_executions_installation", "installation_id", "id"),
-    Index("ix_executions_user", "user_id"),
+    # The logs (GET /logs and a workflow's): one team's, by a column, in time order
+    # (created_at, id): each filter and order of the search has its index (migration 0009).
+    Index("ix_executions_team_created", "team_id", "created_at", "id"),
+    Index("ix_executions_team_status", "team_id", "status", "created_at", "id"),
+    Index("ix_executions_team_user", "team_id", "user_id", "created_at", "id"),
+    Index("ix_executions_team_workflow", "team_id", "workflow_id", "created_at", "id"),
+    Index("ix_executions_team_stopped", "team_id", "stopped_at", "created_at", "id"),
     Index(
         "ix_executions_unfinished",
         "status",
@@ -182,5 +212,89 @@ idempotency_keys = Table(
     Column("execution_id", Text, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Index("ix_idempotency_keys_execution", "execution_id"),
+    sqlite_with_rowid=False,
+)
+
+# A failed execution's notification to its team's error stream, inserted in the
+# transaction that commits the failure (only when the team has a stream), delivered by
+# the "error stream" periodic job (services/error_stream.py). One per execution.
+_OUTBOX_PENDING = text("state = 'pending'")
+error_outbox = Table(
+    "error_outbox",
+    metadata,
+    Column("execution_id", Text, primary_key=True),
+    Column("team_id", Text, nullable=False),
+    Column("workflow_id", Text, nullable=False),
+    Column("installation_id", Text, nullable=False),
+    Column("user_id", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("mode", Text, nullable=False),
+    Column("error", LargeBinary),  # the execution's error JSON, as stored (redacted)
+    Column("started_at", BigInteger),
+    Column("stopped_at", BigInteger, nullable=False),
+    Column("state", Text, nullable=False),  # pending | delivered | dead
+    Column("attempts", Integer, nullable=False),  # POSTs started (claims)
+    Column("next_attempt_at", BigInteger, nullable=False),  # due, or claimed until
+    Column("last_attempt_at", BigInteger),
+    Column("last_error", Text),  # why the last attempt failed
+    Column("finished_at", BigInteger),  # when it was delivered or given up
+    Index("ix_error_outbox_due", "next_attempt_at",
+          sqlite_where=_OUTBOX_PENDING, postgresql_where=_OUTBOX_PENDING),
+    Index("ix_error_outbox_team", "team_id", "state", "finished_at"),
+    Index("ix_error_outbox_finished", "finished_at"),
+)
+
+# The secret URL of each installation of a webhook workflow (docs/api.md "Webhooks"): made
+# when first shown, replaced by a rotation. Kept in clear, like the URL it is: it is shown
+# again on every read, and rotating it is the remedy for a leak.
+webhook_tokens = Table(
+    "webhook_tokens",
+    metadata,
+    Column("installation_id", Text, ForeignKey("installations.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("team_id", Text, ForeignKey("teams.id"), nullable=False),
+    Column("token", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("uq_webhook_tokens_token", "token", unique=True),
+)
+
+# -- schedule triggers (docs/schedules.md, src/reflow/scheduler.py) --
+
+# Installations changed since a scheduler last looked are found on this index.
+Index("ix_installations_updated", installations.c.updated_at)
+
+# The scheduler's view of each installation it has looked at: the schedule of its
+# installed version (NULL cron: not a schedule workflow) and the next due time (NULL:
+# nothing due: inactive, or not a schedule). ``installation_updated_at`` is the
+# installation's updated_at this row was computed from: a differing one means the
+# installation changed since (activated, deactivated, upgraded). No foreign key: the
+# row is a cache the scheduler rebuilds, and must not stand in the way of a table rebuild.
+_SCHEDULE_DUE = text("next_due_at IS NOT NULL")
+schedule_states = Table(
+    "schedule_states",
+    metadata,
+    Column("installation_id", Text, primary_key=True),
+    Column("team_id", Text, nullable=False),
+    Column("installation_updated_at", BigInteger, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("cron", Text),
+    Column("timezone", Text),
+    Column("missed", Text),
+    Column("next_due_at", BigInteger),
+    Index("ix_schedule_states_due", "next_due_at",
+          sqlite_where=_SCHEDULE_DUE, postgresql_where=_SCHEDULE_DUE),
+    Index("ix_schedule_states_team", "team_id", "next_due_at"),
+)
+
+# One row per due time fired: the unique claim that makes a due time fire once, however
+# many schedulers run. Inserted in the transaction that inserts its execution.
+schedule_claims = Table(
+    "schedule_claims",
+    metadata,
+    Column("installation_id", Text, primary_key=True),
+    Column("due_at", BigInteger, primary_key=True),
+    Column("execution_id", Text, nullable=False),
+    Column("fired_at", BigInteger, nullable=False),
+    Index("ix_schedule_claims_due", "due_at"),
     sqlite_with_rowid=False,
 )

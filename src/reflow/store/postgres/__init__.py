@@ -21,10 +21,49 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from reflow.domain.executions import ExecutionRecord, ExecutionStatus, StepRecord
-from reflow.domain.records import ApiKey, Installation, Team, User, Workflow, WorkflowVersion
-from reflow.errors import Conflict, InvalidRequest, LeaseLost, SettingsError, StoreError
+from reflow.domain.records import (
+    ApiKey,
+    Installation,
+    Integration,
+    Team,
+    User,
+    Workflow,
+    WorkflowVersion,
+)
+from reflow.domain.schedules import (
+    Advance,
+    DueSchedule,
+    Fire,
+    InstallationChange,
+    ScheduleListing,
+    ScheduleState,
+)
+from reflow.errors import (
+    Conflict,
+    InvalidRequest,
+    LeaseLost,
+    NotFound,
+    SettingsError,
+    StoreError,
+)
 from reflow.store import rows
-from reflow.store.base import HINTS, Activity, ExecutionQuery, unfinished_conflict
+from reflow.store.base import (
+    HINTS,
+    Activity,
+    ErrorNotification,
+    ErrorStreamSetting,
+    ErrorStreamStats,
+    ExecutionQuery,
+    WebhookTarget,
+    unfinished_conflict,
+)
+from reflow.store.log_search import (
+    LogPage,
+    LogSearch,
+    LogSearchSql,
+    entry_of,
+    numbered,
+)
 from reflow.store.queries import load_queries, statement_runs
 from reflow.store.revisions import schema_problem
 
@@ -40,7 +79,8 @@ _MAX_GROUPS_IN_FLIGHT = 2
 _RECONNECT_FIRST = 0.1
 _RECONNECT_LAST = 5.0
 # Statements of a group commit in the order they run: executions before their steps.
-_ORDER = {"insert_execution": 0, "insert_step": 1, "insert_idempotency_key": 2}
+_ORDER = {"insert_execution": 0, "insert_step": 1, "insert_idempotency_key": 2,
+          "error_outbox_insert": 3}
 
 Statement = tuple[str, Sequence[Any]]
 # A pooled connection that died under a query (the server restarted, the backend was
@@ -577,6 +617,8 @@ class PostgresStore:
         if idempotency_key is not None:
             statements.append(("insert_idempotency_key", (
                 execution.team_id, idempotency_key, execution.id, execution.created_at)))
+        if execution.status is ExecutionStatus.FAILED:  # failed before its first commit
+            statements.append(("error_outbox_insert", rows.error_outbox_params(execution)))
         await self._write_grouped(_Writer(
             None, statements, queued=execution.status is ExecutionStatus.QUEUED))
 
@@ -592,9 +634,12 @@ class PostgresStore:
         e = execution
         fence = (e.status.value, e.started_at, e.stopped_at, e.output, e.response_status,
                  e.error, e.lease_owner, e.lease_expires, e.resumes, e.id, owner)
-        await self._write_grouped(_Writer(
-            fence, [("insert_step", rows.step_params(e.id, s)) for s in new_steps],
-            finished=e.id if e.finished else None))
+        statements: list[Statement] = [("insert_step", rows.step_params(e.id, s))
+                                       for s in new_steps]
+        if e.status is ExecutionStatus.FAILED:
+            statements.append(("error_outbox_insert", rows.error_outbox_params(e)))
+        await self._write_grouped(_Writer(fence, statements,
+                                          finished=e.id if e.finished else None))
 
     async def request_cancel(
         self, team_id: str, execution_id: str, now: int, error: bytes
@@ -777,3 +822,241 @@ class PostgresStore:
                              "delete_executions_many"):
                     await conn.execute(Q[name], ids)
         return len(ids)
+
+    # -- error stream (services/error_stream.py) -------------------------------------------
+
+    async def get_error_stream(self, team_id: str) -> ErrorStreamSetting | None:
+        """The team's error stream."""
+        row = await self._fetchrow("error_stream_get", team_id)
+        return None if row is None else ErrorStreamSetting(row[0], row[1])
+
+    async def set_error_stream(self, team_id: str, url: str, sealed_secret: str) -> bool:
+        """Set the team's error stream."""
+        return await self._execute("error_stream_set", url, sealed_secret, team_id) > 0
+
+    async def clear_error_stream(self, team_id: str) -> bool:
+        """Stop the team's error stream and delete its notifications."""
+        if _has_nul((team_id,)):
+            return False
+        async with self._connection("error_stream_clear") as conn, conn.transaction():
+            if _count(await conn.execute(Q["error_stream_clear"], team_id)) == 0:
+                return False
+            await conn.execute(Q["error_outbox_delete_team"], team_id)
+        return True
+
+    async def claim_error_notifications(
+        self, now: int, claimed_until: int, limit: int, per_team: int
+    ) -> list[ErrorNotification]:
+        """Claim due notifications; rows another process holds are skipped."""
+        async with self._connection("error_outbox_claim") as conn:
+            found = await conn.fetch(Q["error_outbox_claim"], now, claimed_until, limit,
+                                     per_team)
+        return [rows.error_notification_of(r) for r in found]
+
+    async def error_notification_delivered(self, execution_id: str, now: int) -> None:
+        """Mark a notification delivered."""
+        await self._execute("error_outbox_delivered", now, execution_id)
+
+    async def error_notification_retry(
+        self, execution_id: str, next_attempt_at: int, error: str
+    ) -> None:
+        """Record a failed attempt."""
+        await self._execute("error_outbox_retry", next_attempt_at, _clean(error), execution_id)
+
+    async def error_notification_dead(self, execution_id: str, now: int, error: str) -> None:
+        """Give a notification up."""
+        await self._execute("error_outbox_dead", now, _clean(error), execution_id)
+
+    async def pause_error_stream(self, team_id: str, until: int) -> None:
+        """Claim none of the team's notifications before ``until``."""
+        await self._execute("error_stream_pause", until, team_id)
+
+    async def drop_error_notification(self, execution_id: str) -> None:
+        """Delete a notification."""
+        await self._execute("error_outbox_drop", execution_id)
+
+    async def purge_error_notifications(self, finished_before: int, limit: int) -> int:
+        """Delete a batch of old delivered or dead notifications (SKIP LOCKED across nodes)."""
+        return await self._execute("error_outbox_purge", finished_before, limit)
+
+    async def error_stream_stats(self, team_id: str) -> ErrorStreamStats:
+        """Counts of the team's notifications by state, and its latest failure."""
+        row = await self._fetchrow("error_outbox_stats", team_id)
+        failure = await self._fetchrow("error_outbox_last_failure", team_id)
+        return ErrorStreamStats(
+            int(row["pending"]), int(row["delivered"]), int(row["dead"]),
+            row["last_delivered_at"],
+            None if failure is None else (failure[0], failure[1], failure[2]))
+
+
+    # -- webhooks (webhooks.sql) -------------------------------------------------------------
+
+    async def ensure_webhook_token(
+        self, team_id: str, installation_id: str, token: str, now: int
+    ) -> str:
+        """The installation's token, ``token`` stored now when it had none."""
+        async with self._connection("webhook_token_insert") as conn, conn.transaction():
+            await conn.execute(Q["webhook_token_insert"], token, now, team_id, installation_id)
+            stored = await conn.fetchval(Q["webhook_token_of"], team_id, installation_id)
+        if stored is None:
+            raise NotFound(f"installation {installation_id!r} not found")
+        return str(stored)
+
+    async def rotate_webhook_token(
+        self, team_id: str, installation_id: str, token: str, now: int
+    ) -> None:
+        """Replace the installation's token."""
+        changed = await self._execute(
+            "webhook_token_rotate", token, now, team_id, installation_id,
+            conflict="a new webhook token collided with another; try again")
+        if changed == 0:
+            raise NotFound(f"installation {installation_id!r} not found")
+
+    async def find_webhook(self, token: str) -> WebhookTarget | None:
+        """The installation a token names."""
+        row = await self._fetchrow("webhook_find", token)
+        return None if row is None else rows.webhook_target_of(row)
+
+
+    # -- integrations, and installations deleted and revived (services/integrations.py) ---
+
+    async def save_integration(self, integration: Integration) -> Integration:
+        """Insert or update (by name) an integration; as stored."""
+        i = integration
+        async with self._connection("integrations_upsert") as conn, conn.transaction():
+            row = await conn.fetchrow(Q["integrations_upsert"], i.id, i.team_id, i.name, i.app,
+                                      i.description, i.icon, i.created_at, i.updated_at)
+        return rows.integration_of(row)
+
+    async def ensure_integration(self, integration: Integration) -> None:
+        """Insert an integration unless its name is taken."""
+        i = integration
+        await self._execute("integrations_insert_default", i.id, i.team_id, i.name, i.app,
+                            i.description, i.icon, i.created_at, i.updated_at)
+
+    async def get_integration(self, team_id: str, id_or_name: str) -> Integration | None:
+        """An integration by id or name (the id wins)."""
+        row = await self._fetchrow("integrations_get", team_id, id_or_name)
+        return rows.integration_of(row) if row else None
+
+    async def list_integrations(self, team_id: str) -> list[Integration]:
+        """A team's integrations."""
+        return [rows.integration_of(r) for r in await self._fetch("integrations_list", team_id)]
+
+    async def install(self, installation: Installation) -> Installation:
+        """Insert or revive an installation; the live one when there is one already."""
+        i = installation
+        async with self._connection("integrations_install") as conn, conn.transaction():
+            row = await conn.fetchrow(Q["integrations_install"], i.id, i.team_id, i.workflow_id,
+                                      i.user_id, i.installed_version, i.active, i.installed_at,
+                                      i.updated_at)
+        if row is not None:
+            return rows.installation_of(row)
+        live = await self.get_installation(i.team_id, i.workflow_id, i.user_id)
+        assert live is not None  # the conflict was with a live row, never deleted here
+        return live
+
+    async def delete_installation(self, team_id: str, installation_id: str, now: int) -> bool:
+        """Mark a live installation deleted; Conflict while any of its runs is unfinished."""
+        if _has_nul((team_id, installation_id)):
+            return False
+        async with self._connection("delete_installation") as conn, conn.transaction():
+            unfinished = await conn.fetchval(Q["integrations_unfinished_of_installation"],
+                                             team_id, installation_id)
+            if unfinished:
+                raise unfinished_conflict(unfinished, "this installation")
+            status = await conn.execute(Q["integrations_delete_installation"], now, team_id,
+                                        installation_id)
+        return _count(status) > 0
+
+    async def get_deleted_installation(
+        self, team_id: str, *, installation_id: str | None = None,
+        workflow_id: str | None = None, user_id: str | None = None,
+    ) -> Installation | None:
+        """A deleted installation by id, or by workflow and user."""
+        row = await self._fetchrow("integrations_get_deleted_installation", team_id,
+                                   installation_id, workflow_id, user_id)
+        return rows.installation_of(row) if row else None
+
+    # -- schedules (schedules.sql) -----------------------------------------------------------
+
+    async def installations_updated_max(self) -> int | None:
+        """The latest installation update."""
+        row = await self._fetchrow("schedule_installations_updated_max")
+        return None if row is None or row[0] is None else int(row[0])
+
+    async def changed_installations(self, since: int, limit: int) -> list[InstallationChange]:
+        """Installations changed since ``since`` whose state is missing or stale."""
+        found = await self._fetch("schedule_changed_installations", since, limit)
+        return [rows.installation_change_of(r) for r in found]
+
+    async def save_schedule_states(self, states: Sequence[ScheduleState]) -> None:
+        """Insert or replace states (one from the same installation update is kept)."""
+        if not states:
+            return
+        async with self._connection("schedule_state_save") as conn, conn.transaction():
+            await conn.executemany(Q["schedule_state_save"],
+                                   [rows.schedule_state_params(s) for s in states])
+
+    async def due_schedules(self, now: int, limit: int) -> list[DueSchedule]:
+        """States due by ``now``, earliest first."""
+        return [rows.due_schedule_of(r) for r in await self._fetch("schedule_due", now, limit)]
+
+    async def advance_schedule(
+        self, seen: ScheduleState, next_due_at: int | None, fire: Fire | None = None
+    ) -> Advance:
+        """Move a state, and claim and insert a fire with it, in one transaction (the
+        ``queued`` hint is sent in it, so workers hear of the execution on commit)."""
+        name = "schedule_move" if fire is None else "schedule_move_active"
+        async with self._connection(name) as conn, conn.transaction():
+            moved = await conn.execute(Q[name], next_due_at, seen.installation_id,
+                                       seen.next_due_at, seen.installation_updated_at)
+            if _count(moved) == 0:
+                return Advance.LOST
+            if fire is None:
+                return Advance.MOVED
+            execution = fire.execution
+            claimed = await conn.execute(Q["schedule_claim"], seen.installation_id,
+                                         fire.due_at, execution.id, execution.created_at)
+            if _count(claimed) == 0:
+                return Advance.MOVED
+            await conn.execute(Q["insert_execution"], *rows.execution_params(execution))
+            await conn.execute(Q["notify_queued"])
+        return Advance.FIRED
+
+    async def list_schedules(self, team_id: str) -> list[ScheduleListing]:
+        """A team's active schedules."""
+        found = await self._fetch("schedule_list", team_id)
+        return [rows.schedule_listing_of(r) for r in found]
+
+    async def prune_schedule_claims(self, before: int, limit: int) -> int:
+        """Delete a batch of old claims."""
+        return await self._execute("schedule_claims_prune", before, limit)
+
+
+    # -- log search (GET /logs; store/log_search.py composes the SQL) ----------------------
+
+    _log_search = LogSearchSql(Q, list)
+
+    async def search_logs(self, search: LogSearch) -> LogPage:
+        """A page of matching executions and their count (up to the cap), read on one
+        connection."""
+        page, count = self._log_search.page(search), self._log_search.count(search)
+        async with self._connection("log search") as conn:
+            found = await conn.fetch(numbered(page.sql), *page.params)
+            total = await conn.fetchval(numbered(count.sql), *count.params)
+        return LogPage([entry_of(r) for r in found], int(total))
+
+    async def explain_log_search(self, search: LogSearch) -> list[str]:
+        """EXPLAIN of the page and the count."""
+        plans = []
+        async with self._connection("explain log search") as conn:
+            for statement in self._log_search.plan(search):
+                found = await conn.fetch(f"EXPLAIN {numbered(statement.sql)}",
+                                         *statement.params)
+                plans.append("\n".join(r[0] for r in found))
+        return plans
+
+def _clean(text: str) -> str:
+    """Text PostgreSQL can store (its text type refuses NUL)."""
+    return text.replace("\x00", "")

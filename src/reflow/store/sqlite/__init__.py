@@ -21,11 +21,37 @@ from typing import IO, Any
 
 import orjson
 
-from reflow.domain.executions import ExecutionRecord, StepRecord
-from reflow.domain.records import ApiKey, Installation, Team, User, Workflow, WorkflowVersion
-from reflow.errors import Conflict, LeaseLost, SettingsError, StoreError
+from reflow.domain.executions import ExecutionRecord, ExecutionStatus, StepRecord
+from reflow.domain.records import (
+    ApiKey,
+    Installation,
+    Integration,
+    Team,
+    User,
+    Workflow,
+    WorkflowVersion,
+)
+from reflow.domain.schedules import (
+    Advance,
+    DueSchedule,
+    Fire,
+    InstallationChange,
+    ScheduleListing,
+    ScheduleState,
+)
+from reflow.errors import Conflict, LeaseLost, NotFound, SettingsError, StoreError
 from reflow.store import rows
-from reflow.store.base import HINTS, Activity, ExecutionQuery, unfinished_conflict
+from reflow.store.base import (
+    HINTS,
+    Activity,
+    ErrorNotification,
+    ErrorStreamSetting,
+    ErrorStreamStats,
+    ExecutionQuery,
+    WebhookTarget,
+    unfinished_conflict,
+)
+from reflow.store.log_search import LogPage, LogSearch, LogSearchSql, entry_of
 from reflow.store.queries import load_queries, statement_runs
 from reflow.store.revisions import schema_problem
 
@@ -644,6 +670,8 @@ class SqliteStore:
         if idempotency_key is not None:
             statements.append(("insert_idempotency_key", (
                 execution.team_id, idempotency_key, execution.id, execution.created_at)))
+        if execution.status is ExecutionStatus.FAILED:  # failed before its first commit
+            statements.append(("error_outbox_insert", rows.error_outbox_params(execution)))
         await self._write_grouped(statements)
 
     async def find_idempotency_key(self, team_id: str, key: str) -> str | None:
@@ -662,6 +690,8 @@ class SqliteStore:
             e.lease_owner, e.lease_expires, e.resumes, e.id, owner,
         ))]
         statements.extend(("insert_step", rows.step_params(e.id, s)) for s in new_steps)
+        if e.status is ExecutionStatus.FAILED:
+            statements.append(("error_outbox_insert", rows.error_outbox_params(e)))
         await self._write_grouped(statements)
 
     async def request_cancel(
@@ -794,3 +824,246 @@ class SqliteStore:
         # executescript: execute() steps this pragma once, which frees a single page.
         self._db.executescript("PRAGMA incremental_vacuum(256);")
         return len(ids)
+
+    # -- error stream (services/error_stream.py) -------------------------------------------
+
+    async def get_error_stream(self, team_id: str) -> ErrorStreamSetting | None:
+        """The team's error stream."""
+        row = self._one("error_stream_get", (team_id,))
+        return None if row is None else ErrorStreamSetting(row[0], row[1])
+
+    async def set_error_stream(self, team_id: str, url: str, sealed_secret: str) -> bool:
+        """Set the team's error stream."""
+        with self._transaction() as db:
+            return db.execute(Q["error_stream_set"], (url, sealed_secret, team_id)).rowcount > 0
+
+    async def clear_error_stream(self, team_id: str) -> bool:
+        """Stop the team's error stream and delete its notifications."""
+        with self._transaction() as db:
+            if db.execute(Q["error_stream_clear"], (team_id,)).rowcount == 0:
+                return False
+            db.execute(Q["error_outbox_delete_team"], (team_id,))
+        return True
+
+    async def claim_error_notifications(
+        self, now: int, claimed_until: int, limit: int, per_team: int
+    ) -> list[ErrorNotification]:
+        """Claim due notifications (one process delivers on SQLite: no lock to skip)."""
+        with self._transaction() as db:
+            ids = [r[0] for r in db.execute(Q["error_outbox_claim"],
+                                            (now, claimed_until, limit, per_team))]
+        if not ids:
+            return []
+        found = self._all("error_outbox_claimed", (orjson.dumps(ids),))
+        return [rows.error_notification_of(r) for r in found]
+
+    async def error_notification_delivered(self, execution_id: str, now: int) -> None:
+        """Mark a notification delivered."""
+        self._write([("error_outbox_delivered", (now, execution_id))])
+
+    async def error_notification_retry(
+        self, execution_id: str, next_attempt_at: int, error: str
+    ) -> None:
+        """Record a failed attempt."""
+        self._write([("error_outbox_retry", (next_attempt_at, error, execution_id))])
+
+    async def error_notification_dead(self, execution_id: str, now: int, error: str) -> None:
+        """Give a notification up."""
+        self._write([("error_outbox_dead", (now, error, execution_id))])
+
+    async def pause_error_stream(self, team_id: str, until: int) -> None:
+        """Claim none of the team's notifications before ``until``."""
+        self._write([("error_stream_pause", (until, team_id))])
+
+    async def drop_error_notification(self, execution_id: str) -> None:
+        """Delete a notification."""
+        self._write([("error_outbox_drop", (execution_id,))])
+
+    async def purge_error_notifications(self, finished_before: int, limit: int) -> int:
+        """Delete a batch of old delivered or dead notifications."""
+        with self._transaction() as db:
+            return db.execute(Q["error_outbox_purge"], (finished_before, limit)).rowcount
+
+    async def error_stream_stats(self, team_id: str) -> ErrorStreamStats:
+        """Counts of the team's notifications by state, and its latest failure."""
+        row = self._one("error_outbox_stats", (team_id,))
+        assert row is not None  # an aggregate always answers one row
+        failure = self._one("error_outbox_last_failure", (team_id,))
+        return ErrorStreamStats(
+            int(row["pending"]), int(row["delivered"]), int(row["dead"]),
+            row["last_delivered_at"],
+            None if failure is None else (failure[0], failure[1], failure[2]))
+
+    # -- integrations, and installations deleted and revived (services/integrations.py) ---
+
+    async def save_integration(self, integration: Integration) -> Integration:
+        """Insert or update (by name) an integration; as stored."""
+        i = integration
+        with self._transaction() as db:
+            row = db.execute(Q["integrations_upsert"], (
+                i.id, i.team_id, i.name, i.app, i.description, i.icon, i.created_at,
+                i.updated_at)).fetchone()
+        return rows.integration_of(row)
+
+    async def ensure_integration(self, integration: Integration) -> None:
+        """Insert an integration unless its name is taken."""
+        i = integration
+        self._write([("integrations_insert_default", (
+            i.id, i.team_id, i.name, i.app, i.description, i.icon, i.created_at,
+            i.updated_at))])
+
+    async def get_integration(self, team_id: str, id_or_name: str) -> Integration | None:
+        """An integration by id or name."""
+        key = id_or_name
+        row = self._one("integrations_get", (team_id, key, key, key))
+        return rows.integration_of(row) if row else None
+
+    async def list_integrations(self, team_id: str) -> list[Integration]:
+        """A team's integrations."""
+        return [rows.integration_of(r) for r in self._all("integrations_list", (team_id,))]
+
+    async def install(self, installation: Installation) -> Installation:
+        """Insert or revive an installation; the live one when there is one already."""
+        i = installation
+        with self._transaction() as db:
+            row = db.execute(Q["integrations_install"], (
+                i.id, i.team_id, i.workflow_id, i.user_id, i.installed_version, i.active,
+                i.installed_at, i.updated_at)).fetchone()
+        if row is not None:
+            return rows.installation_of(row)
+        live = await self.get_installation(i.team_id, i.workflow_id, i.user_id)
+        assert live is not None  # the conflict was with a live row, never deleted here
+        return live
+
+    async def delete_installation(self, team_id: str, installation_id: str, now: int) -> bool:
+        """Mark a live installation deleted; Conflict while any of its runs is unfinished."""
+        with self._transaction() as db:
+            (unfinished,) = db.execute(Q["integrations_unfinished_of_installation"],
+                                       (team_id, installation_id)).fetchone()
+            if unfinished:
+                raise unfinished_conflict(unfinished, "this installation")
+            cursor = db.execute(Q["integrations_delete_installation"],
+                                (now, now, team_id, installation_id))
+        return cursor.rowcount > 0
+
+    async def get_deleted_installation(
+        self, team_id: str, *, installation_id: str | None = None,
+        workflow_id: str | None = None, user_id: str | None = None,
+    ) -> Installation | None:
+        """A deleted installation by id, or by workflow and user."""
+        row = self._one("integrations_get_deleted_installation",
+                        (team_id, installation_id, workflow_id, user_id))
+        return rows.installation_of(row) if row else None
+
+    # -- webhooks (webhooks.sql) -------------------------------------------------------------
+
+    async def ensure_webhook_token(
+        self, team_id: str, installation_id: str, token: str, now: int
+    ) -> str:
+        """The installation's token, ``token`` stored now when it had none."""
+        with self._transaction() as db:
+            db.execute(Q["webhook_token_insert"], (token, now, team_id, installation_id))
+            row = db.execute(Q["webhook_token_of"], (team_id, installation_id)).fetchone()
+        if row is None:
+            raise NotFound(f"installation {installation_id!r} not found")
+        return str(row[0])
+
+    async def rotate_webhook_token(
+        self, team_id: str, installation_id: str, token: str, now: int
+    ) -> None:
+        """Replace the installation's token."""
+        try:
+            with self._transaction() as db:
+                cursor = db.execute(Q["webhook_token_rotate"],
+                                    (token, now, team_id, installation_id))
+        except sqlite3.IntegrityError as exc:
+            raise Conflict("a new webhook token collided with another; try again") from exc
+        if cursor.rowcount == 0:
+            raise NotFound(f"installation {installation_id!r} not found")
+
+    async def find_webhook(self, token: str) -> WebhookTarget | None:
+        """The installation a token names."""
+        row = self._one("webhook_find", (token,))
+        return None if row is None else rows.webhook_target_of(row)
+
+    # -- schedules (schedules.sql) -----------------------------------------------------------
+
+    async def installations_updated_max(self) -> int | None:
+        """The latest installation update."""
+        row = self._one("schedule_installations_updated_max", ())
+        return None if row is None or row[0] is None else int(row[0])
+
+    async def changed_installations(self, since: int, limit: int) -> list[InstallationChange]:
+        """Installations changed since ``since`` whose state is missing or stale."""
+        found = self._all("schedule_changed_installations", (since, limit))
+        return [rows.installation_change_of(r) for r in found]
+
+    async def save_schedule_states(self, states: Sequence[ScheduleState]) -> None:
+        """Insert or replace states (one from the same installation update is kept)."""
+        if states:
+            with self._transaction() as db:
+                db.executemany(Q["schedule_state_save"],
+                               [rows.schedule_state_params(s) for s in states])
+
+    async def due_schedules(self, now: int, limit: int) -> list[DueSchedule]:
+        """States due by ``now``, earliest first."""
+        return [rows.due_schedule_of(r) for r in self._all("schedule_due", (now, limit))]
+
+    async def advance_schedule(
+        self, seen: ScheduleState, next_due_at: int | None, fire: Fire | None = None
+    ) -> Advance:
+        """Move a state, and claim and insert a fire with it, in one transaction."""
+        move = (next_due_at, seen.installation_id, seen.next_due_at,
+                seen.installation_updated_at)
+        with self._transaction() as db:
+            if db.execute(Q["schedule_move" if fire is None else "schedule_move_active"],
+                          move).rowcount == 0:
+                return Advance.LOST
+            if fire is None:
+                return Advance.MOVED
+            execution = fire.execution
+            claim = (seen.installation_id, fire.due_at, execution.id, execution.created_at)
+            if db.execute(Q["schedule_claim"], claim).rowcount == 0:
+                return Advance.MOVED
+            db.execute(Q["insert_execution"], rows.execution_params(execution))
+        return Advance.FIRED
+
+    async def list_schedules(self, team_id: str) -> list[ScheduleListing]:
+        """A team's active schedules."""
+        return [rows.schedule_listing_of(r) for r in self._all("schedule_list", (team_id,))]
+
+    async def prune_schedule_claims(self, before: int, limit: int) -> int:
+        """Delete a batch of old claims."""
+        with self._transaction() as db:
+            return db.execute(Q["schedule_claims_prune"], (before, limit)).rowcount
+
+    # -- log search (GET /logs; store/log_search.py composes the SQL) ----------------------
+
+    _log_search = LogSearchSql(Q, lambda values: orjson.dumps(list(values)).decode())
+
+    def _read_sql(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
+        try:
+            return self._db.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"log search failed: {exc}") from exc
+
+    async def search_logs(self, search: LogSearch) -> LogPage:
+        """A page of matching executions and their count (up to the cap)."""
+        page, count = self._log_search.page(search), self._log_search.count(search)
+        entries = [entry_of(r) for r in self._read_sql(page.sql, page.params)]
+        (total,) = self._read_sql(count.sql, count.params)[0]
+        return LogPage(entries, int(total))
+
+    async def explain_log_search(self, search: LogSearch) -> list[str]:
+        """EXPLAIN QUERY PLAN of the page and the count."""
+        plans = []
+        for statement in self._log_search.plan(search):
+            depth: dict[int, int] = {0: -1}
+            lines = []
+            # Rows: (id, parent, unused, detail); a step is indented under its parent.
+            for node, parent, _, detail in self._read_sql(f"EXPLAIN QUERY PLAN {statement.sql}",
+                                                          statement.params):
+                depth[node] = depth.get(parent, -1) + 1
+                lines.append("  " * depth[node] + str(detail))
+            plans.append("\n".join(lines))
+        return plans

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import click
 
+from reflow.api.presenters.logs import execution_detail, summary
 from reflow.cli.common import (
     _duration,
     _echo_fields,
     _echo_json,
     _echo_table,
     _error_text,
-    _fragment,
     _session,
     _text,
     database_option,
     json_option,
     team_option,
 )
-from reflow.services.logs import LogsPage, execution_detail, iso
+from reflow.services.logs import LogsPage, iso
 
 
 class DefaultListGroup(click.Group):
@@ -66,12 +66,7 @@ def logs_list(
     found = _session(lambda reflow, team: reflow.logs.workflow_logs(team, workflow, user_ref,
                                                                     query))
     if as_json:
-        _echo_json([{
-            "executionId": e.id, "startedAt": iso(e.started_at or e.created_at),
-            "stoppedAt": iso(e.stopped_at), "status": e.status.value, "mode": e.mode.value,
-            "workflowVersion": e.version, "userId": e.user_id, "rerunOf": e.rerun_of,
-            "error": _fragment(e.error),
-        } for e in found])
+        _echo_json([summary(e) for e in found])
         return
     _echo_table(
         ("EXECUTION ID", "STARTED", "DURATION", "STATUS", "MODE", "VERSION", "RERUN OF",

@@ -1,19 +1,38 @@
-"""Execution logs: the reference's log item as a view over an execution and its steps."""
+"""Execution logs: a workflow's pages (L1), one execution (L4), and the search over all of
+a team's executions (``GET /logs``, L3). Their shapes are in ``reflow.api.presenters.logs``.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
-
-import orjson
 
 from reflow import sealing
-from reflow.domain.executions import ExecutionRecord, StepRecord, TriggerMode
+from reflow.clock import Clock, SystemClock
+from reflow.domain.executions import ExecutionRecord, ExecutionStatus
+from reflow.domain.log_filters import (
+    COUNT_CAP,
+    Column,
+    Filter,
+    Operator,
+    SearchPage,
+    SortBy,
+    TimeSpan,
+    any_of,
+)
 from reflow.domain.records import Team
 from reflow.errors import InvalidRequest, NotFound
+from reflow.ids import execution_id_time_ms
 from reflow.services.workflows import WorkflowService
 from reflow.store.base import ExecutionQuery, Store
+from reflow.store.log_search import (
+    LogClause,
+    LogEntry,
+    LogOrder,
+    LogPredicate,
+    LogSearch,
+)
 
 MAX_LIMIT = 30
 MAX_PAGE = 10_000_000
@@ -25,95 +44,6 @@ def iso(ms: int | None) -> str | None:
         return None
     seconds, millis = divmod(ms, 1000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
-
-
-def _json(raw: bytes | None) -> Any:
-    # Stored JSON goes out as it is, never parsed and re-encoded.
-    return None if raw is None else orjson.Fragment(raw)
-
-
-def _result(execution_id: str, step: StepRecord) -> dict[str, Any]:
-    # Each output item has an `id` in the reference; one step gives one item here.
-    output = [[{"json": _json(step.output), "id": f"{execution_id}-{step.seq}"}]]
-    item: dict[str, Any] = {
-        "connectorId": step.block_id,
-        "startedAt": iso(step.started_at),
-        "stoppedAt": iso(step.stopped_at),
-        "data": output if step.output is not None else [],
-        "status": step.status.value,
-        "attempts": step.attempts,
-        "reused": step.reused,
-    }
-    if step.error is not None:
-        item["error"] = step.error
-    if step.truncated:
-        item["truncated"] = True
-    return item
-
-
-def log_item(execution: ExecutionRecord) -> dict[str, Any]:
-    """One execution as an item of ``GET /workflows/{id}/logs``."""
-    return {
-        "executionId": execution.id,
-        "startedAt": iso(execution.started_at or execution.created_at),
-        "stoppedAt": iso(execution.stopped_at),
-        "finished": execution.finished,
-        "status": execution.status.value,
-        "workflowVersion": execution.version,
-        "userId": execution.user_id,
-        "mode": execution.mode.value,
-        "rerunOf": execution.rerun_of,
-        "reruns": execution.reruns,
-        "error": _json(execution.error),
-        "results": [_result(execution.id, s) for s in execution.steps],
-        "inputs": [{"connectorId": s.block_id, "data": _json(s.input)} for s in execution.steps],
-    }
-
-
-# The reference's executionMode (L4) for each way reflow starts an execution.
-EXECUTION_MODES: dict[TriggerMode, str] = {
-    TriggerMode.API: "webhook",  # POST /run/workflow runs webhook-trigger workflows
-    TriggerMode.WEBHOOK: "webhook",
-    TriggerMode.EVENT: "trigger",
-    TriggerMode.SCHEDULE: "trigger",
-    TriggerMode.MANUAL: "manual",
-    TriggerMode.RERUN: "retry",
-}
-
-
-def execution_detail(execution: ExecutionRecord) -> dict[str, Any]:
-    """One execution in full, for ``GET /logs/{executionId}``."""
-    item = log_item(execution)
-    item.update({
-        # The reference has two ids per execution (a 24-hex `_id`, taken by L4, and the
-        # 21-character `executionUuid`, L1's executionId); reflow has one, so both are it.
-        "_id": execution.id,
-        "executionUuid": execution.id,
-        "executionMode": EXECUTION_MODES[execution.mode],
-        "workflowId": execution.workflow_id,
-        "installationId": execution.installation_id,
-        "createdAt": iso(execution.created_at),
-        "trigger": _json(execution.trigger),
-        "output": _json(execution.output),
-        "responseStatus": execution.response_status,
-        "steps": [
-            {
-                "seq": s.seq,
-                "blockId": s.block_id,
-                "status": s.status.value,
-                "attempts": s.attempts,
-                "startedAt": iso(s.started_at),
-                "stoppedAt": iso(s.stopped_at),
-                "input": _json(s.input),
-                "output": _json(s.output),
-                "error": s.error,
-                "reused": s.reused,
-                "truncated": s.truncated,
-            }
-            for s in execution.steps
-        ],
-    })
-    return item
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,18 +64,78 @@ class LogsPage:
             raise InvalidRequest(f"order: must be 'asc' or 'desc', got {self.order!r}")
 
 
+@dataclass(frozen=True, slots=True)
+class SearchScope:
+    """What ``GET /logs`` narrows the search to besides its filters: a workflow (a parent
+    id or name, or an installation id) and a user (an id or username)."""
+
+    workflow_ref: str | None = None
+    user_ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    """A page of the search: its entries, how many match (up to COUNT_CAP; ``exact`` is
+    False when more do), and when it was read."""
+
+    entries: list[LogEntry]
+    total: int
+    exact: bool
+    page: SearchPage
+    fetched_at: int
+
+
+_ORDERS = {SortBy.CREATED_AT: LogOrder.CREATED, SortBy.COMPLETED_AT: LogOrder.COMPLETED,
+           SortBy.MESSAGE: LogOrder.STATUS, SortBy.USER: LogOrder.USER}
+# The clauses of filters whose value passes to the store as it is, by column and operator.
+_DIRECT = {
+    (Column.VERSION, Operator.EQUALS): LogClause.VERSION_EQ,
+    (Column.VERSION, Operator.NOT_EQUALS): LogClause.VERSION_NE,
+    (Column.VERSION, Operator.GREATER_THAN): LogClause.VERSION_GT,
+    (Column.VERSION, Operator.LESS_THAN): LogClause.VERSION_LT,
+    (Column.EXECUTION_ID, Operator.EQUALS): LogClause.ID_EQ,
+    (Column.EXECUTION_ID, Operator.NOT_EQUALS): LogClause.ID_NE,
+    (Column.INTEGRATION, Operator.EQUALS): LogClause.INTEGRATION_EQ,
+    (Column.INTEGRATION, Operator.NOT_EQUALS): LogClause.INTEGRATION_NE,
+}
+# Filters whose value is text to find (case-insensitively) in names and ids.
+_MATCHED = {
+    (Column.USER, Operator.CONTAINS): LogClause.USER_MATCHES,
+    (Column.USER, Operator.NOT_CONTAINS): LogClause.USER_NOT_MATCHES,
+    (Column.WORKFLOW, Operator.CONTAINS): LogClause.WORKFLOW_MATCHES,
+    (Column.WORKFLOW, Operator.NOT_CONTAINS): LogClause.WORKFLOW_NOT_MATCHES,
+    (Column.INTEGRATION, Operator.CONTAINS): LogClause.INTEGRATION_MATCHES,
+    (Column.INTEGRATION, Operator.NOT_CONTAINS): LogClause.INTEGRATION_NOT_MATCHES,
+}
+# createdAt: within the span written (2025-04-29 is that day), outside it, after all of
+# it, or before all of it.
+_CREATED: dict[Operator, Callable[[TimeSpan], LogPredicate]] = {
+    Operator.EQUALS: lambda t: LogPredicate(LogClause.CREATED_WITHIN, (t.start, t.end)),
+    Operator.NOT_EQUALS: lambda t: LogPredicate(LogClause.CREATED_OUTSIDE, (t.start, t.end)),
+    Operator.GREATER_THAN: lambda t: LogPredicate(LogClause.CREATED_FROM, (t.end,)),
+    Operator.LESS_THAN: lambda t: LogPredicate(LogClause.CREATED_BEFORE, (t.start,)),
+}
+
+
+class _Nothing(Exception):
+    """A filter no execution can pass (its AND-group matches nothing)."""
+
+
 class LogService:
     """Reads executions for the logs API, the CLI and the dashboard."""
 
-    def __init__(self, store: Store, workflows: WorkflowService) -> None:
+    def __init__(self, store: Store, workflows: WorkflowService,
+                 clock: Clock | None = None) -> None:
         self.store = store
         self.workflows = workflows
+        self.clock: Clock = clock or SystemClock()
 
     async def workflow_logs(
         self, team: Team, workflow_ref: str, user_ref: str | None, page: LogsPage
     ) -> list[ExecutionRecord]:
-        """A page of a workflow's executions (one user's when ``user_ref`` is given)."""
-        target = await self.workflows.resolve(team, workflow_ref, user_ref)
+        """A page of a workflow's executions (one user's when ``user_ref`` is given; a
+        deleted installation's stay readable, by its id or the parent's with the user)."""
+        target = await self.workflows.resolve(team, workflow_ref, user_ref, deleted=True)
         if target.user is not None or target.via_installation:
             if target.installation is None:
                 return []
@@ -175,3 +165,92 @@ class LogService:
         # Sealed secret fields (and any secret stored before sealing) show as [redacted].
         shown_trigger = sealing.redacted(execution.trigger)
         return replace(execution, trigger=shown_trigger)
+
+    # -- the search over all workflows (GET /logs) -------------------------------------------
+
+    async def search(
+        self, team: Team, filters: list[Filter], scope: SearchScope, page: SearchPage
+    ) -> SearchResult:
+        """A page of the team's executions passing ``filters`` within ``scope``, with how
+        many pass. NotFound for a scope's unknown (or another team's) workflow or user."""
+        fetched_at = self.clock.now_ms()
+        scoped = await self._scope(team, scope)
+        groups = []
+        for group in any_of(filters):
+            try:
+                groups.append(tuple([p for f in group
+                                     if (p := await self._predicate(team, f)) is not None]))
+            except _Nothing:
+                continue
+        if not groups:
+            return SearchResult([], 0, True, page, fetched_at)
+        if any(not g for g in groups):
+            groups = [()]  # one group lets everything pass: so does their OR
+        search = LogSearch(
+            team_id=team.id, scope=scoped, groups=tuple(groups), order=_ORDERS[page.sort_by],
+            descending=page.descending, offset=page.skip, limit=page.limit,
+            count_cap=COUNT_CAP + 1,  # one more than shown tells "at least" from "exactly"
+        )
+        found = await self.store.search_logs(search)
+        return SearchResult(found.entries, min(found.total, COUNT_CAP),
+                            found.total <= COUNT_CAP, page, fetched_at)
+
+    async def _scope(self, team: Team, scope: SearchScope) -> tuple[LogPredicate, ...]:
+        predicates = []
+        if scope.workflow_ref is not None:
+            workflow = await self.store.get_workflow(team.id, scope.workflow_ref)
+            if workflow is not None:
+                predicates.append(LogPredicate(LogClause.WORKFLOW_EQ, (workflow.id,)))
+            else:
+                installation = await self.store.get_installation_by_id(team.id,
+                                                                       scope.workflow_ref)
+                if installation is None:
+                    raise NotFound(f"workflow {scope.workflow_ref!r} not found")
+                predicates.append(LogPredicate(LogClause.INSTALLATION_EQ, (installation.id,)))
+        if scope.user_ref is not None:
+            # A deleted user's logs are kept: its id still finds them.
+            user = (await self.store.get_user(team.id, scope.user_ref)
+                    or await self.store.get_user_any(team.id, scope.user_ref))
+            if user is None:
+                raise NotFound(f"user {scope.user_ref!r} not found")
+            predicates.append(LogPredicate(LogClause.USER_EQ, (user.id,)))
+        return tuple(predicates)
+
+    async def _predicate(self, team: Team, item: Filter) -> LogPredicate | None:
+        """The store's clause for one filter; None when every execution passes it, and
+        _Nothing raised when none can."""
+        key, value = (item.column, item.operator), item.value
+        if item.column is Column.MESSAGE:
+            assert isinstance(value, frozenset)
+            if not value:
+                raise _Nothing
+            if len(value) == len(ExecutionStatus):
+                return None
+            if len(value) == 1:
+                return LogPredicate(LogClause.STATUS_EQ, (next(iter(value)).value,))
+            return LogPredicate(LogClause.STATUS_IN, (sorted(s.value for s in value),))
+        if item.column is Column.CREATED_AT:
+            assert isinstance(value, TimeSpan)
+            return _CREATED[item.operator](value)
+        if key in _DIRECT:
+            return LogPredicate(_DIRECT[key], (value,))
+        if key in _MATCHED:
+            assert isinstance(value, str)
+            return LogPredicate(_MATCHED[key], (value.lower(),))
+        assert isinstance(value, str)
+        if item.column is Column.EXECUTION_ID:
+            created = execution_id_time_ms(value)
+            clause = (LogClause.AFTER_EXECUTION if item.operator is Operator.GREATER_THAN
+                      else LogClause.BEFORE_EXECUTION)
+            return LogPredicate(clause, (created, value))
+        # A user or a workflow by id or by name; an unknown one is compared as given (so
+        # equals matches nothing, notequals everything; a deleted user's id still finds
+        # its executions).
+        equals = item.operator is Operator.EQUALS
+        if item.column is Column.USER:
+            user = await self.store.get_user(team.id, value)
+            return LogPredicate(LogClause.USER_EQ if equals else LogClause.USER_NE,
+                                (user.id if user else value,))
+        workflow = await self.store.get_workflow(team.id, value)
+        return LogPredicate(LogClause.WORKFLOW_EQ if equals else LogClause.WORKFLOW_NE,
+                            (workflow.id if workflow else value,))

@@ -269,14 +269,15 @@ ORDER BY stopped_at LIMIT $2
 FOR UPDATE SKIP LOCKED;
 
 -- name: list_by_workflow_desc
+-- On ix_executions_team_workflow (team_id, workflow_id, created_at, id).
 SELECT * FROM executions
 WHERE workflow_id = $1 AND team_id = $2 AND (NOT $3::boolean OR status = 'failed')
-ORDER BY id DESC LIMIT $4 OFFSET $5;
+ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5;
 
 -- name: list_by_workflow_asc
 SELECT * FROM executions
 WHERE workflow_id = $1 AND team_id = $2 AND (NOT $3::boolean OR status = 'failed')
-ORDER BY id ASC LIMIT $4 OFFSET $5;
+ORDER BY created_at ASC, id ASC LIMIT $4 OFFSET $5;
 
 -- name: list_by_installation_desc
 SELECT * FROM executions

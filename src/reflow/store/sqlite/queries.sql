@@ -242,14 +242,15 @@ WHERE stopped_at < ? AND status IN ('succeeded', 'failed', 'cancelled')
 ORDER BY stopped_at LIMIT ?;
 
 -- name: list_by_workflow_desc
+-- On ix_executions_team_workflow (team_id, workflow_id, created_at, id).
 SELECT * FROM executions
 WHERE workflow_id = ? AND team_id = ? AND (? = 0 OR status = 'failed')
-ORDER BY id DESC LIMIT ? OFFSET ?;
+ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?;
 
 -- name: list_by_workflow_asc
 SELECT * FROM executions
 WHERE workflow_id = ? AND team_id = ? AND (? = 0 OR status = 'failed')
-ORDER BY id ASC LIMIT ? OFFSET ?;
+ORDER BY created_at ASC, id ASC LIMIT ? OFFSET ?;
 
 -- name: list_by_installation_desc
 SELECT * FROM executions

@@ -3,22 +3,45 @@
 Revision ID: 0009
 Revises: 0008
 Create Date: 2026-11-30 16:00:00
+
+Each index leads with team_id (every search is one team's) and ends with (created_at, id),
+the order pages break ties in, so a filter on its middle column, or an order by it, reads
+rows already in order and stops at the page's end. The team's workflow and user indexes
+replace the old ones on workflow_id and user_id (their queries all name the team too).
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+from alembic import op
 
 revision = "0009"
 down_revision = "0008"
 branch_labels = None
 depends_on = None
 
+_INDEXES = {
+    "ix_executions_team_created": ["team_id", "created_at", "id"],
+    "ix_executions_team_status": ["team_id", "status", "created_at", "id"],
+    "ix_executions_team_user": ["team_id", "user_id", "created_at", "id"],
+    "ix_executions_team_workflow": ["team_id", "workflow_id", "created_at", "id"],
+    "ix_executions_team_stopped": ["team_id", "stopped_at", "created_at", "id"],
+}
+_REPLACED = {
+    "ix_executions_workflow": ["workflow_id", "id"],
+    "ix_executions_user": ["user_id"],
+}
+
 
 def upgrade() -> None:
-    pass
+    for name, columns in _INDEXES.items():
+        op.create_index(name, "executions", columns)
+    for name in _REPLACED:
+        op.drop_index(name, table_name="executions")
 
 
 def downgrade() -> None:
-    pass
+    for name, columns in _REPLACED.items():
+        op.create_index(name, "executions", columns)
+    for name in _INDEXES:
+        op.drop_index(name, table_name="executions")

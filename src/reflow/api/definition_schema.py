@@ -20,20 +20,28 @@ from reflow.domain.definitions import (
     MAX_NAME_LENGTH,
     MAX_RETRY_ATTEMPTS,
     MAX_RETRY_DELAY,
+    MAX_SIGNATURE_TOLERANCE,
+    MAX_WEBHOOK_RESPOND_WAIT,
     RESERVED_BLOCK_IDS,
     Backoff,
     BlockSpec,
+    SignatureEncoding,
+    SignatureFormat,
     TriggerType,
 )
+from reflow.domain.schedules import MAX_CATCH_UP, MissedRuns
 
 SEMANTIC_RULES = (
     "block ids are unique across the whole definition, nested blocks included",
     f"at most {MAX_BLOCKS} blocks in all, nested ones included, nesting at most 16 levels",
     "templates ({{ ... }}) compile as JSONata",
-    "a cron expression's fields are in range",
+    "a cron expression's fields are in range and it matches some date; a schedule's "
+    "timezone is an IANA name",
     "a duration written as text is within its maximum, and retry.max is at least "
     "retry.initial",
     "the document nests at most 100 levels",
+    "a webhook's verify.signed holds {body} once and {timestamp} only with a timestamp; "
+    "verify.tolerance and verify.timestampHeader need a timestamp and format plain",
 )
 
 # Regex dialects disagree on \s: Python's str.strip() also removes these separators
@@ -91,9 +99,24 @@ def _trigger() -> dict[str, Any]:
         }
         for owner, (key, schema) in owned.items()
     ]
+    schedule = _schedule()
+    conditions.append({
+        "if": {"properties": {"type": {"const": TriggerType.SCHEDULE.value}},
+               "required": ["type"]},
+        "then": {"properties": schedule},
+        "else": {"properties": {key: {"type": "null"} for key in schedule}},
+    })
+    webhook = _webhook()
+    conditions.append({
+        "if": {"properties": {"type": {"const": TriggerType.WEBHOOK.value}},
+               "required": ["type"]},
+        "then": {"properties": webhook},
+        "else": {"properties": {key: {"type": "null"} for key in webhook}},
+    })
     return {
         "type": "object",
-        "description": "What starts an execution: type, and event or cron for those types.",
+        "description": "What starts an execution: type, and event or cron for those types "
+                       "(respond, verify and dedupe for webhooks).",
         "additionalProperties": False,
         "required": ["type"],
         "properties": {
@@ -101,10 +124,77 @@ def _trigger() -> dict[str, Any]:
             "event": {"description": "the event's name (type event only)"},
             "cron": {"description": "five fields: minute hour day-of-month month "
                                     "day-of-week (type schedule only)"},
+            "timezone": {"description": "the IANA time zone the cron is read in (type "
+                                        "schedule only; UTC)"},
+            "missed": {"description": "what due times missed while reflow was down do "
+                                      "(type schedule only; latest)"},
             "schema": _nullable({"type": "object",
                                  "description": "an example of the trigger's data"}),
+            "respond": {"description": "answer a webhook call with the respond block's "
+                                       "body and status (type webhook only)"},
+            "verify": {"description": "check an HMAC-SHA256 signature header (type "
+                                      "webhook only)"},
+            "dedupe": {"description": "start one run per delivery id header (type "
+                                      "webhook only)"},
         },
         "allOf": conditions,
+    }
+
+
+def _schedule() -> dict[str, Any]:
+    """A schedule trigger's own optional keys (docs/schedules.md)."""
+    return {
+        "timezone": _nullable(_name("an IANA time zone such as Europe/Paris (UTC)")),
+        "missed": _nullable({"enum": [m.value for m in MissedRuns],
+                             "description": "latest: fire the latest missed due time once; "
+                                            "skip: none; all: each (at most "
+                                            f"{MAX_CATCH_UP}, the most recent)"}),
+    }
+
+
+def _header(description: str) -> dict[str, Any]:
+    return {"type": "string", "pattern": r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$",
+            "maxLength": MAX_NAME_LENGTH, "description": description}
+
+
+def _webhook() -> dict[str, Any]:
+    """A webhook trigger's own keys (docs/api.md "Webhooks")."""
+    wait = _duration(positive=True, maximum=MAX_WEBHOOK_RESPOND_WAIT,
+                     description="how long the call waits for the answer (30s)")
+    verify = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["header", "secret"],
+        "properties": {
+            "header": _header("the header holding the signature"),
+            "secret": {"type": "string",
+                       "pattern": r"^(?:[A-Za-z_][A-Za-z0-9_]*|\s*\{\{\s*env\."
+                                  r"[A-Za-z_][A-Za-z0-9_]*\s*\}\}\s*)$",
+                       "description": "the key of the team's env holding the secret "
+                                      "(name or {{ env.name }})"},
+            "format": _nullable({"enum": [f.value for f in SignatureFormat]}),
+            "encoding": _nullable({"enum": [e.value for e in SignatureEncoding]}),
+            "prefix": _nullable({"type": "string",
+                                 "description": "before the signature, e.g. sha256="}),
+            "timestampHeader": _nullable(_header("the header holding the signed time "
+                                                 "(unix seconds)")),
+            "signed": _nullable({**_name("what is signed: {body}, {timestamp}"),
+                                 "pattern": r"\{body\}"}),
+            "tolerance": _duration(positive=True, maximum=MAX_SIGNATURE_TOLERANCE,
+                                   description="how far the signed time may be from now "
+                                               "(5m)"),
+        },
+    }
+    dedupe = {"type": "object", "additionalProperties": False, "required": ["header"],
+              "properties": {"header": _header("the header naming the delivery")}}
+    return {
+        "respond": _nullable({"anyOf": [
+            {"type": "boolean"},
+            {"type": "object", "additionalProperties": False,
+             "properties": {"timeout": wait}},
+        ]}),
+        "verify": _nullable(verify),
+        "dedupe": _nullable(dedupe),
     }
 
 

@@ -25,6 +25,13 @@ except ImportError:  # PyYAML built without libyaml: same behaviour, slower
     from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
 
 from reflow.domain.durations import parse_duration
+from reflow.domain.schedules import (
+    DEFAULT_TIMEZONE,
+    MissedRuns,
+    Schedule,
+    cron_problem,
+    timezone_problem,
+)
 from reflow.errors import DefinitionInvalid, Problem
 
 MAX_NAME_LENGTH = 200
@@ -75,14 +82,75 @@ class Backoff(StrEnum):
     EXPONENTIAL = "exponential"
 
 
+# -- webhook triggers (docs/api.md "Webhooks") --
+
+MAX_WEBHOOK_RESPOND_WAIT = 300.0
+DEFAULT_WEBHOOK_RESPOND_WAIT = 30.0
+DEFAULT_SIGNATURE_TOLERANCE = 300.0
+MAX_SIGNATURE_TOLERANCE = 86_400.0
+# An HTTP header name (RFC 9110 token).
+HEADER_NAME_PATTERN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# verify.secret names a key of the team's env: ``shopSecret`` or ``{{ env.shopSecret }}``.
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ENV_TEMPLATE = re.compile(r"\{\{\s*env\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_SIGNED_PLACEHOLDER = re.compile(r"\{(\w*)\}")
+
+
+class SignatureFormat(StrEnum):
+    """How a signature header is laid out."""
+
+    PLAIN = "plain"  # the signature alone, after an optional prefix (GitHub, Shopify)
+    STRIPE = "stripe"  # t=<unix seconds>,v1=<signature>[,v1=...] (Stripe)
+
+
+class SignatureEncoding(StrEnum):
+    """How the HMAC-SHA256 digest is written in the header."""
+
+    HEX = "hex"
+    BASE64 = "base64"
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookVerify:
+    """A webhook's HMAC-SHA256 signature check; the secret is a key of the team's env."""
+
+    header: str
+    secret: str  # the env key's name, never the secret itself
+    format: SignatureFormat = SignatureFormat.PLAIN
+    encoding: SignatureEncoding = SignatureEncoding.HEX
+    prefix: str = ""
+    timestamp_header: str | None = None
+    # What is signed: ``{body}`` is the raw body, ``{timestamp}`` the signed time.
+    signed: str = "{body}"
+    tolerance: float = DEFAULT_SIGNATURE_TOLERANCE  # seconds either side of now
+
+    @property
+    def timed(self) -> bool:
+        """Whether the signature carries a time that must be within the tolerance."""
+        return self.format is SignatureFormat.STRIPE or self.timestamp_header is not None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookOptions:
+    """What a webhook trigger asks beyond starting a run from the request."""
+
+    respond: bool = False  # answer with the respond block's body and status
+    respond_wait: float = DEFAULT_WEBHOOK_RESPOND_WAIT
+    verify: WebhookVerify | None = None
+    dedupe_header: str | None = None  # the header naming a delivery, seen once
+
+
 @dataclass(frozen=True, slots=True)
 class Trigger:
-    """The definition's trigger; ``event`` is set for event triggers, ``cron`` for schedules."""
+    """The definition's trigger; ``event`` is set for event triggers, ``cron`` for schedules,
+    ``webhook`` for webhook triggers."""
 
     type: TriggerType
     event: str | None = None
     cron: str | None = None
     schema: Mapping[str, Any] | None = None
+    webhook: WebhookOptions | None = None
+    schedule: Schedule | None = None  # cron, time zone and missed-runs policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,7 +428,11 @@ def _is_plain_key(node: yaml.Node) -> bool:
 # --- validation ---------------------------------------------------------------------------
 
 _TOP_KEYS = ("name", "description", "integration", "trigger", "blocks", "timeout")
-_TRIGGER_KEYS = ("type", "event", "cron", "schema")
+_TRIGGER_KEYS = ("type", "event", "cron", "timezone", "missed", "schema", "respond", "verify",
+                 "dedupe")
+_WEBHOOK_KEYS = ("respond", "verify", "dedupe")
+_VERIFY_KEYS = ("header", "secret", "format", "encoding", "prefix", "timestampHeader",
+                "signed", "tolerance")
 _BLOCK_KEYS = ("id", "type", "with", "retry", "timeout")
 _RETRY_KEYS = ("attempts", "backoff", "initial", "max")
 _DEFAULT_RETRY = RetryPolicy()
@@ -508,12 +580,13 @@ class _Validator:
         kind = self.choice(trigger.get("type"), TriggerType, f"{path}.type")
         event = self.trigger_text(trigger, "event", TriggerType.EVENT, kind, path)
         cron = self.trigger_text(trigger, "cron", TriggerType.SCHEDULE, kind, path)
-        if cron is not None and (reason := _cron_problem(cron)) is not None:
-            self.problem(f"{path}.cron", reason)
+        schedule = self.schedule(trigger, kind, cron, path)
         schema = trigger.get("schema")
         if schema is not None:
             schema = self.mapping(schema, f"{path}.schema", "an example of the trigger data")
-        return Trigger(kind or TriggerType.API, event=event, cron=cron, schema=schema)
+        webhook = self.webhook(trigger, kind, path)
+        return Trigger(kind or TriggerType.API, event=event, cron=cron, schema=schema,
+                       webhook=webhook, schedule=schedule)
 
     def trigger_text(
         self,
@@ -522,13 +595,156 @@ class _Validator:
         owner: TriggerType,
         kind: TriggerType | None,
         path: str,
+        *,
+        required: bool = True,
     ) -> str | None:
         where = f"{path}.{key}"
         if kind is owner:
-            return self.text(trigger.get(key), where, required=True)
+            return self.text(trigger.get(key), where, required=required)
         if kind is not None and trigger.get(key) is not None:
             self.problem(where, f"only allowed when type is '{owner}'")
         return None
+
+    # -- schedule trigger --
+
+    def schedule(
+        self, trigger: Mapping[str, Any], kind: TriggerType | None, cron: str | None, path: str
+    ) -> Schedule | None:
+        timezone = self.trigger_text(trigger, "timezone", TriggerType.SCHEDULE, kind, path,
+                                     required=False)
+        missed = None
+        if trigger.get("missed") is not None:
+            if kind is TriggerType.SCHEDULE:
+                missed = self.choice(trigger["missed"], MissedRuns, f"{path}.missed")
+            elif kind is not None:
+                self.problem(f"{path}.missed", "only allowed when type is 'schedule'")
+        if kind is not TriggerType.SCHEDULE or cron is None:
+            return None
+        valid = True
+        if (reason := cron_problem(cron)) is not None:
+            self.problem(f"{path}.cron", reason)
+            valid = False
+        if timezone is not None and (reason := timezone_problem(timezone)) is not None:
+            self.problem(f"{path}.timezone", reason)
+            valid = False
+        if not valid:
+            return None
+        return Schedule(cron, timezone or DEFAULT_TIMEZONE, missed or MissedRuns.LATEST)
+
+    # -- webhook trigger --
+
+    def webhook(
+        self, trigger: Mapping[str, Any], kind: TriggerType | None, path: str
+    ) -> WebhookOptions | None:
+        if kind is not TriggerType.WEBHOOK:
+            for key in _WEBHOOK_KEYS:
+                if kind is not None and trigger.get(key) is not None:
+                    self.problem(f"{path}.{key}", "only allowed when type is 'webhook'")
+            return None
+        respond, wait = self.webhook_respond(trigger.get("respond"), f"{path}.respond")
+        verify = None
+        if trigger.get("verify") is not None:
+            verify = self.webhook_verify(trigger["verify"], f"{path}.verify")
+        dedupe = None
+        if trigger.get("dedupe") is not None:
+            where = f"{path}.dedupe"
+            found = self.mapping(trigger["dedupe"], where, "header: the delivery id's header")
+            if found is not None:
+                self.unknown_keys(found, ("header",), where)
+                dedupe = self.header_name(found.get("header"), f"{where}.header",
+                                          required=True)
+        return WebhookOptions(respond, wait, verify, dedupe)
+
+    def webhook_respond(self, value: Any, path: str) -> tuple[bool, float]:
+        if value is None or isinstance(value, bool):
+            return bool(value), DEFAULT_WEBHOOK_RESPOND_WAIT
+        found = self.mapping(value, path, "true, or timeout: how long to wait for the answer")
+        if found is None:
+            return False, DEFAULT_WEBHOOK_RESPOND_WAIT
+        self.unknown_keys(found, ("timeout",), path)
+        wait = self.duration(found.get("timeout"), f"{path}.timeout", positive=True,
+                             maximum=MAX_WEBHOOK_RESPOND_WAIT)
+        return True, DEFAULT_WEBHOOK_RESPOND_WAIT if wait is None else wait
+
+    def webhook_verify(self, value: Any, path: str) -> WebhookVerify | None:
+        found = self.mapping(value, path, "header and secret, the signature's header and "
+                                          "the team env key of its secret")
+        if found is None:
+            return None
+        self.unknown_keys(found, _VERIFY_KEYS, path)
+        header = self.header_name(found.get("header"), f"{path}.header", required=True)
+        secret = self.env_key(found.get("secret"), f"{path}.secret")
+        form = SignatureFormat.PLAIN
+        if found.get("format") is not None:
+            form = self.choice(found["format"], SignatureFormat, f"{path}.format") or form
+        encoding = SignatureEncoding.HEX
+        if found.get("encoding") is not None:
+            encoding = (self.choice(found["encoding"], SignatureEncoding, f"{path}.encoding")
+                        or encoding)
+        prefix = found.get("prefix")
+        if prefix is not None and not isinstance(prefix, str):
+            self.problem(f"{path}.prefix", f"must be a string, not {_kind(prefix)}")
+        elif prefix is not None and form is SignatureFormat.STRIPE:
+            self.problem(f"{path}.prefix", "not allowed with format 'stripe' (its header "
+                                           "names the signature v1=)")
+        timestamp_header = self.header_name(found.get("timestampHeader"),
+                                            f"{path}.timestampHeader")
+        if timestamp_header is not None and form is SignatureFormat.STRIPE:
+            self.problem(f"{path}.timestampHeader",
+                         "not allowed with format 'stripe' (its header holds t=)")
+        timed = form is SignatureFormat.STRIPE or timestamp_header is not None
+        signed = self.signed(found.get("signed"), f"{path}.signed", timed=timed)
+        tolerance = self.duration(found.get("tolerance"), f"{path}.tolerance", positive=True,
+                                  maximum=MAX_SIGNATURE_TOLERANCE)
+        if tolerance is not None and not timed:
+            self.problem(f"{path}.tolerance",
+                         "only allowed with timestampHeader or format 'stripe'")
+        if header is None or secret is None:
+            return None
+        return WebhookVerify(
+            header, secret, form, encoding, prefix if isinstance(prefix, str) else "",
+            timestamp_header, signed,
+            DEFAULT_SIGNATURE_TOLERANCE if tolerance is None else tolerance,
+        )
+
+    def header_name(self, value: Any, path: str, *, required: bool = False) -> str | None:
+        name = self.text(value, path, required=required)
+        if name is not None and not HEADER_NAME_PATTERN.fullmatch(name):
+            self.problem(path, "must be an HTTP header name (letters, digits, - and _)")
+            return None
+        return name
+
+    def env_key(self, value: Any, path: str) -> str | None:
+        text = self.text(value, path, required=True)
+        if text is None:
+            return None
+        if _ENV_KEY.fullmatch(text):
+            return text
+        template = _ENV_TEMPLATE.fullmatch(text.strip())
+        if template is not None:
+            return template.group(1)
+        self.problem(path, "must name a key of the team's env, e.g. shopSecret or "
+                           "'{{ env.shopSecret }}'; the secret itself never goes in a "
+                           "definition")
+        return None
+
+    def signed(self, value: Any, path: str, *, timed: bool) -> str:
+        default = "{timestamp}.{body}" if timed else "{body}"
+        text = self.text(value, path)
+        if text is None:
+            return default
+        names = _SIGNED_PLACEHOLDER.findall(text)
+        unknown = sorted({n for n in names if n not in ("body", "timestamp")})
+        if unknown:
+            self.problem(path, f"unknown placeholder {{{unknown[0]}}}: only {{body}} and "
+                               "{timestamp}")
+        elif names.count("body") != 1:
+            self.problem(path, "must hold {body} exactly once")
+        elif "timestamp" in names and not timed:
+            self.problem(path, "{timestamp} needs timestampHeader or format 'stripe'")
+        else:
+            return text
+        return default
 
     # -- blocks --
 
@@ -674,52 +890,6 @@ def _block_id_problem(block_id: str) -> str | None:
     if block_id in RESERVED_BLOCK_IDS:
         return f"'{block_id}' is reserved: {RESERVED_BLOCK_IDS[block_id]}"
     return None
-
-
-_MONTHS = {
-    name: n for n, name in enumerate("JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split(), 1)
-}
-_WEEKDAYS = {name: n for n, name in enumerate("SUN MON TUE WED THU FRI SAT".split())}
-# Minute, hour, day of month, month, day of week: (label, lowest, highest, names).
-_CRON_FIELDS: tuple[tuple[str, int, int, Mapping[str, int]], ...] = (
-    ("minute", 0, 59, {}),
-    ("hour", 0, 23, {}),
-    ("day-of-month", 1, 31, {}),
-    ("month", 1, 12, _MONTHS),
-    ("day-of-week", 0, 7, _WEEKDAYS),
-)
-_CRON_ITEM = re.compile(r"(?:\*|([0-9]+|[A-Za-z]+)(?:-([0-9]+|[A-Za-z]+))?)(?:/([0-9]+))?")
-
-
-def _cron_problem(expression: str) -> str | None:
-    fields = expression.split()
-    if len(fields) != len(_CRON_FIELDS):
-        return "must have 5 fields: minute hour day-of-month month day-of-week"
-    for text, (label, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
-        if not all(_cron_item_ok(item, low, high, names) for item in text.split(",")):
-            return (
-                f"{label} field '{text}' is not valid (values {low}-{high}, "
-                f"with *, lists, ranges and /steps)"
-            )
-    return None
-
-
-def _cron_item_ok(item: str, low: int, high: int, names: Mapping[str, int]) -> bool:
-    match = _CRON_ITEM.fullmatch(item)
-    if match is None:
-        return False
-    start, end, step = match.groups()
-    if step is not None and int(step) == 0:
-        return False
-    for bound in (start, end):
-        number = None if bound is None else _cron_number(bound, names)
-        if bound is not None and (number is None or not low <= number <= high):
-            return False
-    return True
-
-
-def _cron_number(text: str, names: Mapping[str, int]) -> int | None:
-    return int(text) if text.isdigit() else names.get(text.upper())
 
 
 # --- shared helpers -----------------------------------------------------------------------

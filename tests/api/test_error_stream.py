@@ -210,6 +210,8 @@ BAD_BODIES: list[tuple[dict[str, Any], str]] = [
     ({"url": "http://10.1.2.3/x"}, "url: 10.1.2.3 is a private address"),
     ({"url": "http://169.254.169.254/latest"}, "url: 169.254.169.254 is a"),
     ({"url": "https://x.example.com/" + "a" * 2100}, "url: longer than 2048 characters"),
+    ({"url": "https://x.example.com:99999/"}, "url: port 99999 is not between 1 and 65535"),
+    ({"url": "https://xn--/"}, "url: not a valid URL"),
     ({}, "url: Field required"),
     ({"url": 5}, "url: "),
     ({"url": "https://errors.example.com", "rotateSecret": "often"}, "rotateSecret: "),

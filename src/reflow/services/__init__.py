@@ -89,7 +89,8 @@ class Reflow:
         self.periodic.add("error stream", settings.error_stream_interval,
                           self.error_stream.deliver_due)
         # A failure committed here is delivered now, not at the next interval.
-        book.on_failed = lambda: self.periodic.wake("error stream")
+        self.error_stream.wake = lambda: self.periodic.wake("error stream")
+        book.on_failed = self.error_stream.failure_committed
         # Schedule triggers: every process runs the scheduler; the claims make a due
         # time fire once however many do (docs/schedules.md).
         self.scheduler = Scheduler(store, self.workflows, self.clock,

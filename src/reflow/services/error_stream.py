@@ -27,7 +27,7 @@ import hmac
 import ipaddress
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +65,8 @@ PER_TEAM = 4
 # process delivering it die meanwhile.
 _CLAIM_MARGIN_SECONDS = 30.0
 _PURGE_BATCH = 500
+# Failures committed in a burst share one delivery round: a wake at most this often (s).
+_WAKE_GAP = 0.05
 # The receiver's answer is not read; this bounds what a client would buffer anyway.
 _MAX_RESPONSE_BYTES = 64 * 1024
 # Statuses that say the receiver is unavailable (not that it refuses this notification).
@@ -106,11 +108,12 @@ def _url_problem(url: str) -> str | None:
         return "must not contain spaces or control characters"
     try:
         parsed = httpx.URL(url)
-    except httpx.InvalidURL as exc:
+        host = parsed.host  # decoded here: a malformed IDNA name raises
+    except (httpx.InvalidURL, UnicodeError) as exc:
         return f"not a valid URL ({exc})"
     if parsed.scheme not in ("http", "https"):
         return "must start with http:// or https://"
-    if not parsed.host:
+    if not host:
         return "has no host"
     if parsed.userinfo:
         return ("must not carry a user name or password (the signature authenticates "
@@ -127,8 +130,11 @@ def check_url(value: str, allow_networks: Sequence[Any] = ()) -> str:
     problem = _url_problem(url)
     if problem is not None:
         raise InvalidRequest(f"url: {problem}")
+    parsed = httpx.URL(url)
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise InvalidRequest(f"url: port {parsed.port} is not between 1 and 65535")
     try:
-        address = ipaddress.ip_address(httpx.URL(url).host)
+        address = ipaddress.ip_address(parsed.host)
     except ValueError:
         return url
     reason = address_refusal(address, allow_networks)
@@ -168,6 +174,23 @@ class ErrorStreamService:
         # One delivery round at a time in this process (the periodic loop, run_once).
         self._round = asyncio.Lock()
         self._next_purge = 0
+        # Starts a delivery round now (Reflow wakes its periodic job).
+        self.wake: Callable[[], None] = _nothing
+        self._wake_at: float | None = None  # loop time of the wake scheduled, if any
+        self._woken_at = float("-inf")
+
+    def failure_committed(self) -> None:
+        """A failed execution was committed in this process: deliver soon (a wake at most
+        every _WAKE_GAP, so a storm of failures costs a round per gap, not one each)."""
+        if self._wake_at is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._wake_at = max(loop.time(), self._woken_at + _WAKE_GAP)
+        loop.call_at(self._wake_at, self._wake_now)
+
+    def _wake_now(self) -> None:
+        self._woken_at, self._wake_at = asyncio.get_running_loop().time(), None
+        self.wake()
 
     # -- the setting ------------------------------------------------------------------------
 
@@ -371,6 +394,10 @@ class ErrorStreamService:
         if self._http is not None:
             http, self._http = self._http, None
             await http.aclose()
+
+
+def _nothing() -> None:
+    """No one to wake."""
 
 
 def _connection_failure(exc: BaseException) -> str:

@@ -6,6 +6,7 @@ These start real executor processes (REFLOW_EXECUTOR_PROCESSES=1), as ``serve`` 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from collections.abc import Callable
@@ -125,3 +126,23 @@ def test_executions_sharing_the_executor_with_a_crash_continue_without_counting_
 def wait_until_running(client: TestClient, execution_id: str) -> None:
     """The execution's row says running (it was handed to the executor)."""
     assert execution_log(client, execution_id)["status"] == "running"
+
+
+def test_a_burst_past_the_executors_capacity_runs_every_execution(
+    client: TestClient, reflow: Reflow, installed: Callable[..., tuple[str, str]],
+) -> None:
+    # Runs answered at once all pass the worker's concurrency check before any is spawned:
+    # the executor gets more jobs than its capacity, and must start the rest as room frees
+    # (they once waited for an executor to be replaced, which never came).
+    workflow_id, user_id = installed()
+    team = client.portal.call(reflow.keys.team, None)  # type: ignore[union-attr]
+    count = reflow.settings.worker_concurrency + 20
+
+    async def burst() -> list[str]:
+        started = await asyncio.gather(*(
+            reflow.runs.run(team, workflow_id, user_id, ORDER_DATA) for _ in range(count)))
+        return [s.execution_id for s in started]
+
+    execution_ids = client.portal.call(burst)  # type: ignore[union-attr]
+    for execution_id in execution_ids:
+        assert wait_finished(client, execution_id)["output"] == ORDER_OUTPUT

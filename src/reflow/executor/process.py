@@ -106,7 +106,9 @@ class ProcessExecutor:
         self._executors: list[_Executor] = []
         self._quarantine: _Executor | None = None
         self._quarantined: collections.deque[Job] = collections.deque()
-        self._waiting: collections.deque[Job] = collections.deque()  # no live executor yet
+        # Jobs no executor has room for: every one is full (a burst of runs can pass the
+        # worker's concurrency check together) or being replaced. Sent as room frees up.
+        self._waiting: collections.deque[Job] = collections.deque()
         self._futures: dict[str, asyncio.Future[Finished]] = {}
         self._where: dict[str, _Executor] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -206,9 +208,14 @@ class ProcessExecutor:
     def _dispatch(self, job: Job) -> None:
         live = [e for e in self._executors if e.free > 0]
         if not live:
-            self._waiting.append(job)  # every executor is being replaced: sent on respawn
+            self._waiting.append(job)
             return
         self._send_job(max(live, key=lambda e: e.free), job)
+
+    def _dispatch_waiting(self) -> None:
+        """Send waiting jobs to the executors that have room now."""
+        while self._waiting and any(e.free > 0 for e in self._executors):
+            self._dispatch(self._waiting.popleft())
 
     def _send_job(self, executor: _Executor, job: Job) -> None:
         record = job.record
@@ -275,6 +282,7 @@ class ProcessExecutor:
         job = executor.jobs.pop(execution_id, None)
         self._where.pop(execution_id, None)
         future = self._futures.pop(execution_id, None)
+        self._dispatch_waiting()
         if executor.quarantine:
             self._keep(self._drain_quarantine())
         if job is None:
@@ -343,8 +351,7 @@ class ProcessExecutor:
             if self._stopping:
                 return
             self._executors.append(await self._spawn(self.capacity, quarantine=False))
-            while self._waiting:
-                self._dispatch(self._waiting.popleft())
+            self._dispatch_waiting()
         jobs = list(executor.jobs.values())
         executor.jobs.clear()
         alone = executor.quarantine or len(jobs) == 1

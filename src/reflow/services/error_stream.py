@@ -255,8 +255,14 @@ class ErrorStreamService:
                 claimed = await self.store.claim_error_notifications(
                     now, now + claim_ms, limit, PER_TEAM)
                 if claimed:
-                    results = await asyncio.gather(*(self._deliver(n) for n in claimed))
-                    delivered += sum(results)
+                    results = await asyncio.gather(*(self._deliver(n) for n in claimed),
+                                                   return_exceptions=True)
+                    for n, result in zip(claimed, results, strict=True):
+                        if isinstance(result, BaseException):
+                            # E.g. the database failed: tried again once its claim lapses.
+                            log.error("error stream: the notification of execution %s "
+                                      "failed: %r", n.execution_id, result)
+                    delivered += sum(result is True for result in results)
                 if len(claimed) < limit:
                     break
             await self._purge()

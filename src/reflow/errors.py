@@ -53,6 +53,18 @@ class Conflict(ReflowError):
     status = 409
 
 
+class Gone(NotFound):
+    """The thing existed but was deleted for good (a webhook of a deleted user)."""
+
+    status = 410
+
+
+class UnsupportedMediaType(BadRequest):
+    """The body's Content-Type is not one the endpoint reads."""
+
+    status = 415
+
+
 class PayloadTooLarge(ReflowError):
     """The request body is over the configured limit."""
 
@@ -77,10 +89,31 @@ class Problem:
 class DefinitionInvalid(InvalidRequest):
     """A workflow definition failed validation; ``problems`` lists every one by path."""
 
+    what = "workflow definition"  # what failed, for messages: "invalid <what>"
+
     def __init__(self, problems: Sequence[Problem]) -> None:
         self.problems = tuple(problems)
         listed = "; ".join(str(p) for p in self.problems)
-        super().__init__(f"invalid workflow definition: {listed}")
+        super().__init__(f"invalid {self.what}: {listed}")
+
+
+class IntegrationInvalid(DefinitionInvalid):
+    """An integration declaration failed validation; ``problems`` lists every one."""
+
+    what = "integration declaration"
+
+
+class AppInvalid(DefinitionInvalid):
+    """An app declaration failed validation; ``problems`` lists every one by path."""
+
+    what = "app declaration"
+
+
+class CredentialInvalid(DefinitionInvalid):
+    """A credential's values do not fit its app's fields; ``problems`` names each field
+    (never a value)."""
+
+    what = "credential"
 
 
 class ExpressionError(ReflowError):

@@ -11,6 +11,11 @@ authenticates, a body the route's own model accepts, a valid ``wait``. Anything 
 body replayed, so every refusal is the route's own answer. The route stays the one the
 OpenAPI document describes; this is a shortcut to the same service call and the same
 answer.
+
+A webhook call (``POST /webhooks/{token}``, no key) with its Content-Length is answered
+here the same way, through the webhook route's own ``webhook_call`` and
+``webhook_answer``: senders such as shops post one per order, and routing it past every
+other route cost more than the call itself.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reflow.api.errors import internal_error_response, reflow_error_response
 from reflow.api.routes.runs import MAX_WAIT, started_response
+from reflow.api.routes.webhooks import webhook_answer, webhook_call
 from reflow.api.schemas import RunWorkflow
 from reflow.domain.records import Team
 from reflow.errors import ReflowError, Unauthorized
@@ -36,6 +42,7 @@ from reflow.settings import SUPPORTED_API_VERSIONS
 log = logging.getLogger(__name__)
 
 _RUN_PATH = re.compile(r"^(?:/(\d{4}-\d{2}))?/run/workflow$")
+_WEBHOOK_PATH = re.compile(r"^(?:/(\d{4}-\d{2}))?/webhooks/([^/]+)$")
 _VERSIONS = frozenset(v.encode() for v in SUPPORTED_API_VERSIONS)
 
 
@@ -52,6 +59,10 @@ class RunFastPath:
         if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
+        webhook = _WEBHOOK_PATH.match(scope["path"])
+        if webhook is not None:
+            await self._webhook(webhook, scope, receive, send)
+            return
         match = _RUN_PATH.match(scope["path"])
         headers = _headers(scope) if match else None
         if headers is None or not self._plain(match, headers):
@@ -67,6 +78,36 @@ class RunFastPath:
         response = await self._run(*run)
         await response(scope, receive, send)
 
+    async def _webhook(
+        self, match: re.Match[str], scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Answer a webhook call whose version (optional there) and length are plain."""
+        headers = _headers(scope)
+        version = None if headers is None else headers.get(b"x-api-version")
+        if (headers is None or (version is not None and version.strip() not in _VERSIONS)
+                or (match.group(1) is not None and match.group(1) not in SUPPORTED_API_VERSIONS)
+                or not self._sized(headers)):
+            await self.app(scope, receive, send)
+            return
+        body = await _read(receive)
+        if body is None:
+            return  # the client left while sending
+        try:
+            received = await self.reflow.webhooks.receive(
+                webhook_call(match.group(2), body, scope))
+        except ReflowError as exc:
+            response = reflow_error_response(exc)
+        except Exception as exc:  # what the app's own handler would answer
+            response = internal_error_response(exc)
+        else:
+            response = webhook_answer(received)
+        await response(scope, receive, send)
+
+    def _sized(self, headers: dict[bytes, bytes]) -> bool:
+        """Whether the body's Content-Length is given and within the limit."""
+        length = headers.get(b"content-length", b"")
+        return length.isdigit() and int(length) <= self.max_body_bytes
+
     def _plain(self, match: re.Match[str] | None, headers: dict[bytes, bytes]) -> bool:
         """Whether the route would accept the request's version and body framing."""
         assert match is not None
@@ -74,9 +115,8 @@ class RunFastPath:
             return False
         if match.group(1) is not None and match.group(1) not in SUPPORTED_API_VERSIONS:
             return False
-        length = headers.get(b"content-length", b"")
         content_type = headers.get(b"content-type", b"")
-        return (length.isdigit() and int(length) <= self.max_body_bytes
+        return (self._sized(headers)
                 and content_type.split(b";")[0].strip().lower() == b"application/json")
 
     async def _parse(

@@ -20,10 +20,11 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _PATH_VERSION = re.compile(r"^/(\d{4}-\d{2})(/.*)?$")
-# Pages for people, the reference's /logs endpoints (documented without the header), and
-# the operations endpoints (probes and scrapers send no version).
+# Pages for people, the reference's /logs endpoints (documented without the header), the
+# operations endpoints (probes and scrapers send no version), and webhook URLs (called by
+# other services, which send what they send).
 _VERSION_OPTIONAL = ("/docs", "/redoc", "/openapi.json", "/health", "/logs", "/healthz",
-                     "/readyz", "/metrics", "/.well-known/jwks.json")
+                     "/readyz", "/metrics", "/.well-known/jwks.json", "/webhooks")
 _SUPPORTED = ", ".join(SUPPORTED_API_VERSIONS)
 
 

@@ -23,12 +23,16 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from reflow.domain.definitions import parse_document
+from reflow.domain.integrations import declares_integration
 from reflow.services.workflows import definition_from_text
 from reflow.settings import Settings
 from support import ORDER_SUMMARY
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-EXAMPLE_FILES = sorted(EXAMPLES.glob("*.yaml"))
+# The workflows; an integration declaration (`kind: integration`) lives beside them.
+EXAMPLE_FILES = sorted(p for p in EXAMPLES.glob("*.yaml")
+                       if not declares_integration(parse_document(p.read_text())))
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 
 

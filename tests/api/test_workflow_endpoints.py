@@ -85,7 +85,8 @@ def test_get_answers_the_item_with_the_installed_versions_blocks_as_connectors(
     assert set(data) == ITEM_FIELDS | {"connectors"}
     assert (data["version"], data["installedVersion"]) == (2, 1)
     assert data["connectors"] == [
-        {"connectorId": b["id"], "connectorName": b["id"], "connector": b["type"]}
+        {"connectorId": b["id"], "connectorName": b["id"], "connector": b["type"],
+         "id": b["id"], "name": b["id"], "icon": None, "subtitle": b["type"]}
         for b in ORDER_SUMMARY["blocks"]
     ]
 

@@ -14,9 +14,11 @@ import click
 
 from reflow.cli.common import ReflowGroup
 from reflow.cli.db import db
+from reflow.cli.integrations import integrations
 from reflow.cli.keys import keys
 from reflow.cli.logs import logs
 from reflow.cli.runs import cancel, rerun, run
+from reflow.cli.schedules import schedules
 from reflow.cli.serve import serve, worker
 from reflow.cli.teams import teams
 from reflow.cli.users import users
@@ -27,7 +29,8 @@ __all__ = ["cli", "main"]
 
 @click.group(
     cls=ReflowGroup,
-    commands=[db, keys, teams, users, workflows, run, rerun, cancel, logs, serve, worker],
+    commands=[db, keys, teams, users, integrations, workflows, schedules, run, rerun, cancel,
+              logs, serve, worker],
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 def cli() -> None:

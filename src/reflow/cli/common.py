@@ -50,7 +50,7 @@ def exit_code(exc: ReflowError) -> int:
 
 def _report(exc: ReflowError) -> None:
     if isinstance(exc, DefinitionInvalid):
-        click.echo("error: invalid workflow definition", err=True)
+        click.echo(f"error: invalid {exc.what}", err=True)
         for problem in exc.problems:
             click.echo(f"  {problem}", err=True)
     else:

@@ -1,4 +1,10 @@
-"""Workflow files named on the command line (paths, directories, globs) and storing them."""
+"""Workflow and integration files named on the command line (paths, directories, globs)
+and storing them.
+
+A document with a ``kind`` key is an integration declaration (``kind: integration``);
+any other is a workflow definition. Declarations are stored first, so the integrations
+the workflows name are the declared ones from the start.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +13,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from reflow.domain.definitions import WorkflowDefinition
+import click
+
+from reflow.cli.common import _echo_json, _echo_table
+from reflow.domain.definitions import WorkflowDefinition, parse_document
+from reflow.domain.integrations import (
+    IntegrationDeclaration,
+    declares_integration,
+    integration_from_document,
+)
 from reflow.domain.records import Team
 from reflow.errors import DefinitionInvalid, InvalidRequest, Problem
 from reflow.services import Reflow
-from reflow.services.workflows import Applied, definition_from_text
+from reflow.services.integrations import AppliedIntegration
+from reflow.services.workflows import Applied, definition_from_document
 
 _WORKFLOW_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -23,6 +38,23 @@ class AppliedFile:
     path: Path
     definition: WorkflowDefinition
     applied: Applied
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredFile:
+    """One integration declaration stored: what storing it did."""
+
+    path: Path
+    applied: AppliedIntegration
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedFiles:
+    """What applying files did: each valid file stored, each invalid one's problems."""
+
+    workflows: list[AppliedFile]
+    integrations: list[DeclaredFile]
+    problems: list[Problem]
 
 
 def workflow_files(patterns: Sequence[str]) -> list[Path]:
@@ -44,23 +76,73 @@ def workflow_files(patterns: Sequence[str]) -> list[Path]:
 
 
 async def apply_files(
-    reflow: Reflow, team: Team, patterns: Sequence[str]
-) -> tuple[list[AppliedFile], list[Problem]]:
-    """Store every valid file (idempotent); the others' problems are returned by path."""
-    done: list[AppliedFile] = []
+    reflow: Reflow, team: Team, patterns: Sequence[str], *, workflows: bool = True
+) -> AppliedFiles:
+    """Store every valid file (idempotent), declarations first; the others' problems are
+    returned by path. Without ``workflows``, a workflow definition is a problem."""
+    definitions: list[tuple[Path, WorkflowDefinition]] = []
+    declarations: list[tuple[Path, IntegrationDeclaration]] = []
     problems: list[Problem] = []
     for path in workflow_files(patterns):
         content_type = "application/json" if path.suffix == ".json" else None
         try:
-            definition = definition_from_text(path.read_bytes(), content_type)
+            doc = parse_document(path.read_bytes(), content_type)
+            if declares_integration(doc):
+                declarations.append((path, integration_from_document(doc)))
+            elif workflows:
+                definitions.append((path, definition_from_document(doc)))
+            else:
+                problems.append(Problem(str(path), "not an integration declaration (it has "
+                                        "no `kind: integration`); apply workflow "
+                                        "definitions with `reflow workflows apply`"))
         except DefinitionInvalid as exc:
             problems.extend(
                 Problem(f"{path}: {p.path}" if p.path else str(path), p.reason)
                 for p in exc.problems
             )
-            continue
         except OSError as exc:
             problems.append(Problem(str(path), f"cannot read it ({exc.strerror})"))
-            continue
-        done.append(AppliedFile(path, definition, await reflow.workflows.apply(team, definition)))
-    return done, problems
+    declared = [DeclaredFile(path, await reflow.integrations.apply(team, declaration))
+                for path, declaration in declarations]
+    applied = [AppliedFile(path, definition, await reflow.workflows.apply(team, definition))
+               for path, definition in definitions]
+    return AppliedFiles(applied, declared, problems)
+
+
+def echo_applied(done: AppliedFiles, *, as_json: bool) -> None:
+    """Print what applying files did: the declarations, then the workflows."""
+    integrations = [
+        {"file": str(d.path), "kind": "integration", "name": d.applied.integration.name,
+         "integrationId": d.applied.integration.id, "created": d.applied.created,
+         "changed": d.applied.changed}
+        for d in done.integrations
+    ]
+    workflows = [
+        {"file": str(a.path), "kind": "workflow", "name": a.applied.workflow.name,
+         "workflowId": a.applied.workflow.id, "version": a.applied.version,
+         "created": a.applied.created}
+        for a in done.workflows
+    ]
+    if as_json:
+        _echo_json([*integrations, *workflows])
+        return
+    if not integrations and not workflows:
+        click.echo("nothing applied")
+        return
+    if integrations:
+        _echo_table(
+            ("FILE", "INTEGRATION", "INTEGRATION ID", "RESULT"),
+            [(i["file"], i["name"], i["integrationId"],
+              "created" if i["created"] else "updated" if i["changed"] else "unchanged")
+             for i in integrations],
+            empty="",
+        )
+    if integrations and workflows:
+        click.echo()
+    if workflows:
+        _echo_table(
+            ("FILE", "NAME", "WORKFLOW ID", "VERSION", "RESULT"),
+            [(w["file"], w["name"], w["workflowId"], str(w["version"]),
+              "created" if w["created"] else "unchanged") for w in workflows],
+            empty="",
+        )

@@ -94,9 +94,10 @@ async def _serve(
         await reflow.start(worker=worker)
         boot = await reflow.bootstrap()
         team = await reflow.keys.team(boot.team_id)
-        done, problems = await apply_files(reflow, team, apply_paths)
-        if problems:
-            raise DefinitionInvalid(problems)
+        applied = await apply_files(reflow, team, apply_paths)
+        if applied.problems:
+            raise DefinitionInvalid(applied.problems)
+        done = applied.workflows
         user = await _demo_user(reflow, team, demo_user, done) if demo_user else None
         server = build_server(create_app(reflow, manage=False), settings)
         _tune_garbage_collector()

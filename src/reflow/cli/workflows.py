@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import click
 
 from reflow.cli.common import (
@@ -14,9 +12,10 @@ from reflow.cli.common import (
     _text,
     database_option,
     json_option,
+    setting_option,
     team_option,
 )
-from reflow.cli.files import AppliedFile, apply_files
+from reflow.cli.files import apply_files, echo_applied
 from reflow.errors import DefinitionInvalid
 from reflow.services.logs import iso
 
@@ -35,17 +34,19 @@ def workflows_apply(paths: tuple[str, ...], as_json: bool) -> None:
     """Store workflow definitions: files, directories (*.yaml, *.yml, *.json) or globs.
 
     A new name creates the workflow; a changed definition adds a version; an unchanged
-    one adds nothing. An invalid file is not stored: every problem is listed with its
-    path, and the command exits 2 after applying the valid files.
+    one adds nothing. Integration declarations among them (`kind: integration`) are
+    stored first, as `reflow integrations apply` does. An invalid file is not stored:
+    every problem is listed with its path, and the command exits 2 after applying the
+    valid files.
 
     \b
     Example:
       reflow workflows apply examples/ 'more/*.yaml'
     """
-    done, problems = _session(lambda reflow, team: apply_files(reflow, team, paths))
-    _echo_applied(done, as_json=as_json)
-    if problems:
-        raise DefinitionInvalid(problems)
+    done = _session(lambda reflow, team: apply_files(reflow, team, paths))
+    echo_applied(done, as_json=as_json)
+    if done.problems:
+        raise DefinitionInvalid(done.problems)
 
 
 @workflows.command("list")
@@ -93,18 +94,33 @@ def workflows_activate(workflow: str, user_ref: str, as_json: bool) -> None:
     _echo_record(fields, as_json=as_json)
 
 
-def _echo_applied(done: Sequence[AppliedFile], *, as_json: bool) -> None:
-    if as_json:
-        _echo_json([
-            {"file": str(a.path), "name": a.applied.workflow.name,
-             "workflowId": a.applied.workflow.id, "version": a.applied.version,
-             "created": a.applied.created}
-            for a in done
-        ])
-        return
-    _echo_table(
-        ("FILE", "NAME", "WORKFLOW ID", "VERSION", "RESULT"),
-        [(str(a.path), a.applied.workflow.name, a.applied.workflow.id, str(a.applied.version),
-          "created" if a.applied.created else "unchanged") for a in done],
-        empty="nothing applied",
+@workflows.command("webhook-url")
+@click.argument("workflow")
+@click.option("--user", "user_ref", required=True, help="User id or username.")
+@click.option("--rotate", is_flag=True,
+              help="Make a new URL; the old one answers 404 from now on.")
+@setting_option("--public-url", "public_url",
+                "Where senders reach reflow (default: http://REFLOW_HOST:REFLOW_PORT).",
+                metavar="URL")
+@team_option
+@database_option
+@json_option
+def workflows_webhook_url(workflow: str, user_ref: str, rotate: bool, as_json: bool) -> None:
+    """Print the secret URL that starts a user's copy of a webhook workflow.
+
+    Calling it needs no API key: treat it as a secret, and rotate it when it leaks
+    (docs/api.md "Webhooks"). Exits 5 when the version the user runs is not triggered by
+    a webhook.
+
+    \b
+    Examples:
+      reflow workflows webhook-url "Order paid" --user jane@example.com
+      reflow workflows webhook-url "Order paid" --user jane@example.com --rotate
+    """
+    url = _session(
+        lambda reflow, team: reflow.webhooks.url(team, workflow, user_ref, rotate=rotate)
     )
+    if as_json:
+        _echo_json({"webhookUrl": url})
+    else:
+        click.echo(url)

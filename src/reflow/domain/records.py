@@ -1,4 +1,5 @@
-"""The records of a team's catalogue: teams, keys, users, workflows, versions, installations."""
+"""The records of a team's catalogue: teams, keys, users, integrations, workflows, versions,
+installations."""
 
 from __future__ import annotations
 
@@ -47,6 +48,21 @@ class Workflow:
     name: str
     integration: str | None
     latest_version: int
+    created_at: int
+    updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Integration:
+    """What a team's workflows integrate with: declared from a file or ``POST /integrations``
+    (or made with the defaults by the first workflow naming it), found by id or name."""
+
+    id: str
+    team_id: str
+    name: str
+    app: str  # the app it connects to (the reference's primaryConnector); the name by default
+    description: str
+    icon: str | None  # an http(s) URL
     created_at: int
     updated_at: int
 

@@ -20,7 +20,7 @@ from reflow.domain.executions import (
     TriggerMode,
     error_json,
 )
-from reflow.domain.records import Team
+from reflow.domain.records import Installation, Team
 from reflow.engine.compiled import CompiledWorkflow
 from reflow.errors import Conflict, InvalidRequest, NotFound
 from reflow.executor import Job
@@ -179,6 +179,23 @@ class RunService:
         ))
         return [s.execution_id for s in started]
 
+    async def fire_webhook(
+        self, installation: Installation, compiled: CompiledWorkflow, trigger: dict[str, Any],
+        *, wait: float | None = None, delivery_key: str | None = None,
+    ) -> Started:
+        """Start an execution (mode ``webhook``) of the installation from a webhook call's
+        trigger (``services/webhooks.py`` checked the call); with ``wait``, wait that long.
+
+        ``delivery_key`` is stored as the execution's idempotency key in its transaction:
+        a key already stored raises Conflict, and nothing starts.
+        """
+        record = self._new_record(
+            installation.team_id, installation.workflow_id, installation.id,
+            installation.user_id, installation.installed_version, TriggerMode.WEBHOOK,
+            sealing.seal(trigger, self.sealing_keys), None,
+        )
+        return await self._submit(record, compiled, trigger, wait, delivery_key)
+
     async def rerun(
         self, team: Team, workflow_ref: str, execution_id: str, user_ref: str | None,
         *, options: RerunOptions = RerunOptions(), wait: float | None = None,
@@ -242,7 +259,8 @@ class RunService:
         source = await self.store.get_execution(team.id, execution_id)
         if source is None:
             raise self._missing(execution_id)
-        target = await self.workflows.resolve(team, workflow_ref, user_ref)
+        # A deleted installation's execution is found (to say why it cannot rerun).
+        target = await self.workflows.resolve(team, workflow_ref, user_ref, deleted=True)
         same_workflow = (
             target.installation.id == source.installation_id
             if target.via_installation and target.installation is not None
@@ -255,7 +273,8 @@ class RunService:
                 f"execution {execution_id} is still {source.status.value}; "
                 "rerun it once it has finished"
             )
-        version = await self._rerun_version(team, target, source, options.version)
+        installation = await self._rerun_installation(team, target, source)
+        version = await self._rerun_version(target, source, installation, options.version)
         compiled = await self.workflows.compiled(team.id, source.workflow_id, version)
         trigger = (source.trigger if options.data is None
                    else sealing.seal({"data": options.data}, self.sealing_keys))
@@ -266,16 +285,34 @@ class RunService:
         record.steps = _reused_steps(source, compiled, options.start_from)
         return record
 
+    async def _rerun_installation(
+        self, team: Team, target: Target, source: ExecutionRecord
+    ) -> Installation:
+        """The installation a rerun runs on: the source's, which must be live and active
+        (a deactivated installation runs nothing; a deleted one, W6, until reinstalled:
+        activating it again revives the same installation)."""
+        installation = await self.store.get_installation_by_id(team.id, source.installation_id)
+        name = target.workflow.name
+        if installation is None:
+            raise Conflict(
+                f"execution {source.id} ran on an installation of workflow {name!r} that was "
+                "deleted; activate the workflow for the user again (PUT /workflows/activate) "
+                "to rerun it"
+            )
+        if not installation.active:
+            raise Conflict(
+                f"workflow {name!r} is not active for this user; reactivate it with "
+                "PUT /workflows/activate to rerun its executions"
+            )
+        return installation
+
     async def _rerun_version(
-        self, team: Team, target: Target, source: ExecutionRecord, choice: str
+        self, target: Target, source: ExecutionRecord, installation: Installation, choice: str
     ) -> int:
         if choice == "original":
             return source.version
         if choice == "latest":
             return target.workflow.latest_version
-        installation = await self.store.get_installation_by_id(team.id, source.installation_id)
-        if installation is None:
-            raise NotFound(f"the installation that ran execution {source.id} no longer exists")
         return installation.installed_version
 
     def _missing(self, execution_id: str) -> NotFound:

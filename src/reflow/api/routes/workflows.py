@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Query, Request
@@ -10,11 +10,13 @@ from starlette.responses import Response
 
 from reflow.api.deps import CurrentTeam, ReflowDep
 from reflow.api.errors import error_responses, json_response
+from reflow.api.presenters.workflows import workflow_detail, workflow_item
 from reflow.api.routing import OrjsonRoute
 from reflow.api.schemas import (
     Activated,
     Analytics,
     Deactivated,
+    Deleted,
     OneWorkflow,
     Upgraded,
     UserWorkflows,
@@ -25,7 +27,7 @@ from reflow.api.schemas import (
     WorkflowUsers,
 )
 from reflow.services.logs import iso
-from reflow.services.workflows import Applied, Installed, definition_from_text
+from reflow.services.workflows import Applied, definition_from_text
 
 router = APIRouter(tags=["workflows"], route_class=OrjsonRoute)
 
@@ -45,22 +47,6 @@ _DEFINITION_BODY = {
 _NAME_TAKEN = "another workflow of the team has this name"
 _NOT_INSTALLED = "no such user or workflow, or the user has not installed it"
 UserIdParam = Annotated[str, Query(min_length=1, description="the user's id or username")]
-
-
-def _item(installed: Installed) -> dict[str, Any]:
-    workflow, installation = installed.workflow, installed.installation
-    return {
-        "workflowId": workflow.id,
-        "installationId": installation.id if installation else None,
-        "name": workflow.name,
-        "createdAt": iso(workflow.created_at),
-        "updatedAt": iso(workflow.updated_at),
-        "installed": installation is not None,
-        "active": installation is not None and installation.active,
-        "version": workflow.latest_version,
-        "installedVersion": installation.installed_version if installation else None,
-        "integrationId": workflow.integration,
-    }
 
 
 def _applied(applied: Applied) -> Response:
@@ -126,7 +112,7 @@ async def list_versions(
 async def list_workflows(team: CurrentTeam, reflow: ReflowDep, userId: UserIdParam) -> Response:
     """The workflows the user has installed (active or not), by name."""
     installed = await reflow.workflows.installed(team, userId)
-    return json_response({"data": [_item(i) for i in installed]})
+    return json_response({"data": [workflow_item(i) for i in installed]})
 
 
 @router.put("/workflows/deactivate", response_model=Deactivated,
@@ -144,11 +130,29 @@ async def get_workflow(
     workflowId: str, team: CurrentTeam, reflow: ReflowDep, userId: UserIdParam
 ) -> Response:
     """The workflow as the user sees it, with the blocks of the version they run (the
-    latest when they have not installed it)."""
+    latest when they have not installed it), and their webhook URL when it is
+    webhook-triggered."""
     detail = await reflow.workflows.detail(team, workflowId, userId)
-    connectors = [{"connectorId": b.id, "connectorName": b.id, "connector": b.type}
-                  for b in detail.blocks]
-    return json_response({"data": {**_item(detail.item), "connectors": connectors}})
+    webhook_url = await reflow.webhooks.url_for(team, detail.item.installation)
+    return json_response({"data": {**workflow_detail(detail), "webhookUrl": webhook_url}})
+
+
+@router.delete("/workflows/{workflowId}", response_model=Deleted,
+               summary="Delete a user's workflow",
+               responses=error_responses(404, 409, details={
+                   404: _NOT_INSTALLED,
+                   409: "some of its executions are queued, running or waiting"}))
+async def delete_workflow(
+    workflowId: str,
+    team: CurrentTeam,
+    reflow: ReflowDep,
+    userId: Annotated[str | None, Query(min_length=1, description=(
+        "the user's id or username; required with a parent workflow id or name"))] = None,
+) -> Response:
+    """Delete the user's installation (not the workflow for other users): it runs nothing
+    more; its executions and logs stay. Activating it again installs the latest version."""
+    await reflow.workflows.delete(team, workflowId, userId)
+    return json_response({"deleted": True})
 
 
 @router.put("/workflows/{workflowId}/upgrade", response_model=Upgraded,

@@ -71,7 +71,7 @@ WHERE team_id = $1 AND deleted_at IS NULL ORDER BY created_at, id;
 -- name: list_users_of_workflow
 SELECT u.id, u.team_id, u.username, u.full_name, u.created_at
 FROM users u JOIN installations i ON i.user_id = u.id
-WHERE u.team_id = $1 AND i.workflow_id = $2 AND u.deleted_at IS NULL
+WHERE u.team_id = $1 AND i.workflow_id = $2 AND u.deleted_at IS NULL AND i.deleted_at IS NULL
 ORDER BY u.created_at, u.id;
 
 -- name: taken_usernames
@@ -134,17 +134,18 @@ WHERE w.team_id = $1 AND v.workflow_id = $2 ORDER BY v.version;
 
 -- name: get_installation
 SELECT id, team_id, workflow_id, user_id, installed_version, active, installed_at, updated_at
-FROM installations WHERE team_id = $1 AND workflow_id = $2 AND user_id = $3;
+FROM installations WHERE team_id = $1 AND workflow_id = $2 AND user_id = $3
+  AND deleted_at IS NULL;
 
 -- name: get_installation_by_id
 SELECT id, team_id, workflow_id, user_id, installed_version, active, installed_at, updated_at
-FROM installations WHERE team_id = $1 AND id = $2;
+FROM installations WHERE team_id = $1 AND id = $2 AND deleted_at IS NULL;
 
 -- name: list_installations
 SELECT id, team_id, workflow_id, user_id, installed_version, active, installed_at, updated_at
 FROM installations
 WHERE team_id = $1 AND ($2::text IS NULL OR user_id = $2)
-  AND ($3::text IS NULL OR workflow_id = $3)
+  AND ($3::text IS NULL OR workflow_id = $3) AND deleted_at IS NULL
 ORDER BY installed_at, id;
 
 -- name: upsert_installation

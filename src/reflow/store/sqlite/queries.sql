@@ -52,7 +52,7 @@ WHERE team_id = ? AND deleted_at IS NULL ORDER BY created_at, id;
 -- name: list_users_of_workflow
 SELECT u.id, u.team_id, u.username, u.full_name, u.created_at
 FROM users u JOIN installations i ON i.user_id = u.id
-WHERE u.team_id = ? AND i.workflow_id = ? AND u.deleted_at IS NULL
+WHERE u.team_id = ? AND i.workflow_id = ? AND u.deleted_at IS NULL AND i.deleted_at IS NULL
 ORDER BY u.created_at, u.id;
 
 -- name: taken_usernames
@@ -122,16 +122,18 @@ WHERE w.team_id = ? AND v.workflow_id = ? ORDER BY v.version;
 
 -- name: get_installation
 SELECT id, team_id, workflow_id, user_id, installed_version, active, installed_at, updated_at
-FROM installations WHERE team_id = ? AND workflow_id = ? AND user_id = ?;
+FROM installations WHERE team_id = ? AND workflow_id = ? AND user_id = ?
+  AND deleted_at IS NULL;
 
 -- name: get_installation_by_id
 SELECT id, team_id, workflow_id, user_id, installed_version, active, installed_at, updated_at
-FROM installations WHERE team_id = ? AND id = ?;
+FROM installations WHERE team_id = ? AND id = ? AND deleted_at IS NULL;
 
 -- name: list_installations
 SELECT id, team_id, workflow_id, user_id, installed_version, active, installed_at, updated_at
 FROM installations
 WHERE team_id = ? AND (? IS NULL OR user_id = ?) AND (? IS NULL OR workflow_id = ?)
+  AND deleted_at IS NULL
 ORDER BY installed_at, id;
 
 -- name: upsert_installation

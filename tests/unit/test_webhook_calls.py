@@ -18,8 +18,15 @@ from reflow.domain.definitions import (
     WebhookVerify,
 )
 from reflow.domain.webhooks import check_signature, signed_bytes, trigger_payload
-from reflow.errors import DefinitionInvalid, InvalidRequest, Unauthorized, UnsupportedMediaType
+from reflow.errors import (
+    DefinitionInvalid,
+    InvalidRequest,
+    SettingsError,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 from reflow.services.workflows import definition_from_document
+from reflow.settings import load_settings
 
 SECRET = "whsec_unit"
 BODY = b'{"id": "evt_1", "note": "{timestamp} {body} stay as sent"}'
@@ -196,3 +203,15 @@ def test_a_timestamp_placeholder_needs_a_timestamp() -> None:
 def test_respond_timeout_is_bounded_and_dedupe_needs_its_header() -> None:
     found = problems(respond={"timeout": "10m"}, dedupe={})
     assert set(found) == {"trigger.respond.timeout", "trigger.dedupe.header"}
+
+
+# -- the public URL ------------------------------------------------------------------------
+
+
+def test_public_url_is_the_serve_address_unless_set_and_is_checked() -> None:
+    assert load_settings(host="0.0.0.0", port=9000).public_base_url == "http://0.0.0.0:9000"
+    assert load_settings(public_url="https://example.com/reflow/").public_base_url == (
+        "https://example.com/reflow")
+    for bad in ("ftp://example.com", "example.com", "https://example.com/?a=1"):
+        with pytest.raises(SettingsError, match="REFLOW_PUBLIC_URL"):
+            load_settings(public_url=bad)

@@ -111,38 +111,34 @@ async def apply_files(
 
 def echo_applied(done: AppliedFiles, *, as_json: bool) -> None:
     """Print what applying files did: the declarations, then the workflows."""
-    integrations = [
-        {"file": str(d.path), "kind": "integration", "name": d.applied.integration.name,
-         "integrationId": d.applied.integration.id, "created": d.applied.created,
-         "changed": d.applied.changed}
-        for d in done.integrations
-    ]
-    workflows = [
-        {"file": str(a.path), "kind": "workflow", "name": a.applied.workflow.name,
-         "workflowId": a.applied.workflow.id, "version": a.applied.version,
-         "created": a.applied.created}
-        for a in done.workflows
-    ]
     if as_json:
-        _echo_json([*integrations, *workflows])
+        _echo_json([
+            *({"file": str(d.path), "kind": "integration", "name": d.applied.integration.name,
+               "integrationId": d.applied.integration.id, "created": d.applied.created,
+               "changed": d.applied.changed} for d in done.integrations),
+            *({"file": str(a.path), "kind": "workflow", "name": a.applied.workflow.name,
+               "workflowId": a.applied.workflow.id, "version": a.applied.version,
+               "created": a.applied.created} for a in done.workflows),
+        ])
         return
-    if not integrations and not workflows:
+    if not done.integrations and not done.workflows:
         click.echo("nothing applied")
         return
-    if integrations:
+    if done.integrations:
         _echo_table(
             ("FILE", "INTEGRATION", "INTEGRATION ID", "RESULT"),
-            [(i["file"], i["name"], i["integrationId"],
-              "created" if i["created"] else "updated" if i["changed"] else "unchanged")
-             for i in integrations],
+            [(str(d.path), d.applied.integration.name, d.applied.integration.id,
+              "created" if d.applied.created else "updated" if d.applied.changed
+              else "unchanged") for d in done.integrations],
             empty="",
         )
-    if integrations and workflows:
+    if done.integrations and done.workflows:
         click.echo()
-    if workflows:
+    if done.workflows:
         _echo_table(
             ("FILE", "NAME", "WORKFLOW ID", "VERSION", "RESULT"),
-            [(w["file"], w["name"], w["workflowId"], str(w["version"]),
-              "created" if w["created"] else "unchanged") for w in workflows],
+            [(str(a.path), a.applied.workflow.name, a.applied.workflow.id,
+              str(a.applied.version), "created" if a.applied.created else "unchanged")
+             for a in done.workflows],
             empty="",
         )

@@ -320,6 +320,22 @@ def test_a_deleted_users_url_answers_410_and_starts_nothing(
     assert "deleted" in response.json()["message"]
 
 
+def test_a_deleted_copy_answers_410_until_activating_it_again_revives_its_url(
+    client: TestClient, hooked: Callable[..., tuple[str, str, str]],
+) -> None:
+    workflow_id, user_id, path = hooked()
+    deleted = client.delete(f"/workflows/{workflow_id}", params={"userId": user_id})
+    assert deleted.status_code == 200, deleted.text
+    refused = call(client, path, json=ORDER_DATA)
+    assert refused.status_code == 410
+    assert "deleted for its user" in refused.json()["message"]
+    assert runs(client, workflow_id, user_id) == []
+    assert client.put("/workflows/activate", json={
+        "userId": user_id, "workflowId": workflow_id}).status_code == 200
+    assert path_of(webhook_url(client, workflow_id, user_id)) == path
+    assert call(client, path, json=ORDER_DATA).status_code == 200
+
+
 def test_a_copy_upgraded_to_a_version_without_a_webhook_trigger_answers_409(
     client: TestClient, hooked: Callable[..., tuple[str, str, str]],
 ) -> None:

@@ -83,13 +83,18 @@ async def test_another_teams_installation_gets_no_token(store: Store, cat: Catal
     assert await store.find_webhook("wh_x") is None
 
 
-async def test_find_webhook_tells_a_deleted_user_and_an_inactive_installation(
+async def test_find_webhook_tells_an_inactive_or_deleted_installation_and_user(
     store: Store, cat: Catalogue
 ) -> None:
     await store.ensure_webhook_token(cat.team.id, cat.installation.id, "wh_t", T0)
     await store.save_installation(replace(cat.installation, active=False))
     found = await store.find_webhook("wh_t")
     assert found is not None and not found.installation.active and not found.user_deleted
+    assert not found.installation_deleted
+    await store.save_installation(cat.installation)
+    assert await store.delete_installation(cat.team.id, cat.installation.id, T0 + 4)
+    found = await store.find_webhook("wh_t")
+    assert found is not None and found.installation_deleted
     await store.delete_user(cat.team.id, cat.user.id, T0 + 5)
     found = await store.find_webhook("wh_t")
     assert found is not None and found.user_deleted

@@ -172,6 +172,10 @@ class WebhookService:
         installation = found.installation
         if found.user_deleted:
             raise Gone("this webhook's user was deleted: its workflows no longer run")
+        if found.installation_deleted:
+            raise Gone("this webhook's workflow was deleted for its user: calls are refused "
+                       "until it is activated again (PUT /workflows/activate), which revives "
+                       "this URL")
         if not installation.active:
             raise Conflict("this webhook's workflow is deactivated for its user: calls are "
                            "refused until it is activated again (PUT /workflows/activate)")

@@ -69,10 +69,12 @@ class Activity:
 
 @dataclass(frozen=True, slots=True)
 class WebhookTarget:
-    """What a webhook token names: the installation, and whether its user was deleted."""
+    """What a webhook token names: the installation, and whether it or its user was
+    deleted."""
 
     installation: Installation
     user_deleted: bool
+    installation_deleted: bool = False
 
 
 @dataclass(frozen=True, slots=True)

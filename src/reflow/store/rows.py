@@ -79,7 +79,8 @@ def installation_of(row: Row) -> Installation:
 
 def webhook_target_of(row: Row) -> WebhookTarget:
     """An installation row with its user's ``user_deleted_at`` (the webhook_find query)."""
-    return WebhookTarget(installation_of(row), row["user_deleted_at"] is not None)
+    return WebhookTarget(installation_of(row), row["user_deleted_at"] is not None,
+                         row["deleted_at"] is not None)
 
 
 def step_of(row: Row) -> StepRecord:

@@ -54,7 +54,7 @@ _CALL_DOC: dict[str, Any] = {
             404: "no such webhook URL (never issued, or rotated)",
             409: "the copy is deactivated, or runs a version not triggered by a webhook, or "
                  "the team's env lacks the signing secret",
-            410: "the copy's user was deleted",
+            410: "the copy, or its user, was deleted",
             415: "the body is neither JSON nor a form",
             500: "with respond: the execution failed without answering",
         }),

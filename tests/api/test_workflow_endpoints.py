@@ -82,7 +82,7 @@ def test_get_answers_the_item_with_the_installed_versions_blocks_as_connectors(
     response = client.get(f"{prefix}/workflows/{workflow_id}", params={"userId": user_id})
     assert response.status_code == 200, response.text
     data = response.json()["data"]
-    assert set(data) == ITEM_FIELDS | {"connectors"}
+    assert set(data) == ITEM_FIELDS | {"connectors", "webhookUrl"}
     assert (data["version"], data["installedVersion"]) == (2, 1)
     assert data["connectors"] == [
         {"connectorId": b["id"], "connectorName": b["id"], "connector": b["type"],

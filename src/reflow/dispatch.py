@@ -43,6 +43,9 @@ class Submission:
     trigger: Any  # the trigger as the engine sees it (opened)
     env: Any = None
     idempotency_key: str | None = None
+    # Its credential bindings, when this process runs it (a worker that claims it from the
+    # queue binds them itself: RunService.prepare).
+    credentials: Any = None
 
 
 class Dispatch(Protocol):
@@ -168,7 +171,7 @@ class LocalDispatch:
         # Steps copied from the source (a rerun from a block) count as recorded.
         job = Job(record, submission.workflow, submission.trigger, list(record.steps),
                   persisted=False, idempotency_key=submission.idempotency_key,
-                  env=submission.env)
+                  env=submission.env, credentials=submission.credentials)
         # A run answered only when it finishes acknowledges nothing before its commit;
         # any other run is committed (and so acknowledged) before it starts. A keyed one
         # is committed first too, so a second request with the key finds it at once.

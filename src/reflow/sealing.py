@@ -152,3 +152,43 @@ def redacted(raw: bytes) -> bytes:
     value = orjson.loads(raw)
     shown = redact(_mark_walk(value) if _SEALED_JSON in raw else value)
     return raw if shown is value else orjson.dumps(shown)
+
+
+def newest_key(text: str) -> Fernet:
+    """The first (newest) key of a REFLOW_SECRET_KEY value: what everything is sealed with."""
+    first = next(part.strip() for part in text.split(",") if part.strip())
+    return Fernet(first)
+
+
+def rotate_token(token: bytes, keys: MultiFernet, newest: Fernet) -> bytes | None:
+    """``token`` re-encrypted under the newest key; None when it already is (so a rotation
+    that was interrupted resumes without redoing). InvalidToken when no key opens it."""
+    try:
+        newest.decrypt(token)
+    except InvalidToken:
+        return keys.rotate(token)
+    return None
+
+
+def _rotate_walk(value: Any, keys: MultiFernet, newest: Fernet, changed: list[bool]) -> Any:
+    if _is_marker(value) and isinstance(value[SEALED], str):
+        rotated = rotate_token(value[SEALED].encode(), keys, newest)
+        if rotated is None:
+            return value
+        changed.append(True)
+        return {SEALED: rotated.decode()}
+    if isinstance(value, Mapping):
+        return {key: _rotate_walk(item, keys, newest, changed) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_rotate_walk(item, keys, newest, changed) for item in value]
+    return value
+
+
+def rotate_trigger(raw: bytes, keys: MultiFernet, newest: Fernet) -> bytes | None:
+    """A stored trigger with each sealed part re-encrypted under the newest key; None when
+    there was nothing to change. InvalidToken when a part opens with no configured key."""
+    if _SEALED_JSON not in raw:
+        return None
+    changed: list[bool] = []
+    rotated = _rotate_walk(orjson.loads(raw), keys, newest, changed)
+    return orjson.dumps(rotated) if changed else None

@@ -15,6 +15,8 @@ from reflow.api.errors import COMMON_ERRORS, install_error_handlers
 from reflow.api.fastpath import RunFastPath
 from reflow.api.middleware import ApiVersionMiddleware, BodyLimitMiddleware
 from reflow.api.routes import (
+    apps,
+    credentials,
     error_stream,
     events,
     executions,
@@ -94,7 +96,7 @@ def create_app(reflow: Reflow, *, manage: bool = True) -> FastAPI:
     # Webhooks first: routes are matched in order, and a sender's call then tries one
     # pattern instead of every route's (it shares no path with the others).
     for module in (webhooks, users, tokens, integrations, workflows, runs, events, logs,
-                   executions, teams, error_stream):
+                   executions, teams, error_stream, apps, credentials):
         # Every route may answer COMMON_ERRORS; each declares its own with error_responses().
         app.include_router(module.router, responses=COMMON_ERRORS)
     # /healthz (and /health), /readyz, /metrics: no key, no version, not in the document.

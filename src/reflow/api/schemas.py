@@ -671,3 +671,110 @@ class Analytics(BaseModel):
     totalAppActions: int  # http steps run
     totalWorkflowRuns: int
     totalErrors: int  # failed runs
+
+
+# -- apps and credentials (docs/api.md "Credentials and apps") -----------------------------
+
+class AppApplied(BaseModel):
+    """``POST /apps``: the app stored, and what storing it did."""
+
+    appId: str
+    name: str
+    created: bool = Field(description="false when an app of that name existed")
+    changed: bool = Field(description="false when the declaration equals what was stored")
+
+
+class AppItem(BaseModel):
+    """An app (``GET /apps``, ``/metadata/apps``): the SDKs read ``name``, ``icon``, ``type``."""
+
+    name: str
+    displayName: str
+    icon: str | None
+    type: str = Field(description="the auth kind: api_key, bearer, basic, oauth2, "
+                                  "oauth2_client_credentials")
+    isOauth: bool
+
+
+class AppList(BaseModel):
+    """The team's apps, by name."""
+
+    data: list[AppItem]
+
+
+class CredentialProperty(BaseModel):
+    """A field a user fills in to connect an app (never a value)."""
+
+    name: str
+    displayName: str
+    description: str
+    secret: bool
+    required: bool
+
+
+class CredentialMetadataItem(BaseModel):
+    """How to connect one app: the reference's C4 keys (``connector``; the node SDK's
+    ``name``), the auth kind and the fields."""
+
+    connector: str
+    name: str
+    displayName: str
+    icon: str | None
+    isOauth: bool
+    authType: str
+    properties: list[CredentialProperty]
+
+
+class CredentialMetadata(BaseModel):
+    """``GET /metadata/credentials`` (and ``/credentials?userId=``, ``/metadata/credentials/
+    {app}`` with that app alone)."""
+
+    data: list[CredentialMetadataItem]
+
+
+class CredentialItem(BaseModel):
+    """A user's credential as listed: never a value."""
+
+    credentialId: str
+    type: str = Field(description="the app's name")
+    name: str = Field(description="the app's display name")
+    app: str
+    health: Literal["ok", "needs_reconnect"]
+    healthReason: str | None
+    createdAt: str | None
+    updatedAt: str | None
+    expiresAt: str | None = Field(description="an OAuth access token's expiry, else null")
+
+
+class CredentialList(BaseModel):
+    """A user's credentials, oldest first."""
+
+    data: list[CredentialItem]
+
+
+class CredentialValues(Strict):
+    """The app a credential is for and its values (checked against the app's fields)."""
+
+    type: str = Field(min_length=1, description="the app's name")
+    data: dict[str, Any] = Field(description="field name -> value (OAuth apps: accessToken, "
+                                             "refreshToken, expiresAt)")
+
+
+class CredentialCreate(Strict):
+    """``POST /headless/credentials``."""
+
+    userId: str = Field(min_length=1)
+    credential: CredentialValues
+
+
+class UserCredentialCreate(Strict):
+    """``POST /users/{userId}/credentials`` (alloy-python): the user is the path's."""
+
+    credential: CredentialValues
+    userId: str | None = Field(default=None, description="ignored: the path names the user")
+
+
+class CredentialCreated(BaseModel):
+    """A credential stored."""
+
+    success: Literal[True] = True
+    credentialId: str

@@ -545,38 +545,55 @@ def _headers(value: Any) -> httpx.Headers:
 def _field(name: str, credential: Mapping[str, Any], field: str) -> str:
     value = credential.get(field)
     if not isinstance(value, str) or not value:
-        raise _invalid(f"credential {name!r} has no {field!r}")
+        raise _invalid(f"credential for app {name!r} has no {field!r}")
     return value
 
 
-def _bearer(name: str, credential: Mapping[str, Any]) -> tuple[str, str]:
-    return "Authorization", f"Bearer {_field(name, credential, 'token')}"
+Applied = tuple[Mapping[str, str], Mapping[str, str]]  # headers, query parameters
 
 
-def _basic(name: str, credential: Mapping[str, Any]) -> tuple[str, str]:
+def _bearer(name: str, credential: Mapping[str, Any]) -> Applied:
+    return {"Authorization": f"Bearer {_field(name, credential, 'token')}"}, {}
+
+
+def _basic(name: str, credential: Mapping[str, Any]) -> Applied:
     pair = f"{_field(name, credential, 'username')}:{_field(name, credential, 'password')}"
-    return "Authorization", f"Basic {base64.b64encode(pair.encode()).decode('ascii')}"
+    return {"Authorization": f"Basic {base64.b64encode(pair.encode()).decode('ascii')}"}, {}
 
 
-def _header(name: str, credential: Mapping[str, Any]) -> tuple[str, str]:
-    return _field(name, credential, "name"), _field(name, credential, "value")
+def _header(name: str, credential: Mapping[str, Any]) -> Applied:
+    return {_field(name, credential, "name"): _field(name, credential, "value")}, {}
 
 
-_CREDENTIAL_TYPES: Mapping[str, Callable[[str, Mapping[str, Any]], tuple[str, str]]] = {
+def _query(name: str, credential: Mapping[str, Any]) -> Applied:
+    return {}, {_field(name, credential, "name"): _field(name, credential, "value")}
+
+
+def _unavailable(name: str, credential: Mapping[str, Any]) -> Applied:
+    raise _invalid(str(credential.get("reason") or f"credential for app {name!r} cannot be "
+                                                    "used"))
+
+
+# The bindings the run service makes (reflow.domain.apps.binding), by type.
+_CREDENTIAL_TYPES: Mapping[str, Callable[[str, Mapping[str, Any]], Applied]] = {
     "bearer": _bearer,
     "basic": _basic,
     "header": _header,
+    "query": _query,
+    "unavailable": _unavailable,
 }
 
 
-def _credential_header(value: Any, credentials: Mapping[str, Mapping[str, Any]]) -> tuple[str, str]:
+def _credential(value: Any, credentials: Mapping[str, Mapping[str, Any]]) -> Applied:
+    """What the credential named by ``value`` (an app) adds to the request."""
     credential = credentials.get(value) if isinstance(value, str) else None
     if credential is None:
-        raise _invalid(f"unknown credential {value!r}")
+        raise _invalid(f"no credential for app {value!r} is bound to this run (no app of "
+                       "that name is declared, or the user has no credential for it)")
     kind = str(credential.get("type", "")).lower()
     make = _CREDENTIAL_TYPES.get(kind)
     if make is None:
-        raise _invalid(f"credential {value!r} has unsupported type {kind!r}")
+        raise _invalid(f"credential for app {value!r} has unsupported type {kind!r}")
     return make(value, credential)
 
 
@@ -612,15 +629,18 @@ def _build_request(
 ) -> httpx.Request:
     method, url = _method(params["method"]), _url(params["url"])
     headers = _headers(params.get("headers"))
-    if params.get("credential") is not None:
-        # The credential's header replaces one of the same name typed into the definition.
-        name, value = _credential_header(params["credential"], ctx.credentials)
-        headers[name] = value
-    headers.setdefault("Idempotency-Key", ctx.idempotency_key)
-    content = _content(params, headers)
     query = params.get("query")
     if query is not None and not isinstance(query, Mapping):
         raise _invalid("query must be a map of names to values")
+    if params.get("credential") is not None:
+        # The credential's header or parameter replaces one of the same name typed into
+        # the definition.
+        added_headers, added_query = _credential(params["credential"], ctx.credentials)
+        headers.update(added_headers)
+        if added_query:
+            query = {**(query or {}), **added_query}
+    headers.setdefault("Idempotency-Key", ctx.idempotency_key)
+    content = _content(params, headers)
     try:
         # Merged, not replaced: httpx's params= would drop a query typed into the url.
         if query:

@@ -17,6 +17,7 @@ import orjson
 
 from reflow.blocks.base import BlockContext, Outcome, replay
 from reflow.blocks.redaction import redact, secret_values
+from reflow.domain.apps import binding_secrets
 from reflow.domain.executions import (
     ExecutionRecord,
     ExecutionStatus,
@@ -134,9 +135,11 @@ class Engine:
         trigger: Mapping[str, Any],
         recorded: list[StepRecord] | None = None,
         env: Mapping[str, Any] | None = None,
+        credentials: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> RunState:
         """Prepare an execution to run (``recorded``: steps of an earlier, interrupted run;
-        ``env``: the team's expression env, the config's when None)."""
+        ``env``: the team's expression env, the config's when None; ``credentials``: the
+        run's bindings by app name, for the blocks only, never the expressions)."""
         record = recorder.record
         steps = recorded or []
         timeout = workflow.definition.timeout or self.config.execution_timeout
@@ -159,8 +162,11 @@ class Engine:
             recorded={s.block_id: s for s in steps if s.status is StepStatus.SUCCEEDED},
             next_seq=steps[-1].seq + 1 if steps else 0,
             deadline=time.monotonic() + timeout,
-            # The trigger's secret-field values are hidden wherever a step repeats them.
-            secrets=secret_values(trigger),
+            credentials=credentials or {},
+            # The trigger's secret-field values and the credentials' values are hidden
+            # wherever a step repeats them.
+            secrets=(secret_values(trigger) + binding_secrets(credentials)
+                     if credentials else secret_values(trigger)),
         )
 
     async def run(self, state: RunState) -> ExecutionRecord:

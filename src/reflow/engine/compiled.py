@@ -35,6 +35,10 @@ class CompiledWorkflow:
     blocks: tuple[CompiledBlock, ...]
     # The stored definition JSON it was compiled from (what an executor process compiles).
     source: bytes = b""
+    # The apps its blocks name literally in `credential` (bound to each run), and whether
+    # one names it by a template (then every app the user has a credential for is bound).
+    credentials: frozenset[str] = frozenset()
+    any_credential: bool = False
 
 
 def _compile_blocks(
@@ -56,5 +60,10 @@ def compile_workflow(
     registry: Mapping[str, Block], source: bytes = b"",
 ) -> CompiledWorkflow:
     """Compile every block's templates; the definition must already be validated."""
+    named = [b.params["credential"] for b in definition.iter_blocks()
+             if b.params.get("credential") is not None]
+    literal = [n for n in named if isinstance(n, str) and "{{" not in n]
     return CompiledWorkflow(workflow_id, version, definition,
-                            _compile_blocks(definition.blocks, registry), source)
+                            _compile_blocks(definition.blocks, registry), source,
+                            credentials=frozenset(literal),
+                            any_credential=len(literal) < len(named))

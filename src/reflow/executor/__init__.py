@@ -38,6 +38,8 @@ class Job:
     persisted: bool  # the execution row exists
     idempotency_key: str | None = None
     env: Mapping[str, Any] | None = None
+    # The run's credential bindings by app name (decrypted here, in the serving process).
+    credentials: Mapping[str, Mapping[str, str]] | None = None
     # Steps with a lower seq were written by the parent's own early insert (``ensure``).
     written_below: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -180,7 +182,7 @@ class InProcessExecutor:
         recorder = Recorder(writer, job.record, persisted=job.persisted,
                             idempotency_key=job.idempotency_key)
         state = self.engine.new_state(recorder, job.workflow, job.trigger, job.recorded,
-                                      env=job.env)
+                                      env=job.env, credentials=job.credentials)
         state.cancel_requested = job.record.cancel_requested
         execution_id = job.record.id
         self._states[execution_id] = state

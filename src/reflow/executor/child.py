@@ -145,7 +145,8 @@ class Child:
         return compiled
 
     def _run(self, message: Message) -> None:
-        (_, meta, key, source, trigger, unwritten, recorded, persisted, env) = message
+        (_, meta, key, source, trigger, unwritten, recorded, persisted, env,
+         credentials) = message
         (execution_id, team_id, workflow_id, installation_id, user_id, version, mode,
          created_at, started_at, rerun_of, resumes, cancel_requested) = meta
         record = ExecutionRecord(
@@ -158,7 +159,8 @@ class Child:
         )
         task = asyncio.get_running_loop().create_task(
             self._execute(record, (key[0], key[1]), source, trigger,
-                          [step_from_wire(s) for s in recorded], persisted, env),
+                          [step_from_wire(s) for s in recorded], persisted, env,
+                          credentials),
             name=f"execution {execution_id}",
         )
         self._tasks.add(task)
@@ -167,7 +169,7 @@ class Child:
     async def _execute(
         self, record: ExecutionRecord, key: tuple[str, int], source: Any,
         trigger: Any, recorded: list[Any], persisted: bool,
-        env: Mapping[str, Any] | None,
+        env: Mapping[str, Any] | None, credentials: Mapping[str, Any] | None,
     ) -> None:
         execution_id = record.id
         error: str | None = None
@@ -175,7 +177,8 @@ class Child:
         try:
             workflow = self._workflow(key, source)
             recorder = Recorder(WriteThrough(self.save), record, persisted=persisted)
-            state = self.engine.new_state(recorder, workflow, trigger, recorded, env=env)
+            state = self.engine.new_state(recorder, workflow, trigger, recorded, env=env,
+                                          credentials=credentials)
             state.cancel_requested = record.cancel_requested
             self._states[execution_id] = state
             await self.engine.run(state)

@@ -17,6 +17,8 @@ from reflow.executor.engine import build_engine, close_engine
 from reflow.executor.process import ProcessExecutor
 from reflow.periodic import Periodic
 from reflow.scheduler import Scheduler
+from reflow.services.apps import AppService
+from reflow.services.credentials import CredentialService
 from reflow.services.error_stream import ErrorStreamService
 from reflow.services.integrations import IntegrationService
 from reflow.services.keys import KeyService
@@ -61,6 +63,9 @@ class Reflow:
         self.tokens = TokenService.from_settings(self.users, settings)
         self.workflows = WorkflowService(store, self.users, self.clock)
         self.integrations = IntegrationService(store, self.users, self.workflows)
+        self.apps = AppService(store, self.clock)
+        self.credentials = CredentialService(store, self.users, self.apps,
+                                             settings.secret_keyring(), self.clock)
         book = JobBook(store, new_owner(), settings.lease_seconds)
         # The engine runs in supervised executor processes, or here when there are none.
         self.engine: Engine | None = None
@@ -80,7 +85,8 @@ class Reflow:
         self.queued = QueuedDispatch(store, self.waiters)
         self.runs = RunService(store, self.workflows, self.queued,
                                teams=self.teams, log_retention=settings.log_retention,
-                               sealing_keys=settings.secret_keyring(), clock=self.clock)
+                               sealing_keys=settings.secret_keyring(), clock=self.clock,
+                               credentials=self.credentials)
         self.logs = LogService(store, self.workflows, self.clock)
         self.webhooks = WebhookService(store, self.workflows, self.runs, self.teams,
                                        public_url=settings.public_base_url, clock=self.clock)

@@ -25,6 +25,7 @@ from reflow.engine.compiled import CompiledWorkflow
 from reflow.errors import Conflict, InvalidRequest, NotFound
 from reflow.executor import Job
 from reflow.ids import execution_id_time_ms, new_execution_id, now_ms
+from reflow.services.credentials import Bindings, CredentialService
 from reflow.services.events import EventCatalog
 from reflow.services.teams import TeamService
 from reflow.services.workflows import Target, WorkflowService
@@ -100,6 +101,7 @@ class RunService:
         log_retention: float,
         sealing_keys: MultiFernet | None = None,
         clock: Clock | None = None,
+        credentials: CredentialService | None = None,
     ) -> None:
         self.store = store
         self.clock: Clock = clock or SystemClock()
@@ -109,6 +111,8 @@ class RunService:
         self.teams = teams
         # REFLOW_SECRET_KEY: seals a trigger's secret fields when stored, opens them to run.
         self.sealing_keys = sealing_keys
+        # Binds each run's credentials (docs/credentials.md "In workflows").
+        self.credentials = credentials
         self.events = EventCatalog(store, workflows)
 
     async def run(
@@ -348,8 +352,17 @@ class RunService:
         wait: float | None, idempotency_key: str | None = None,
     ) -> Started:
         env = await self.teams.expression_env(record.team_id)
-        submission = Submission(record, compiled, trigger, env, idempotency_key)
+        bound = await self._bind(record, compiled)
+        submission = Submission(record, compiled, trigger, env, idempotency_key, bound)
         return await self.dispatch.submit(submission, wait)
+
+    async def _bind(self, record: ExecutionRecord, compiled: CompiledWorkflow
+                    ) -> Bindings | None:
+        """The run's credential bindings, decrypted here (docs/architecture.md
+        "Credentials in runs"); None when the version names no credential."""
+        if self.credentials is None or not (compiled.credentials or compiled.any_credential):
+            return None
+        return await self.credentials.bindings(record, compiled)
 
     async def prepare(self, record: ExecutionRecord) -> Job:
         """The job of a claimed execution: its record, recorded steps and opened trigger."""
@@ -358,7 +371,8 @@ class RunService:
         recorded, record.steps = record.steps, []
         env = await self.teams.expression_env(record.team_id)
         trigger = sealing.open_trigger(record.trigger, self.sealing_keys)
-        return Job(record, compiled, trigger, recorded, persisted=True, env=env)
+        return Job(record, compiled, trigger, recorded, persisted=True, env=env,
+                   credentials=await self._bind(record, compiled))
 
     async def cancel(self, team: Team, execution_id: str) -> ExecutionRecord:
         """Cancel an execution: a queued one at once, a running one before its next block.

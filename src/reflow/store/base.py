@@ -10,6 +10,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from reflow.domain.apps import AppRecord, CredentialRecord
 from reflow.domain.executions import ExecutionRecord, StepRecord
 from reflow.domain.records import (
     ApiKey,
@@ -389,6 +390,39 @@ class Store(Protocol):
     async def search_logs(self, search: LogSearch) -> LogPage:
         """A page of the team's executions matching ``search`` in its order, with the
         user's and workflow's names, and how many match (counted up to its cap)."""
+    async def match_user_ids(self, team_id: str, text: str, limit: int) -> list[str]:
+        """Up to ``limit`` ids of the team's users (deleted ones too) whose id, username or
+        full name contains ``text`` (lower case)."""
     async def explain_log_search(self, search: LogSearch) -> list[str]:
         """The database's plan for each statement of the search (page, count), one text
         each: for the tests and the benchmark that check every search uses an index."""
+
+    # Apps and credentials (services/apps.py, services/credentials.py, credentials.sql).
+    async def save_app(self, app: AppRecord) -> AppRecord:
+        """Insert the app, or update the team's app of that name to it (keeping its id and
+        creation time); the app as stored."""
+    async def get_app(self, team_id: str, name: str) -> AppRecord | None:
+        """The team's app of this name."""
+    async def list_apps(self, team_id: str) -> list[AppRecord]:
+        """The team's apps, by name."""
+    async def create_credential(self, credential: CredentialRecord) -> None:
+        """Insert a credential."""
+    async def list_credentials(self, team_id: str, user_id: str) -> list[CredentialRecord]:
+        """The user's credentials, oldest first, each with its app's display name."""
+    async def delete_credential(self, team_id: str, user_id: str, credential_id: str) -> bool:
+        """Delete one of the user's credentials; False when it has none of that id."""
+    async def run_credentials(
+        self, team_id: str, user_id: str, installation_id: str
+    ) -> tuple[list[str], list[CredentialRecord]]:
+        """What a run of the installation may use: the credential ids it is pinned to (in
+        order), and the user's credentials, newest first."""
+    async def pin_credentials(
+        self, team_id: str, installation_id: str, credential_ids: Sequence[str]
+    ) -> bool:
+        """Pin the installation to these credentials (an empty list unpins it)."""
+    async def sealed_batch(self, kind: str, after: str, limit: int) -> list[tuple[str, bytes]]:
+        """Up to ``limit`` sealed values of ``kind`` (``credentials``, ``error_stream``:
+        a team's signing secret, ``triggers``: an execution's trigger holding sealed
+        parts) with keys after ``after``, by key: (key, value as stored, as bytes)."""
+    async def reseal(self, kind: str, key: str, old: bytes, new: bytes) -> bool:
+        """Replace a sealed value by its re-encryption, only if it is still ``old``."""

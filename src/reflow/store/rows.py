@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from reflow.domain.apps import AppRecord, CredentialRecord, Health
 from reflow.domain.executions import (
     ExecutionRecord,
     ExecutionStatus,
@@ -212,3 +213,32 @@ def schedule_listing_of(row: Row) -> ScheduleListing:
     return ScheduleListing(row["installation_id"], row["workflow_id"], row["workflow_name"],
                            row["user_id"], row["username"], schedule, row["next_due_at"],
                            row["last_fired_at"])
+
+
+# -- apps and credentials (credentials.sql, apps.sql) --
+
+def app_of(row: Row) -> AppRecord:
+    """An ``apps`` row."""
+    return AppRecord(row["id"], row["team_id"], row["name"], row["display_name"],
+                     row["auth_kind"], row["icon"], bytes(row["definition"]), row["digest"],
+                     row["created_at"], row["updated_at"])
+
+
+def app_params(a: AppRecord) -> tuple[Any, ...]:
+    """``apps_upsert``'s parameters."""
+    return (a.id, a.team_id, a.name, a.display_name, a.auth_kind, a.icon, a.definition,
+            a.digest, a.created_at, a.updated_at)
+
+
+def credential_of(row: Row) -> CredentialRecord:
+    """A ``credentials`` row (with ``app_display_name`` from its app, NULL when unread)."""
+    return CredentialRecord(
+        row["id"], row["team_id"], row["user_id"], row["app"], row["sealed"],
+        row["created_at"], row["updated_at"], Health(row["health"]), row["health_reason"],
+        row["health_changed_at"], row["expires_at"], row["version"], row["app_display_name"])
+
+
+def credential_params(c: CredentialRecord) -> tuple[Any, ...]:
+    """``credentials_insert``'s parameters."""
+    return (c.id, c.team_id, c.user_id, c.app, c.sealed, c.health.value, c.health_reason,
+            c.health_changed_at, c.expires_at, c.version, c.created_at, c.updated_at)

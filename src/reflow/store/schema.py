@@ -163,12 +163,17 @@ executions = Table(
     # Execution ids are time-ordered, so (installation, id) orders a user's logs by time.
     Index("ix_executions_installation", "installation_id", "id"),
     # The logs (GET /logs and a workflow's): one team's, by a column, in time order
-    # (created_at, id): each filter and order of the search has its index (migration 0009).
+    # (created_at, id), then the columns other filters test, so that a page and its count
+    # are found in the index alone (migration 0009).
     Index("ix_executions_team_created", "team_id", "created_at", "id"),
-    Index("ix_executions_team_status", "team_id", "status", "created_at", "id"),
-    Index("ix_executions_team_user", "team_id", "user_id", "created_at", "id"),
-    Index("ix_executions_team_workflow", "team_id", "workflow_id", "created_at", "id"),
-    Index("ix_executions_team_stopped", "team_id", "stopped_at", "created_at", "id"),
+    Index("ix_executions_team_status", "team_id", "status", "created_at", "id",
+          "workflow_id", "user_id"),
+    Index("ix_executions_team_user", "team_id", "user_id", "created_at", "id", "status",
+          "workflow_id", "stopped_at"),
+    Index("ix_executions_team_workflow", "team_id", "workflow_id", "created_at", "id",
+          "status", "user_id", "version"),
+    Index("ix_executions_team_stopped", "team_id", "stopped_at", "created_at", "id",
+          "status", "user_id", "workflow_id"),
     Index(
         "ix_executions_unfinished",
         "status",
@@ -298,3 +303,50 @@ schedule_claims = Table(
     Index("ix_schedule_claims_due", "due_at"),
     sqlite_with_rowid=False,
 )
+
+# -- apps and end users' credentials (docs/credentials.md, services/credentials.py) --
+
+# A third-party app a team's users connect: its declaration (canonical JSON, compared by
+# digest on re-apply) and the columns lists need.
+apps = Table(
+    "apps",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("team_id", Text, ForeignKey("teams.id"), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("display_name", Text, nullable=False),
+    Column("auth_kind", Text, nullable=False),
+    Column("icon", Text),
+    Column("definition", LargeBinary, nullable=False),
+    Column("digest", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    UniqueConstraint("team_id", "name", name="uq_apps_team_name"),
+)
+
+# A user's credential for an app. ``sealed`` is the Fernet token (REFLOW_SECRET_KEY) of
+# the JSON of every value the user gave (and OAuth tokens): nothing of it is stored in
+# clear. ``health`` is ok | needs_reconnect (with why, and since when); ``expires_at``
+# is an OAuth access token's expiry; ``version`` grows with every change of ``sealed``,
+# so a writer can replace exactly the value it read.
+credentials = Table(
+    "credentials",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("team_id", Text, ForeignKey("teams.id"), nullable=False),
+    Column("user_id", Text, ForeignKey("users.id"), nullable=False),
+    Column("app", Text, nullable=False),
+    Column("sealed", Text, nullable=False),
+    Column("health", Text, nullable=False, server_default=text("'ok'")),
+    Column("health_reason", Text),
+    Column("health_changed_at", BigInteger),
+    Column("expires_at", BigInteger),
+    Column("version", Integer, nullable=False, server_default=text("1")),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Index("ix_credentials_user_app", "team_id", "user_id", "app", "created_at"),
+)
+
+# The credentials an installation is pinned to (a JSON list of credential ids; NULL: none),
+# preferred over the user's latest credential for the same app.
+installations.append_column(Column("credential_ids", Text))

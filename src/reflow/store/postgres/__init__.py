@@ -19,7 +19,9 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import orjson
 
+from reflow.domain.apps import AppRecord, CredentialRecord
 from reflow.domain.executions import ExecutionRecord, ExecutionStatus, StepRecord
 from reflow.domain.records import (
     ApiKey,
@@ -1047,6 +1049,11 @@ class PostgresStore:
             total = await conn.fetchval(numbered(count.sql), *count.params)
         return LogPage([entry_of(r) for r in found], int(total))
 
+    async def match_user_ids(self, team_id: str, text: str, limit: int) -> list[str]:
+        """Users whose id, username or full name contains the text."""
+        found = await self._fetch("log_search_match_users", team_id, text, limit)
+        return [r["id"] for r in found]
+
     async def explain_log_search(self, search: LogSearch) -> list[str]:
         """EXPLAIN of the page and the count."""
         plans = []
@@ -1056,6 +1063,73 @@ class PostgresStore:
                                          *statement.params)
                 plans.append("\n".join(r[0] for r in found))
         return plans
+
+    # -- apps and credentials (apps.sql, credentials.sql; services/credentials.py) --------
+
+    async def save_app(self, app: AppRecord) -> AppRecord:
+        """Insert or update (by name) an app; as stored."""
+        async with self._connection("apps_upsert") as conn, conn.transaction():
+            row = await conn.fetchrow(Q["apps_upsert"], *rows.app_params(app))
+        return rows.app_of(row)
+
+    async def get_app(self, team_id: str, name: str) -> AppRecord | None:
+        """The team's app of this name."""
+        row = await self._fetchrow("apps_get", team_id, name)
+        return rows.app_of(row) if row else None
+
+    async def list_apps(self, team_id: str) -> list[AppRecord]:
+        """The team's apps, by name."""
+        return [rows.app_of(r) for r in await self._fetch("apps_list", team_id)]
+
+    async def create_credential(self, credential: CredentialRecord) -> None:
+        """Insert a credential."""
+        await self._execute("credentials_insert", *rows.credential_params(credential))
+
+    async def list_credentials(self, team_id: str, user_id: str) -> list[CredentialRecord]:
+        """The user's credentials, oldest first."""
+        return [rows.credential_of(r)
+                for r in await self._fetch("credentials_list", team_id, user_id)]
+
+    async def delete_credential(self, team_id: str, user_id: str, credential_id: str) -> bool:
+        """Delete one of the user's credentials."""
+        if _has_nul((team_id, user_id, credential_id)):
+            return False
+        return await self._execute("credentials_delete", team_id, user_id, credential_id) > 0
+
+    async def run_credentials(
+        self, team_id: str, user_id: str, installation_id: str
+    ) -> tuple[list[str], list[CredentialRecord]]:
+        """The installation's pinned ids and the user's credentials, newest first."""
+        pinned = await self._fetchrow("credentials_pinned", team_id, installation_id)
+        found = await self._fetch("credentials_of_user_newest_first", team_id, user_id)
+        ids = orjson.loads(pinned[0]) if pinned is not None and pinned[0] else []
+        return ids, [rows.credential_of(r) for r in found]
+
+    async def pin_credentials(
+        self, team_id: str, installation_id: str, credential_ids: Sequence[str]
+    ) -> bool:
+        """Pin the installation to these credentials."""
+        value = orjson.dumps(list(credential_ids)).decode() if credential_ids else None
+        return await self._execute("credentials_pin", value, team_id, installation_id) > 0
+
+    async def sealed_batch(self, kind: str, after: str, limit: int) -> list[tuple[str, bytes]]:
+        """A batch of sealed values of ``kind``, by key."""
+        found = await self._fetch(f"rotate_{_sealed_kind(kind)}_batch", after, limit)
+        return [(r[0], r[1].encode() if isinstance(r[1], str) else bytes(r[1])) for r in found]
+
+    async def reseal(self, kind: str, key: str, old: bytes, new: bytes) -> bool:
+        """Replace a sealed value if it is still ``old``."""
+        text = _sealed_kind(kind) != "triggers"
+        return await self._execute(f"rotate_{kind}_set", new.decode() if text else new, key,
+                                   old.decode() if text else old) > 0
+
+
+def _sealed_kind(kind: str) -> str:
+    """A kind of sealed value ``Store.sealed_batch`` knows (checked: it names a query)."""
+    if kind not in ("credentials", "error_stream", "triggers"):
+        raise ValueError(f"no sealed values of kind {kind!r}")
+    return kind
+
 
 def _clean(text: str) -> str:
     """Text PostgreSQL can store (its text type refuses NUL)."""

@@ -21,6 +21,7 @@ from typing import IO, Any
 
 import orjson
 
+from reflow.domain.apps import AppRecord, CredentialRecord
 from reflow.domain.executions import ExecutionRecord, ExecutionStatus, StepRecord
 from reflow.domain.records import (
     ApiKey,
@@ -1039,7 +1040,8 @@ class SqliteStore:
 
     # -- log search (GET /logs; store/log_search.py composes the SQL) ----------------------
 
-    _log_search = LogSearchSql(Q, lambda values: orjson.dumps(list(values)).decode())
+    _log_search = LogSearchSql(Q, lambda values: orjson.dumps(list(values)).decode(),
+                               hints=True)
 
     def _read_sql(self, sql: str, params: Sequence[Any]) -> list[sqlite3.Row]:
         try:
@@ -1054,6 +1056,10 @@ class SqliteStore:
         (total,) = self._read_sql(count.sql, count.params)[0]
         return LogPage(entries, int(total))
 
+    async def match_user_ids(self, team_id: str, text: str, limit: int) -> list[str]:
+        """Users whose id, username or full name contains the text."""
+        return [r[0] for r in self._all("log_search_match_users", (team_id, text, limit))]
+
     async def explain_log_search(self, search: LogSearch) -> list[str]:
         """EXPLAIN QUERY PLAN of the page and the count."""
         plans = []
@@ -1067,3 +1073,73 @@ class SqliteStore:
                 lines.append("  " * depth[node] + str(detail))
             plans.append("\n".join(lines))
         return plans
+
+    # -- apps and credentials (apps.sql, credentials.sql; services/credentials.py) --------
+
+    async def save_app(self, app: AppRecord) -> AppRecord:
+        """Insert or update (by name) an app; as stored."""
+        with self._transaction() as db:
+            row = db.execute(Q["apps_upsert"], rows.app_params(app)).fetchone()
+        return rows.app_of(row)
+
+    async def get_app(self, team_id: str, name: str) -> AppRecord | None:
+        """The team's app of this name."""
+        row = self._one("apps_get", (team_id, name))
+        return rows.app_of(row) if row else None
+
+    async def list_apps(self, team_id: str) -> list[AppRecord]:
+        """The team's apps, by name."""
+        return [rows.app_of(r) for r in self._all("apps_list", (team_id,))]
+
+    async def create_credential(self, credential: CredentialRecord) -> None:
+        """Insert a credential."""
+        self._write([("credentials_insert", rows.credential_params(credential))])
+
+    async def list_credentials(self, team_id: str, user_id: str) -> list[CredentialRecord]:
+        """The user's credentials, oldest first."""
+        return [rows.credential_of(r)
+                for r in self._all("credentials_list", (team_id, user_id))]
+
+    async def delete_credential(self, team_id: str, user_id: str, credential_id: str) -> bool:
+        """Delete one of the user's credentials."""
+        with self._transaction() as db:
+            cursor = db.execute(Q["credentials_delete"], (team_id, user_id, credential_id))
+        return cursor.rowcount > 0
+
+    async def run_credentials(
+        self, team_id: str, user_id: str, installation_id: str
+    ) -> tuple[list[str], list[CredentialRecord]]:
+        """The installation's pinned ids and the user's credentials, newest first."""
+        pinned = self._one("credentials_pinned", (team_id, installation_id))
+        found = self._all("credentials_of_user_newest_first", (team_id, user_id))
+        ids = orjson.loads(pinned[0]) if pinned is not None and pinned[0] else []
+        return ids, [rows.credential_of(r) for r in found]
+
+    async def pin_credentials(
+        self, team_id: str, installation_id: str, credential_ids: Sequence[str]
+    ) -> bool:
+        """Pin the installation to these credentials."""
+        value = orjson.dumps(list(credential_ids)).decode() if credential_ids else None
+        with self._transaction() as db:
+            cursor = db.execute(Q["credentials_pin"], (value, team_id, installation_id))
+        return cursor.rowcount > 0
+
+    async def sealed_batch(self, kind: str, after: str, limit: int) -> list[tuple[str, bytes]]:
+        """A batch of sealed values of ``kind``, by key."""
+        found = self._all(f"rotate_{_sealed_kind(kind)}_batch", (after, limit))
+        return [(r[0], r[1].encode() if isinstance(r[1], str) else bytes(r[1])) for r in found]
+
+    async def reseal(self, kind: str, key: str, old: bytes, new: bytes) -> bool:
+        """Replace a sealed value if it is still ``old``."""
+        text = _sealed_kind(kind) != "triggers"
+        with self._transaction() as db:
+            cursor = db.execute(Q[f"rotate_{kind}_set"], (
+                new.decode() if text else new, key, old.decode() if text else old))
+        return cursor.rowcount > 0
+
+
+def _sealed_kind(kind: str) -> str:
+    """A kind of sealed value ``Store.sealed_batch`` knows (checked: it names a query)."""
+    if kind not in ("credentials", "error_stream", "triggers"):
+        raise ValueError(f"no sealed values of kind {kind!r}")
+    return kind

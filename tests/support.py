@@ -19,12 +19,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
 
 import httpx
+import orjson
 from fastapi.testclient import TestClient
 
 API_VERSION = "2025-09"
@@ -299,3 +300,62 @@ def wait_all_finished(
         time.sleep(0.1)
     assert not pending, f"{len(pending)} acknowledged executions never finished"
     return details
+
+
+@dataclass
+class Received:
+    """One POST a Receiver got."""
+
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+@dataclass
+class Receiver:
+    """A local endpoint that records each POST and answers ``status`` (after ``release``
+    is set, when ``hang``)."""
+
+    url: str = ""
+    status: int = 200
+    hang: bool = False
+    release: threading.Event = field(default_factory=threading.Event)
+    arrived: threading.Event = field(default_factory=threading.Event)
+    received: list[Received] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def receiving(port: int = 0) -> Iterator[Receiver]:
+    """A local 127.0.0.1 endpoint that records every POST (error streams, webhooks out)."""
+    receiver = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["content-length"]))
+            receiver.received.append(Received({k.lower(): v for k, v in self.headers.items()},
+                                              body))
+            receiver.arrived.set()
+            if receiver.hang:
+                receiver.release.wait(10)
+            self.send_response(receiver.status)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet."""
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    # A short poll: shutdown() waits for it (the default 0.5 s would end each test).
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/errors"
+    try:
+        yield receiver
+    finally:
+        receiver.release.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

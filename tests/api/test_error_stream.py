@@ -6,14 +6,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import orjson
 import pytest
 from fastapi.testclient import TestClient
 
@@ -24,7 +20,16 @@ from reflow.ids import new_execution_id, now_ms
 from reflow.services import Reflow
 from reflow.settings import Settings
 from reflow.store.migrate import upgrade
-from support import API_VERSION, ORDER_DATA, ORDER_SUMMARY, TEST_KEY, free_port, wait_finished
+from support import (
+    API_VERSION,
+    ORDER_DATA,
+    ORDER_SUMMARY,
+    TEST_KEY,
+    Receiver,
+    free_port,
+    receiving,
+    wait_finished,
+)
 
 FAILING: dict[str, Any] = {
     "name": "Failing order sync",
@@ -43,65 +48,6 @@ ALLOY_HEADERS = ("x-alloy-workflowid", "x-alloy-userid", "x-alloy-blockname",
 def settings(make_settings: Callable[..., Settings]) -> Settings:
     """The local receivers reachable (the outbound guard allows 127.0.0.0/8 here only)."""
     return make_settings(http_allow_networks="127.0.0.0/8", error_stream_timeout=2)
-
-
-# -- a receiver ------------------------------------------------------------------------------
-
-
-@dataclass
-class Received:
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def json(self) -> Any:
-        return orjson.loads(self.body)
-
-
-@dataclass
-class Receiver:
-    """A local endpoint that records each POST and answers ``status`` (after ``release``
-    is set, when ``hang``)."""
-
-    url: str = ""
-    status: int = 200
-    hang: bool = False
-    release: threading.Event = field(default_factory=threading.Event)
-    arrived: threading.Event = field(default_factory=threading.Event)
-    received: list[Received] = field(default_factory=list)
-
-
-@contextlib.contextmanager
-def receiving(port: int = 0) -> Iterator[Receiver]:
-    receiver = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["content-length"]))
-            receiver.received.append(Received({k.lower(): v for k, v in self.headers.items()},
-                                              body))
-            receiver.arrived.set()
-            if receiver.hang:
-                receiver.release.wait(10)
-            self.send_response(receiver.status)
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet."""
-
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    # A short poll: shutdown() waits for it (the default 0.5 s would end each test).
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/errors"
-    try:
-        yield receiver
-    finally:
-        receiver.release.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @pytest.fixture

@@ -4,31 +4,23 @@ processes sharing one PostgreSQL database."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from test_scale_out_services import two as two  # the fixture: Reflows as processes
 from test_store import T0, Catalogue, add_catalogue, add_second_installation
+from test_store import cat as cat  # the fixture
 
-from pg_support import truncate_async
 from reflow.errors import Conflict, NotFound
 from reflow.services import Reflow
 from reflow.services.webhooks import WebhookCall, delivery_key
 from reflow.services.workflows import definition_from_document
-from reflow.settings import load_settings
 from reflow.store.base import Store
-from support import TEST_SECRET_KEY
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def cat(store: Store) -> Catalogue:
-    """The first team's catalogue in the store under test."""
-    return await add_catalogue(store)
 
 
 async def test_ensure_webhook_token_stores_the_first_token_and_keeps_it(
@@ -119,36 +111,12 @@ HOOK: dict[str, Any] = {
 }
 
 
-@pytest.fixture
-async def processes(
-    postgres_url: str, tmp_path: Path
-) -> AsyncIterator[Callable[[], Any]]:
-    """Opens Reflows on the emptied session database, each as another process would."""
-    await truncate_async(postgres_url)
-    opened: list[Reflow] = []
-
-    async def open_one() -> Reflow:
-        settings = load_settings(database_url=postgres_url, secret_key=TEST_SECRET_KEY,
-                                 dev_key_file=tmp_path / f"key{len(opened)}",
-                                 executor_processes=0)
-        reflow = Reflow.open(settings)
-        opened.append(reflow)
-        await reflow.start()
-        return reflow
-
-    try:
-        yield open_one
-    finally:
-        for reflow in opened:
-            await reflow.close()
-
-
 @pytest.mark.postgres
 async def test_one_delivery_sent_to_several_processes_at_once_starts_one_execution(
-    processes: Callable[[], Any],
+    two: Callable[..., Any],
 ) -> None:
-    first: Reflow = await processes()
-    others: list[Reflow] = [await processes() for _ in range(2)]
+    first: Reflow = await two(worker=True)
+    others: list[Reflow] = [await two(worker=True) for _ in range(2)]
     team = await first.keys.create_team("acme")
     user = await first.users.create(team, "ann@example.com", None)
     await first.workflows.apply(team, definition_from_document(HOOK))

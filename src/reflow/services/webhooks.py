@@ -107,13 +107,13 @@ class WebhookService:
                 "the one this user runs) is not triggered by a webhook, so it has no webhook "
                 "URL"
             )
-        if not rotate:
-            url = await self.url_for(team, installation)
-            assert url is not None  # webhook-triggered, checked above
-            return url
-        token = new_token()
-        await self.store.rotate_webhook_token(team.id, installation.id, token,
-                                              self.clock.now_ms())
+        now = self.clock.now_ms()
+        if rotate:
+            token = new_token()
+            await self.store.rotate_webhook_token(team.id, installation.id, token, now)
+        else:
+            token = await self.store.ensure_webhook_token(team.id, installation.id,
+                                                          new_token(), now)
         return self.base + token
 
     async def _options(self, installation: Installation) -> WebhookOptions | None:

@@ -184,8 +184,8 @@ def test_values_are_checked_against_the_apps_fields_naming_each_problem_never_a_
     assert API_KEY not in response.text
     unknown_app = client.post("/headless/credentials", json={
         "userId": user_id, "credential": {"type": "nope", "data": {}}})
-    assert unknown_app.status_code == 422
-    assert "no app named 'nope'" in unknown_app.json()["message"]
+    assert unknown_app.status_code == 404
+    assert "app 'nope' not found" in unknown_app.json()["message"]
     assert client.get(f"/users/{user_id}/credentials").json()["data"] == []
 
 

@@ -36,6 +36,7 @@ ID_PARAMETERS: dict[str, str] = {
     "executionId": "execution",
     "integrationId": "integration",
     "credentialId": "credential",
+    "app": "app",
     "jobId": "job",
     "event": "event",
 }
@@ -47,6 +48,10 @@ NO_TEAM_ID: dict[tuple[str, str], str] = {
     ("POST", "/users/batch"): "creates users of the caller's team",
     ("POST", "/workflows"): "creates a workflow of the caller's team",
     ("POST", "/integrations"): "declares an integration of the caller's team, by name",
+    ("POST", "/apps"): "declares an app of the caller's team, by name",
+    ("GET", "/apps"): "lists the caller's team's apps",
+    ("GET", "/metadata/apps"): "lists the caller's team's apps",
+    ("GET", "/metadata/credentials"): "the caller's team's apps' credential fields",
     ("GET", "/installations"): "lists the caller's team's installations",
     ("GET", "/env"): "the caller's own team env",
     ("PUT", "/env"): "replaces the caller's own team env",
@@ -69,12 +74,19 @@ NO_TEAM_ID: dict[tuple[str, str], str] = {
 # Bodies a route's model cannot give (it reads the raw body), keyed by route.
 BODIES: dict[tuple[str, str], Callable[[TeamA], Any]] = {
     ("PUT", "/workflows/{workflowId}/definition"): lambda a: ORDER_SUMMARY,
+    ("POST", "/headless/credentials"): lambda a: {
+        "userId": a.ids["user"], "credential": {"type": a.ids["app"],
+                                                "data": {"apiKey": "tenancy-b-key"}}},
+    ("POST", "/users/{userId}/credentials"): lambda a: {
+        "credential": {"type": a.ids["app"], "data": {"apiKey": "tenancy-b-key"}}},
 }
 
 # A route whose documented "not found" answer is not 404 goes here, with that status.
 EXPECTED: dict[tuple[str, str], int] = {}
 
 EVENT_NAME = "tenancy.a.created"
+APP_NAME = "tenancy-a-app"
+APP_SECRET = "tenancy-a-secret-api-key"
 INTEGRATION_NAME = "tenancy-a-crm"
 MARKER = "tenancy-a-marker"
 EVENT_WORKFLOW: dict[str, Any] = {
@@ -249,15 +261,24 @@ def team_a(
                               json={"userId": user_id, "workflowId": installed})
         assert response.status_code == 200, response.text
     execution_id = run_finished(workflow_id, user_id, {"label": MARKER, "values": [7]})
+    app = client.post("/apps", json={
+        "name": APP_NAME, "displayName": "Tenancy A App", "auth": {"type": "bearer"},
+        "fields": [{"name": "apiKey", "displayName": "Key", "secret": True}]})
+    assert app.status_code == 200, app.text
+    credential = client.post("/headless/credentials", json={
+        "userId": user_id, "credential": {"type": APP_NAME, "data": {"apiKey": APP_SECRET}}})
+    assert credential.status_code == 200, credential.text
     # The execution is a rerun source: A can rerun it (B must not).
     rerun = client.post(f"/workflows/{workflow_id}/rerun/{execution_id}", params={"wait": 10})
     assert rerun.status_code == 200, rerun.text
     return TeamA(
         ids={"user": user_id, "workflow": workflow_id, "execution": execution_id,
-             "integration": INTEGRATION_NAME, "event": EVENT_NAME},
+             "integration": INTEGRATION_NAME, "event": EVENT_NAME, "app": APP_NAME,
+             "credential": credential.json()["credentialId"]},
         secrets=[user_id, workflow_id, event_workflow_id, execution_id,
                  rerun.json()["executionId"], username, full_name, "Tenancy A order summary",
-                 "Tenancy A event", INTEGRATION_NAME, EVENT_NAME, MARKER, MARKER.upper()],
+                 "Tenancy A event", INTEGRATION_NAME, EVENT_NAME, MARKER, MARKER.upper(),
+                 APP_NAME, APP_SECRET, "Tenancy A App", credential.json()["credentialId"]],
     )
 
 

@@ -71,10 +71,9 @@ class CredentialService:
             raise CredentialInvalid([Problem("credential.type", "required: the app's name")])
         app = await self.apps.find(team.id, app_name)
         if app is None:
-            raise CredentialInvalid([Problem(
-                "credential.type", f"no app named {app_name!r} is declared (GET "
-                                   "/metadata/credentials lists them; declare one with "
-                                   "POST /apps or `reflow apps apply`)")])
+            # An app is named like any other id: another team's (or none) is not found.
+            raise NotFound(f"app {app_name!r} not found (GET /metadata/credentials lists "
+                           "the apps; declare one with POST /apps or `reflow apps apply`)")
         problems = value_problems(app.declaration, data)
         if problems:
             raise CredentialInvalid(problems)

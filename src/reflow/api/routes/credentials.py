@@ -24,7 +24,7 @@ from reflow.services import Reflow
 router = APIRouter(tags=["credentials"], route_class=OrjsonRoute)
 
 _CREATE_ERRORS = error_responses(
-    404, 409, details={404: "no such user",
+    404, 409, details={404: "no such user or app",
                        409: "REFLOW_SECRET_KEY is not set: nothing can be stored encrypted"})
 
 

@@ -29,6 +29,8 @@ router = APIRouter(tags=["logs"], route_class=OrjsonRoute)
 
 @router.get("/workflows/{workflowId}/logs", response_model=Logs, summary="Workflow logs",
             responses=error_responses(404, details={404: "no such workflow or user"}))
+# The path of the 2024-03 documentation's page (the reference's L1b).
+@router.get("/workflow/{workflowId}/logs", response_model=Logs, include_in_schema=False)
 async def workflow_logs(
     workflowId: str,
     team: CurrentTeam,
@@ -93,7 +95,7 @@ async def search_logs(
     scope = SearchScope(workflowId or None, associatedUserId or None)
     result = await reflow.logs.search(team, parsed, scope,
                                       SearchPage(skip, limit, sortBy, sortOrder == "desc"))
-    return json_response(search_page(result, team.id))
+    return json_response(search_page(result))
 
 
 @router.get("/logs/{executionId}", response_model=Execution, summary="One execution",

@@ -19,12 +19,17 @@ Endpoints (JSON in and out; errors are ``{"error": ...}``):
 The seeded data tells three stories: order 1001 is paid and ships, 1002 is not paid yet,
 and 1003 is paid but holds a SKU (POSTER-XL) the warehouse does not know until someone
 registers it. Tests import ``serve`` and run it in-process on port 0.
+
+With ``--api-key KEY`` every request must carry ``X-Api-Key: KEY`` (401 otherwise): the
+``shop`` app (examples/shop.app.yaml) declares that key, and a user's credential for it
+is what reflow sends (docs/credentials.md). Without it the shop answers anyone.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import hmac
 import json
 import re
 import signal
@@ -198,10 +203,12 @@ class ShopServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], shop: Shop, *, log_requests: bool) -> None:
+    def __init__(self, address: tuple[str, int], shop: Shop, *, log_requests: bool,
+                 api_key: str | None = None) -> None:
         super().__init__(address, ShopHandler)
         self.shop = shop
         self.log_requests = log_requests
+        self.api_key = api_key  # when set, the X-Api-Key every request must carry
 
     @property
     def url(self) -> str:
@@ -246,10 +253,19 @@ class ShopHandler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         path = self.path.split("?", 1)[0].rstrip("/") or "/"
         try:
+            self._check_key()
             status, body = self._route(method, path)
         except ShopError as exc:
             status, body = exc.status, {"error": exc.message}
         self._send(status, body)
+
+    def _check_key(self) -> None:
+        expected = self.server.api_key
+        if expected is None:
+            return
+        given = self.headers.get("X-Api-Key", "")
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise ShopError(HTTPStatus.UNAUTHORIZED, "missing or wrong X-Api-Key")
 
     def _route(self, method: str, path: str) -> Reply:
         allowed = False
@@ -274,13 +290,15 @@ class ShopHandler(BaseHTTPRequestHandler):
 
 
 def serve(
-    port: int = DEFAULT_PORT, *, host: str = "127.0.0.1", log_requests: bool = False
+    port: int = DEFAULT_PORT, *, host: str = "127.0.0.1", log_requests: bool = False,
+    api_key: str | None = None,
 ) -> tuple[ShopServer, threading.Thread]:
-    """Start a fresh shop on ``host:port`` (0 picks a free port) in a background thread.
+    """Start a fresh shop on ``host:port`` (0 picks a free port) in a background thread;
+    with ``api_key``, only requests carrying it in ``X-Api-Key`` are answered.
 
     Stop it with ``server.shutdown(); server.server_close(); thread.join()``.
     """
-    server = ShopServer((host, port), Shop(), log_requests=log_requests)
+    server = ShopServer((host, port), Shop(), log_requests=log_requests, api_key=api_key)
     # A short poll interval makes shutdown() return quickly (tests stop a shop per test).
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                               name="fake shop", daemon=True)
@@ -293,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="A fake shop and warehouse for reflow's examples")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help=f"port on 127.0.0.1 (default {DEFAULT_PORT})")
+    parser.add_argument("--api-key", default=None,
+                        help="answer only requests with this X-Api-Key (the shop app's key)")
     args = parser.parse_args(argv)
     stop = threading.Event()
 
@@ -302,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        server, thread = serve(args.port, log_requests=True)
+        server, thread = serve(args.port, log_requests=True, api_key=args.api_key)
     except OSError as exc:
         sys.stderr.write(f"shop: cannot listen on 127.0.0.1:{args.port}: {exc}\n")
         return 1

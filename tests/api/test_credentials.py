@@ -16,6 +16,7 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
+from reflow import sealing
 from reflow.services import Reflow
 from reflow.settings import Settings
 from support import serving
@@ -358,3 +359,39 @@ def test_no_secret_value_is_stored_in_clear_in_the_database(
     assert b"Example Shop" in stored  # the dump does hold the data
     for secret in (API_KEY, PASSWORD):
         assert secret.encode() not in stored
+
+
+# -- key rotation ------------------------------------------------------------------------------
+
+NEW_SECRET_KEY = base64.urlsafe_b64encode(b"k" * 32).decode()
+
+
+def test_rotate_key_reencrypts_credentials_and_sealed_triggers_under_the_newest_key(
+    client: TestClient, reflow: Reflow, settings: Settings,
+    installed: Callable[..., tuple[str, str]], target: Target,
+) -> None:
+    declare(client, SHOP_APP)
+    workflow_id, user_id = installed(calling(target, "shop", echo=False))
+    create(client, user_id, "shop", {"apiKey": API_KEY})
+    response = client.post("/run/workflow", params={"wait": 10}, json={
+        "workflowId": workflow_id, "userId": user_id, "data": {"password": PASSWORD}})
+    assert response.status_code == 200, response.text
+    portal = client.portal
+    assert portal is not None
+    keys = f"{NEW_SECRET_KEY},{settings.secret_key_text()}"
+    reflow.credentials.keys = sealing.keyring(keys)
+
+    done = {r.kind: r for r in portal.call(reflow.credentials.rotate_key, keys)}
+    again = {r.kind: r for r in portal.call(reflow.credentials.rotate_key, keys)}
+
+    assert (done["credentials"].rotated, done["triggers"].rotated) == (1, 1)
+    assert (again["credentials"].current, again["triggers"].current) == (1, 1)
+    assert again["credentials"].rotated == again["triggers"].rotated == 0
+    newest = sealing.keyring(NEW_SECRET_KEY)
+    [(_, credential)] = portal.call(reflow.store.sealed_batch, "credentials", "", 10)
+    [(_, trigger)] = portal.call(reflow.store.sealed_batch, "triggers", "", 10)
+    assert orjson.loads(newest.decrypt(credential)) == {"apiKey": API_KEY}
+    assert sealing.open_trigger(trigger, newest) == {"data": {"password": PASSWORD}}
+    # Runs go on with the rotated credential.
+    reflow.runs.sealing_keys = reflow.credentials.keys = newest
+    assert run(client, workflow_id, user_id)["status"] == "succeeded"

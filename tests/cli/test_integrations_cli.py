@@ -31,16 +31,20 @@ def test_workflows_apply_of_the_examples_declares_shop_first_and_helpdesk_by_def
     applied = reflow_cli.json("workflows", "apply", str(folder))
     listed = {i["name"]: i for i in reflow_cli.json("integrations", "list")}
 
-    assert applied[0]["kind"] == "integration"
-    assert (applied[0]["name"], applied[0]["created"]) == ("Shop", True)
-    assert all(a["kind"] == "workflow" for a in applied[1:])
+    # The shop app (shop.app.yaml) comes first, then the integration, then workflows.
+    assert [(a["kind"], a["name"]) for a in applied[:2]] == [("app", "shop"),
+                                                             ("integration", "Shop")]
+    assert applied[1]["created"] is True
+    assert all(a["kind"] == "workflow" for a in applied[2:])
     assert [w["name"] for w in listed["Shop"]["workflows"]] == ["Ship paid order"]
     assert listed["Shop"]["icon"].startswith("https://")
     assert [w["name"] for w in listed["Helpdesk"]["workflows"]] == ["Route support ticket"]
     assert (listed["Helpdesk"]["app"], listed["Helpdesk"]["icon"]) == ("Helpdesk", None)
     text = reflow_cli("workflows", "apply", str(folder)).stdout
-    assert text.splitlines()[0].split() == ["FILE", "INTEGRATION", "INTEGRATION", "ID", "RESULT"]
-    assert "unchanged" in text.splitlines()[1]
+    integration_table = text.split("\n\n")[1].splitlines()
+    assert integration_table[0].split() == ["FILE", "INTEGRATION", "INTEGRATION", "ID",
+                                            "RESULT"]
+    assert "unchanged" in integration_table[1]
 
 
 def test_integrations_apply_creates_updates_and_refuses_workflow_files(

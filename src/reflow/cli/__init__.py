@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import click
 
+from reflow.cli.apps import apps
 from reflow.cli.common import ReflowGroup
+from reflow.cli.credentials import credentials
 from reflow.cli.db import db
 from reflow.cli.integrations import integrations
 from reflow.cli.keys import keys
@@ -29,8 +31,8 @@ __all__ = ["cli", "main"]
 
 @click.group(
     cls=ReflowGroup,
-    commands=[db, keys, teams, users, integrations, workflows, schedules, run, rerun, cancel,
-              logs, serve, worker],
+    commands=[db, keys, teams, users, integrations, apps, credentials, workflows, schedules,
+              run, rerun, cancel, logs, serve, worker],
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 def cli() -> None:

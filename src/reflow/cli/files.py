@@ -1,21 +1,23 @@
 """Workflow and integration files named on the command line (paths, directories, globs)
 and storing them.
 
-A document with a ``kind`` key is an integration declaration (``kind: integration``);
-any other is a workflow definition. Declarations are stored first, so the integrations
-the workflows name are the declared ones from the start.
+A document with a ``kind`` key is a declaration: of an app (``kind: app``, the third-party
+service users connect) or of an integration (``kind: integration``); any other is a
+workflow definition. Declarations are stored first (apps, then integrations), so what the
+workflows name is declared from the start.
 """
 
 from __future__ import annotations
 
 import glob
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
 
 from reflow.cli.common import _echo_json, _echo_table
+from reflow.domain.apps import AppDeclaration, app_from_document, declares_app
 from reflow.domain.definitions import WorkflowDefinition, parse_document
 from reflow.domain.integrations import (
     IntegrationDeclaration,
@@ -25,6 +27,7 @@ from reflow.domain.integrations import (
 from reflow.domain.records import Team
 from reflow.errors import DefinitionInvalid, InvalidRequest, Problem
 from reflow.services import Reflow
+from reflow.services.apps import AppliedApp
 from reflow.services.integrations import AppliedIntegration
 from reflow.services.workflows import Applied, definition_from_document
 
@@ -55,6 +58,7 @@ class AppliedFiles:
     workflows: list[AppliedFile]
     integrations: list[DeclaredFile]
     problems: list[Problem]
+    apps: list[tuple[Path, AppliedApp]] = field(default_factory=list)
 
 
 def workflow_files(patterns: Sequence[str]) -> list[Path]:
@@ -82,12 +86,15 @@ async def apply_files(
     returned by path. Without ``workflows``, a workflow definition is a problem."""
     definitions: list[tuple[Path, WorkflowDefinition]] = []
     declarations: list[tuple[Path, IntegrationDeclaration]] = []
+    apps: list[tuple[Path, AppDeclaration]] = []
     problems: list[Problem] = []
     for path in workflow_files(patterns):
         content_type = "application/json" if path.suffix == ".json" else None
         try:
             doc = parse_document(path.read_bytes(), content_type)
-            if declares_integration(doc):
+            if declares_app(doc):
+                apps.append((path, app_from_document(doc)))
+            elif declares_integration(doc):
                 declarations.append((path, integration_from_document(doc)))
             elif workflows:
                 definitions.append((path, definition_from_document(doc)))
@@ -102,17 +109,19 @@ async def apply_files(
             )
         except OSError as exc:
             problems.append(Problem(str(path), f"cannot read it ({exc.strerror})"))
+    stored_apps = [(path, await reflow.apps.apply(team, app)) for path, app in apps]
     declared = [DeclaredFile(path, await reflow.integrations.apply(team, declaration))
                 for path, declaration in declarations]
     applied = [AppliedFile(path, definition, await reflow.workflows.apply(team, definition))
                for path, definition in definitions]
-    return AppliedFiles(applied, declared, problems)
+    return AppliedFiles(applied, declared, problems, stored_apps)
 
 
 def echo_applied(done: AppliedFiles, *, as_json: bool) -> None:
     """Print what applying files did: the declarations, then the workflows."""
     if as_json:
         _echo_json([
+            *(applied_app_json(path, a) for path, a in done.apps),
             *({"file": str(d.path), "kind": "integration", "name": d.applied.integration.name,
                "integrationId": d.applied.integration.id, "created": d.applied.created,
                "changed": d.applied.changed} for d in done.integrations),
@@ -121,9 +130,13 @@ def echo_applied(done: AppliedFiles, *, as_json: bool) -> None:
                "created": a.applied.created} for a in done.workflows),
         ])
         return
-    if not done.integrations and not done.workflows:
+    if not done.integrations and not done.workflows and not done.apps:
         click.echo("nothing applied")
         return
+    if done.apps:
+        echo_applied_apps(done.apps)
+        if done.integrations or done.workflows:
+            click.echo()
     if done.integrations:
         _echo_table(
             ("FILE", "INTEGRATION", "INTEGRATION ID", "RESULT"),
@@ -142,3 +155,21 @@ def echo_applied(done: AppliedFiles, *, as_json: bool) -> None:
              for a in done.workflows],
             empty="",
         )
+
+
+def applied_app_json(path: Path, applied: AppliedApp) -> dict[str, object]:
+    """One app file applied, as ``--json`` shows it."""
+    record = applied.app.record
+    return {"file": str(path), "kind": "app", "name": record.name, "appId": record.id,
+            "created": applied.created, "changed": applied.changed}
+
+
+def echo_applied_apps(apps: Sequence[tuple[Path, AppliedApp]]) -> None:
+    """The table of app files applied."""
+    _echo_table(
+        ("FILE", "APP", "APP ID", "AUTH", "RESULT"),
+        [(str(path), a.app.record.name, a.app.record.id, a.app.record.auth_kind,
+          "created" if a.created else "updated" if a.changed else "unchanged")
+         for path, a in apps],
+        empty="",
+    )

@@ -4,6 +4,7 @@ coming back, stored encrypted, and bound to runs whose http blocks name their ap
 from __future__ import annotations
 
 import base64
+import importlib.util
 import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from reflow.services import Reflow
 from reflow.settings import Settings
 from support import serving
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 API_KEY = "sk-live-4f9a1c2e7b3d"
 API_KEY_2 = "sk-live-second-8e2d7c"
 QUERY_KEY = "qk-0b7e55d1aa"
@@ -43,9 +45,16 @@ BASIC_APP = {"name": "ledger", "displayName": "Ledger", "auth": {"type": "basic"
 
 
 @pytest.fixture
-def settings(make_settings: Callable[..., Settings]) -> Settings:
+def executor_processes() -> int:
+    """No executor process (a test parametrizes it to run the real one)."""
+    return 0
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], executor_processes: int) -> Settings:
     """Test settings reaching the local target."""
-    return make_settings(http_allow_networks="127.0.0.0/8")
+    return make_settings(http_allow_networks="127.0.0.0/8",
+                         executor_processes=executor_processes)
 
 
 class Target:
@@ -254,6 +263,55 @@ def test_a_run_applies_the_users_credential_and_no_log_shows_its_value(
     # The expression context never held it: the transform saw the whole context.
     context = next(r for r in log["results"] if r["connectorId"] == "context")
     assert "call" in context["data"][0][0]["json"]
+
+
+@pytest.mark.parametrize("executor_processes", [1])
+def test_an_executor_process_gets_the_binding_with_the_job_and_logs_no_value(
+    client: TestClient, installed: Callable[..., tuple[str, str]], target: Target,
+) -> None:
+    declare(client, SHOP_APP)
+    workflow_id, user_id = installed(calling(target, "shop"))
+    create(client, user_id, "shop", {"apiKey": API_KEY})
+    log = run(client, workflow_id, user_id)
+    assert log["status"] == "succeeded", log
+    assert target.seen[-1]["x-api-key"] == API_KEY
+    assert API_KEY not in orjson.dumps(log).decode()
+
+
+def test_the_example_shop_started_with_a_key_answers_a_run_with_the_users_credential(
+    client: TestClient, installed: Callable[..., tuple[str, str]],
+) -> None:
+    shop = _example_shop()
+    server, thread = shop.serve(0, api_key=API_KEY)
+    try:
+        declare(client, (EXAMPLES / "shop.app.yaml").read_bytes())
+        workflow_id, user_id = installed({
+            "name": "Read an order", "trigger": {"type": "api"},
+            "blocks": [{"id": "order", "type": "http", "with": {
+                "method": "GET", "url": f"{server.url}/orders/1001", "credential": "shop"}}]})
+        wrong = create(client, user_id, "shop", {"apiKey": "not-the-key"})
+        refused = run(client, workflow_id, user_id)
+        client.delete(f"/users/{user_id}/credentials/{wrong}")
+        create(client, user_id, "shop", {"apiKey": API_KEY})
+        answered = run(client, workflow_id, user_id)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert refused["status"] == "failed"
+    assert "answered 401" in orjson.dumps(refused).decode()
+    assert answered["status"] == "succeeded", answered
+    assert answered["results"][0]["data"][0][0]["json"]["body"]["id"] == "1001"
+
+
+def _example_shop() -> Any:
+    # examples/ is not a package (users run shop.py as a script): load it by path.
+    spec = importlib.util.spec_from_file_location("credentials_example_shop",
+                                                  EXAMPLES / "shop.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_a_run_for_a_user_without_a_credential_fails_naming_the_app_and_the_user(

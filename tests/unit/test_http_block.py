@@ -14,6 +14,7 @@ import socket
 import struct
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -566,3 +567,23 @@ def test_allow_networks_do_not_match_across_ip_versions() -> None:
     # ::/96 would "contain" 127.0.0.1 if only the integers were compared.
     allow = (ipaddress.IPv6Network("::/96"),)
     assert address_refusal(ipaddress.ip_address("127.0.0.1"), allow) == "loopback address"
+
+
+async def test_a_query_credential_is_added_to_the_query_over_a_typed_one(
+    server: str, client: HttpClients
+) -> None:
+    credentials = {"maps": {"type": "query", "name": "key", "value": "q-1"}}
+    outcome = await Http().run(
+        {"method": "GET", "url": f"{server}/echo?key=typed&page=2", "credential": "maps"},
+        replace(ctx(client), credentials=credentials))
+    assert outcome.output["body"]["query"] == {"key": ["q-1"], "page": ["2"]}
+
+
+async def test_an_unavailable_credential_fails_with_its_reason_without_sending(
+    server: str, client: HttpClients
+) -> None:
+    credentials = {"shop": {"type": "unavailable", "reason": "user 'jane' has no credential"}}
+    with pytest.raises(BlockFailed, match="user 'jane' has no credential") as failure:
+        await Http().run({"method": "GET", "url": f"{server}/echo", "credential": "shop"},
+                         replace(ctx(client), credentials=credentials))
+    assert failure.value.retryable is False

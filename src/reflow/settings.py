@@ -55,7 +55,8 @@ class Settings(BaseSettings):
     bootstrap_key: SecretStr | None = None
     # Where `serve` keeps the first team's key so a second start can print it again (dev).
     dev_key_file: Path = Path(".reflow-dev-key")
-    # Fernet keys that encrypt the secret fields of trigger payloads, comma-separated,
+    # Fernet keys that encrypt users' credentials and the secret fields of trigger payloads
+    # (and the error stream's signing secret), comma-separated,
     # newest first (docs/security.md). Production refuses to serve without it.
     secret_key: SecretStr | None = None
     log_retention: float = Field(default=parse_duration("7d"), gt=0)
@@ -220,8 +221,8 @@ class Settings(BaseSettings):
         """Refuse to serve in production without REFLOW_SECRET_KEY."""
         if self.env is Environment.PRODUCTION and self.secret_key is None:
             raise SettingsError(
-                "REFLOW_SECRET_KEY is not set: production needs it to encrypt the secret "
-                "fields of trigger payloads. Make one with: python -c 'import base64,os; "
+                "REFLOW_SECRET_KEY is not set: production needs it to encrypt users' "
+                "credentials and the secret fields of trigger payloads. Make one with: python -c 'import base64,os; "
                 "print(base64.urlsafe_b64encode(os.urandom(32)).decode())' "
                 "(docs/security.md)"
             )

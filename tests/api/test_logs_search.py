@@ -322,7 +322,12 @@ def test_workflow_filters_take_an_id_or_a_name_and_contains_matches_names(world:
     assert found(client, rule("forgeWorkflowId", "equals", "no such workflow")) == set()
 
 
-def test_user_filters_take_an_id_or_a_username_and_contains_matches_names(world: World) -> None:
+@pytest.mark.parametrize("named_up_to", [log_service.MAX_MATCHED_USERS, 0])
+def test_user_filters_take_an_id_or_a_username_and_contains_matches_names(
+    world: World, monkeypatch: pytest.MonkeyPatch, named_up_to: int
+) -> None:
+    # contains names the matching users when they are few, or matches them in the query.
+    monkeypatch.setattr(log_service, "MAX_MATCHED_USERS", named_up_to)
     client, logs = world.client, world.logs
     bob = {logs.bob_orders_v2}
     ada = set(logs.all) - bob
@@ -332,7 +337,10 @@ def test_user_filters_take_an_id_or_a_username_and_contains_matches_names(world:
     assert found(client, rule("userId", "contains", "lovelace")) == ada  # the full name
     assert found(client, rule("userId", "contains", "@EXAMPLE")) == ada  # the username
     assert found(client, rule("userId", "contains", logs.bob[-6:])) == bob  # the id
+    assert found(client, rule("userId", "contains", "b")) == set(logs.all)  # both
     assert found(client, rule("userId", "notcontains", "ada")) == bob
+    assert found(client, rule("userId", "notcontains", "nobody")) == set(logs.all)
+    assert found(client, rule("userId", "contains", "nobody")) == set()
 
 
 def test_integration_filters_take_a_name_or_id_and_contains_matches_names(world: World) -> None:
@@ -603,21 +611,38 @@ def test_total_items_counts_up_to_the_cap(
 
 # -- query plans ----------------------------------------------------------------------------
 
-PLANNED: dict[str, tuple[LogSearch, str]] = {
-    "no filter": (LogSearch("t"), "ix_executions_team_created"),
-    "by user": (LogSearch("t", (LogPredicate(LogClause.USER_EQ, ("u",)),)),
-                "ix_executions_team_user"),
-    "by workflow": (LogSearch("t", (LogPredicate(LogClause.WORKFLOW_EQ, ("w",)),)),
-                    "ix_executions_team_workflow"),
-    "failed only": (LogSearch("t", groups=((LogPredicate(LogClause.STATUS_EQ, ("failed",)),),
-                                           )), "ix_executions_team_status"),
-    "created range": (LogSearch("t", groups=((LogPredicate(LogClause.CREATED_WITHIN,
-                                                           (1, 2)),),)),
-                      "ix_executions_team_created"),
-    "by completion": (LogSearch("t", order=LogOrder.COMPLETED), "ix_executions_team_stopped"),
-    "by message": (LogSearch("t", order=LogOrder.STATUS), "ix_executions_team_status"),
+def _is(clause: LogClause, *values: Any) -> LogPredicate:
+    return LogPredicate(clause, values)
+
+
+# Typical searches, the index that should read their executions, and whether the rows it
+# reads are then sorted (only the rows of a few users are: theirs are few).
+PLANNED: dict[str, tuple[LogSearch, str, bool]] = {
+    "no filter": (LogSearch("t"), "ix_executions_team_created", False),
+    "by user": (LogSearch("t", (_is(LogClause.USER_EQ, "u"),)), "ix_executions_team_user",
+                False),
+    "by workflow": (LogSearch("t", (_is(LogClause.WORKFLOW_EQ, "w"),)),
+                    "ix_executions_team_workflow", False),
+    "failed only": (LogSearch("t", groups=((_is(LogClause.STATUS_EQ, "failed"),),)),
+                    "ix_executions_team_status", False),
+    "created range": (LogSearch("t", groups=((_is(LogClause.CREATED_WITHIN, 1, 2),),)),
+                      "ix_executions_team_created", False),
+    "by completion": (LogSearch("t", order=LogOrder.COMPLETED), "ix_executions_team_stopped",
+                      False),
+    "by message": (LogSearch("t", order=LogOrder.STATUS), "ix_executions_team_status", False),
     "by user id": (LogSearch("t", order=LogOrder.USER, descending=False),
-                   "ix_executions_team_user"),
+                   "ix_executions_team_user", False),
+    "a workflow's failures": (LogSearch("t", (_is(LogClause.WORKFLOW_EQ, "w"),),
+                                        ((_is(LogClause.STATUS_EQ, "failed"),),)),
+                              "ix_executions_team_status", False),
+    "a user's in a workflow": (LogSearch("t", (_is(LogClause.WORKFLOW_EQ, "w"),
+                                               _is(LogClause.USER_EQ, "u"))),
+                               "ix_executions_team_user", False),
+    "users named by text": (LogSearch("t", groups=((_is(LogClause.USER_IN, ["a", "b"]),),)),
+                            "ix_executions_team_user", True),
+    "a user's, by completion": (LogSearch("t", (_is(LogClause.USER_EQ, "u"),),
+                                          order=LogOrder.COMPLETED),
+                                "ix_executions_team_", True),
 }
 
 
@@ -641,16 +666,16 @@ def executions_reads(plan: str) -> list[tuple[str, bool]]:
 @pytest.mark.sqlite_only
 def test_each_typical_search_reads_one_index_in_order(client: TestClient, reflow: Reflow) -> None:
     """SQLite's plans (its planner does not depend on the data here): the executions are
-    read on the search's index in the page's order, never scanned whole and never sorted
-    (only the page's few rows are, once joined to their names); the count reads an index
-    too. The benchmark shows PostgreSQL's at 1,000,000 executions."""
+    read on the search's index, in the page's order unless they are a few users' (only the
+    page's rows are sorted, once joined to their names); the count reads an index alone.
+    The benchmark shows PostgreSQL's at 1,000,000 executions."""
     assert client.portal is not None
-    for name, (search_, index) in PLANNED.items():
+    for name, (search_, index, sorts) in PLANNED.items():
         page, count = client.portal.call(reflow.store.explain_log_search, search_)
         reads = executions_reads(page)
         assert reads, (name, page)
         for text, sorted_after in reads:
             assert text.startswith("SEARCH e USING") and index in text, (name, page)
-            assert not sorted_after, (name, page)
+            assert sorted_after is sorts or "stopped_at=?" in text, (name, page)
         [(counted, _)] = executions_reads(count)
         assert counted.startswith("SEARCH e USING COVERING INDEX"), (name, count)

@@ -1,10 +1,14 @@
-"""``reflow logs``: execution logs (``reflow logs WORKFLOW`` lists them)."""
+"""``reflow logs``: execution logs (``reflow logs WORKFLOW`` lists them; ``reflow logs
+search`` searches every workflow's, as ``GET /logs``)."""
 
 from __future__ import annotations
 
-import click
+import re
 
-from reflow.api.presenters.logs import execution_detail, summary
+import click
+import orjson
+
+from reflow.api.presenters.logs import execution_detail, search_page, summary
 from reflow.cli.common import (
     _duration,
     _echo_fields,
@@ -17,7 +21,20 @@ from reflow.cli.common import (
     json_option,
     team_option,
 )
-from reflow.services.logs import LogsPage, iso
+from reflow.domain.log_filters import (
+    COUNT_CAP,
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    Column,
+    FiltersInvalid,
+    Operator,
+    SearchPage,
+    SortBy,
+    message_of,
+    parse_filters,
+)
+from reflow.errors import InvalidRequest
+from reflow.services.logs import LogsPage, SearchScope, iso
 
 
 class DefaultListGroup(click.Group):
@@ -38,6 +55,7 @@ def logs() -> None:
     Examples:
       reflow logs "Order summary" --failed
       reflow logs show 0Ab3dEf9GhIjKlMnOpQrS
+      reflow logs search --user jane --where "message equals executionError"
     """
 
 
@@ -108,3 +126,84 @@ def logs_show(execution_id: str, as_json: bool) -> None:
                    f"attempts {step.attempts}{'  reused' if step.reused else ''}")
         _echo_fields([("  input", step.input), ("  output", step.output),
                       *([("  error", step.error)] if step.error else [])])
+
+
+def _where_filters(wheres: tuple[str, ...]) -> list[dict[str, dict[str, str]]]:
+    """``--where "[or] COLUMN OPERATOR VALUE"`` options as the API's filters."""
+    filters = []
+    for index, where in enumerate(wheres):
+        words = where.split(None, 1)
+        condition = "and"
+        if len(words) == 2 and words[0].lower() in ("and", "or"):
+            condition, where = words[0].lower(), words[1]
+        parts = where.split(None, 2)
+        if len(parts) != 3:
+            raise InvalidRequest(f"--where #{index + 1}: write COLUMN OPERATOR VALUE (e.g. "
+                                 f"'message equals executionError'), not {where!r}")
+        column, operator, value = parts
+        filters.append({"columns": {"value": column}, "operators": {"value": operator},
+                        "userinput": {"value": value}, "condition": {"value": condition}})
+    return filters
+
+
+@logs.command("search")
+@click.option("--where", "wheres", multiple=True, metavar='"[or] COLUMN OPERATOR VALUE"',
+              help="A filter (repeatable; each joins the one before with and, or with or; "
+                   f"and binds tighter). Columns: {', '.join(c.value for c in Column)}. "
+                   f"Operators: {', '.join(o.value for o in Operator)}.")
+@click.option("--filters", "filters_json", default=None, metavar="JSON",
+              help="Filters as GET /logs takes them (a JSON array), instead of --where.")
+@click.option("--workflow", "workflow_ref", default=None,
+              help="Only this workflow's (parent id or name, or an installation id).")
+@click.option("--user", "user_ref", default=None, help="Only this user's (id or username).")
+@click.option("--sort", "sort_by", type=click.Choice([s.value for s in SortBy]),
+              default=SortBy.CREATED_AT.value, show_default=True, help="Order by.")
+@click.option("--asc", is_flag=True, help="Oldest (smallest) first.")
+@click.option("--skip", type=int, default=0, show_default=True, help="Items passed over.")
+@click.option("--limit", type=int, default=DEFAULT_LIMIT, show_default=True,
+              help=f"Rows per page (1-{MAX_LIMIT}).")
+@team_option
+@database_option
+@json_option
+def logs_search(
+    wheres: tuple[str, ...], filters_json: str | None, workflow_ref: str | None,
+    user_ref: str | None, sort_by: str, asc: bool, skip: int, limit: int, as_json: bool,
+) -> None:
+    """Search every workflow's executions (GET /logs), newest first.
+
+    \b
+    Examples:
+      reflow logs search --where "message equals executionError" \\
+                         --where "createdAt greaterthan 2025-04-29"
+      reflow logs search --workflow "Order summary" --where "userId contains jane"
+      reflow logs search --sort completedAt --user jane --json
+    """
+    if wheres and filters_json is not None:
+        raise InvalidRequest("give --where or --filters, not both")
+    text = filters_json if filters_json is not None else (
+        orjson.dumps(_where_filters(wheres)).decode() if wheres else None)
+    try:
+        filters = parse_filters(text)
+    except FiltersInvalid as exc:
+        if filters_json is not None:
+            raise
+        # The API's paths (filters[0].userinput.value) in the words of the options given.
+        raise InvalidRequest(re.sub(r"filters\[(\d+)\]", lambda m: f"--where #{int(m[1]) + 1}",
+                                    exc.message)) from None
+    page = SearchPage(skip, limit, SortBy(sort_by), not asc)
+    result = _session(lambda reflow, team: reflow.logs.search(
+        team, filters, SearchScope(workflow_ref, user_ref), page))
+    if as_json:
+        _echo_json(search_page(result))
+        return
+    _echo_table(
+        ("EXECUTION ID", "CREATED", "COMPLETED", "MESSAGE", "WORKFLOW", "VERSION", "USER"),
+        [(e.id, _text(iso(e.created_at)), _text(iso(e.stopped_at)), message_of(e.status),
+          _text(e.workflow_name), str(e.version), _text(e.username))
+         for e in result.entries],
+        empty="no executions",
+    )
+    if result.entries:
+        counted = f"{result.total:,}" if result.exact else f"over {COUNT_CAP:,}"
+        click.echo(f"{counted} match; page {page.current_page} of "
+                   f"{-(-result.total // limit):,}")

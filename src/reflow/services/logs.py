@@ -78,6 +78,7 @@ class SearchResult:
     """A page of the search: its entries, how many match (up to COUNT_CAP; ``exact`` is
     False when more do), and when it was read."""
 
+    team_id: str
     entries: list[LogEntry]
     total: int
     exact: bool
@@ -98,10 +99,11 @@ _DIRECT = {
     (Column.INTEGRATION, Operator.EQUALS): LogClause.INTEGRATION_EQ,
     (Column.INTEGRATION, Operator.NOT_EQUALS): LogClause.INTEGRATION_NE,
 }
+# A userId contains filter matching at most this many users names them (the user index
+# then reads just their executions); past it, the users are matched inside the query.
+MAX_MATCHED_USERS = 50
 # Filters whose value is text to find (case-insensitively) in names and ids.
 _MATCHED = {
-    (Column.USER, Operator.CONTAINS): LogClause.USER_MATCHES,
-    (Column.USER, Operator.NOT_CONTAINS): LogClause.USER_NOT_MATCHES,
     (Column.WORKFLOW, Operator.CONTAINS): LogClause.WORKFLOW_MATCHES,
     (Column.WORKFLOW, Operator.NOT_CONTAINS): LogClause.WORKFLOW_NOT_MATCHES,
     (Column.INTEGRATION, Operator.CONTAINS): LogClause.INTEGRATION_MATCHES,
@@ -183,7 +185,7 @@ class LogService:
             except _Nothing:
                 continue
         if not groups:
-            return SearchResult([], 0, True, page, fetched_at)
+            return SearchResult(team.id, [], 0, True, page, fetched_at)
         if any(not g for g in groups):
             groups = [()]  # one group lets everything pass: so does their OR
         search = LogSearch(
@@ -192,7 +194,7 @@ class LogService:
             count_cap=COUNT_CAP + 1,  # one more than shown tells "at least" from "exactly"
         )
         found = await self.store.search_logs(search)
-        return SearchResult(found.entries, min(found.total, COUNT_CAP),
+        return SearchResult(team.id, found.entries, min(found.total, COUNT_CAP),
                             found.total <= COUNT_CAP, page, fetched_at)
 
     async def _scope(self, team: Team, scope: SearchScope) -> tuple[LogPredicate, ...]:
@@ -216,33 +218,40 @@ class LogService:
             predicates.append(LogPredicate(LogClause.USER_EQ, (user.id,)))
         return tuple(predicates)
 
+    async def _user_matches(self, team: Team, text: str, contains: bool) -> LogPredicate | None:
+        """A userId (not)contains filter: the matching users by id when they are few (a
+        name typed in a search box), the text matched in the query when they are many."""
+        found = await self.store.match_user_ids(team.id, text, MAX_MATCHED_USERS + 1)
+        if len(found) > MAX_MATCHED_USERS:
+            clause = LogClause.USER_MATCHES if contains else LogClause.USER_NOT_MATCHES
+            return LogPredicate(clause, (text,))
+        if not found:
+            if contains:
+                raise _Nothing
+            return None
+        return LogPredicate(LogClause.USER_IN if contains else LogClause.USER_NOT_IN,
+                            (sorted(found),))
+
     async def _predicate(self, team: Team, item: Filter) -> LogPredicate | None:
         """The store's clause for one filter; None when every execution passes it, and
         _Nothing raised when none can."""
         key, value = (item.column, item.operator), item.value
-        if item.column is Column.MESSAGE:
-            assert isinstance(value, frozenset)
-            if not value:
-                raise _Nothing
-            if len(value) == len(ExecutionStatus):
-                return None
-            if len(value) == 1:
-                return LogPredicate(LogClause.STATUS_EQ, (next(iter(value)).value,))
-            return LogPredicate(LogClause.STATUS_IN, (sorted(s.value for s in value),))
-        if item.column is Column.CREATED_AT:
-            assert isinstance(value, TimeSpan)
+        if isinstance(value, frozenset):  # a message: the statuses whose message passes
+            return _statuses(value)
+        if isinstance(value, TimeSpan):
             return _CREATED[item.operator](value)
         if key in _DIRECT:
             return LogPredicate(_DIRECT[key], (value,))
-        if key in _MATCHED:
-            assert isinstance(value, str)
-            return LogPredicate(_MATCHED[key], (value.lower(),))
         assert isinstance(value, str)
+        if key in _MATCHED:
+            return LogPredicate(_MATCHED[key], (value.lower(),))
+        contains = item.operator is Operator.CONTAINS
+        if item.column is Column.USER and (contains or item.operator is Operator.NOT_CONTAINS):
+            return await self._user_matches(team, value.lower(), contains)
         if item.column is Column.EXECUTION_ID:
-            created = execution_id_time_ms(value)
             clause = (LogClause.AFTER_EXECUTION if item.operator is Operator.GREATER_THAN
                       else LogClause.BEFORE_EXECUTION)
-            return LogPredicate(clause, (created, value))
+            return LogPredicate(clause, (execution_id_time_ms(value), value))
         # A user or a workflow by id or by name; an unknown one is compared as given (so
         # equals matches nothing, notequals everything; a deleted user's id still finds
         # its executions).
@@ -254,3 +263,14 @@ class LogService:
         workflow = await self.store.get_workflow(team.id, value)
         return LogPredicate(LogClause.WORKFLOW_EQ if equals else LogClause.WORKFLOW_NE,
                             (workflow.id if workflow else value,))
+
+
+def _statuses(statuses: frozenset[ExecutionStatus]) -> LogPredicate | None:
+    """A message filter's clause: none when every status passes; _Nothing when none does."""
+    if not statuses:
+        raise _Nothing
+    if len(statuses) == len(ExecutionStatus):
+        return None
+    if len(statuses) == 1:
+        return LogPredicate(LogClause.STATUS_EQ, (next(iter(statuses)).value,))
+    return LogPredicate(LogClause.STATUS_IN, (sorted(s.value for s in statuses),))

@@ -32,6 +32,8 @@ class LogClause(StrEnum):
     CREATED_BEFORE = "created_before"  # < end
     USER_EQ = "user_eq"
     USER_NE = "user_ne"
+    USER_IN = "user_in"  # a list of user ids
+    USER_NOT_IN = "user_not_in"
     USER_MATCHES = "user_matches"  # id, username or full name contains the (lower) text
     USER_NOT_MATCHES = "user_not_matches"
     WORKFLOW_EQ = "workflow_eq"
@@ -57,7 +59,7 @@ _TEAM_SCOPED = frozenset({
     LogClause.INTEGRATION_MATCHES, LogClause.INTEGRATION_NOT_MATCHES,
 })
 # Clauses whose single value is a list (each backend encodes lists its own way).
-_LISTS = frozenset({LogClause.STATUS_IN})
+_LISTS = frozenset({LogClause.STATUS_IN, LogClause.USER_IN, LogClause.USER_NOT_IN})
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,17 +153,46 @@ class ComposedSql:
     params: list[Any]
 
 
+# Which index should lead a search with an equality on these columns (AND-ed with the rest),
+# in this order of preference: a user's or an installation's executions are few; a single
+# status (failures, typically) fewer than a workflow's; the index then checks the other
+# filters from its own trailing columns.
+_LEADS = (
+    (LogClause.USER_EQ, "ix_executions_team_user"),
+    (LogClause.USER_IN, "ix_executions_team_user"),
+    (LogClause.INSTALLATION_EQ, "ix_executions_installation"),
+    (LogClause.STATUS_EQ, "ix_executions_team_status"),
+    (LogClause.WORKFLOW_EQ, "ix_executions_team_workflow"),
+)
+# Leads that stay best when the page is ordered by another column (their rows are sorted:
+# few); a status's or a workflow's rows may be many, so the order's index reads them.
+_FEW = frozenset({"ix_executions_team_user", "ix_executions_installation"})
+
+
+def lead(search: LogSearch) -> str | None:
+    """The index that should read the search's executions for its count (and, ordered by
+    creation, its page), when an equality every match passes names one; None otherwise."""
+    clauses = {p.clause for p in search.scope}
+    if len(search.groups) == 1:
+        clauses.update(p.clause for p in search.groups[0])
+    return next((index for clause, index in _LEADS if clause in clauses), None)
+
+
 class LogSearchSql:
     """Builds a search's page and count statements from one backend's named queries.
 
     ``encode_list`` turns a list value into the backend's parameter (JSON text for
-    SQLite's ``json_each``, the list itself for PostgreSQL's ``ANY``).
+    SQLite's ``json_each``, the list itself for PostgreSQL's ``ANY``). With ``hints``
+    (SQLite, which keeps no statistics to choose by), a search whose equality names a
+    leading index reads it (``INDEXED BY``, from ``lead``); PostgreSQL's planner chooses
+    by its statistics.
     """
 
     def __init__(self, queries: Mapping[str, str],
-                 encode_list: Callable[[Sequence[Any]], Any]) -> None:
+                 encode_list: Callable[[Sequence[Any]], Any], *, hints: bool = False) -> None:
         self._queries = queries
         self._encode_list = encode_list
+        self._hints = hints
         missing = [f"log_search_where_{c.value}" for c in LogClause
                    if f"log_search_where_{c.value}" not in queries]
         if missing:
@@ -191,29 +222,38 @@ class LogSearchSql:
         params.extend(values)
         return "(" + self._queries[f"log_search_where_{predicate.clause.value}"] + ")"
 
+    def _hint(self, index: str | None) -> str:
+        return f"INDEXED BY {index}" if self._hints and index is not None else ""
+
     def page(self, search: LogSearch) -> ComposedSql:
         """The page's statement: its rows in order, with the names the items show."""
         where, params = self.where(search)
         direction = "DESC" if search.descending else "ASC"
+        index = lead(search)
+        if search.order is not LogOrder.CREATED and index not in _FEW:
+            index = None
+        hint = self._hint(index)
         if search.order is LogOrder.COMPLETED:
             # Two index-served halves, each cut at offset + limit: the unfinished (no
             # stopped_at, by creation) and the finished (by stopped_at). Unfinished ones
             # come first in a descending page and last in an ascending one, the same on
             # both backends (whose NULL orders differ).
             sql = self._queries["log_search_page_completed"].format(
-                where=where, dir=direction, first="ASC" if search.descending else "DESC")
+                where=where, dir=direction, first="ASC" if search.descending else "DESC",
+                hint=hint)
             window = search.offset + search.limit
             return ComposedSql(sql, [search.team_id, *params, window,
                                      search.team_id, *params, window,
                                      search.limit, search.offset])
         order = ", ".join(f"{key} {direction}" for key in _ORDER_KEYS[search.order])
-        sql = self._queries["log_search_page"].format(where=where, order=order)
+        sql = self._queries["log_search_page"].format(where=where, order=order, hint=hint)
         return ComposedSql(sql, [search.team_id, *params, search.limit, search.offset])
 
     def count(self, search: LogSearch) -> ComposedSql:
         """The count's statement: matching executions, up to ``count_cap``."""
         where, params = self.where(search)
-        sql = self._queries["log_search_count"].format(where=where)
+        sql = self._queries["log_search_count"].format(where=where,
+                                                       hint=self._hint(lead(search)))
         return ComposedSql(sql, [search.team_id, *params, search.count_cap])
 
     def plan(self, search: LogSearch) -> list[ComposedSql]:

@@ -197,11 +197,11 @@ def search_item(entry: LogEntry, team_id: str) -> dict[str, Any]:
     }
 
 
-def search_page(result: SearchResult, team_id: str) -> dict[str, Any]:
+def search_page(result: SearchResult) -> dict[str, Any]:
     """The answer of ``GET /logs``: the items (as ``notifications``, the reference's key,
     and as ``data``, the key of reflow's other lists), when they were read, and the page.
     ``totalItems`` counts up to the cap; ``totalItemsExact`` is false past it."""
-    items = [search_item(e, team_id) for e in result.entries]
+    items = [search_item(e, result.team_id) for e in result.entries]
     page = result.page
     return {
         "data": items,

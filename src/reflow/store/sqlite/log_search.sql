@@ -1,53 +1,63 @@
 -- The log search (GET /logs): a page, a capped count, and the clauses a search is made of
--- (store/log_search.py joins clauses with AND/OR; {where}, {order}, {dir} and {first}
--- are filled from fixed lists, every value is a parameter). The indexes of migration 0009
--- lead with team_id and end with (created_at, id), so each filter or order below has one
--- that returns rows already in order.
+-- (store/log_search.py joins clauses with AND/OR; {where}, {order}, {dir}, {first} and
+-- {hint} are filled from fixed lists, every value is a parameter). The indexes of
+-- migration 0009 lead with team_id, then a column, then (created_at, id), so each filter
+-- or order below has one that returns rows already in order. SQLite keeps no statistics
+-- here, so {hint} names the index when the search has an equality that should lead
+-- (INDEXED BY; LogSearchSql.lead says which).
 
 -- name: log_search_page
-SELECT e.id, e.workflow_id, e.installation_id, e.user_id, e.version, e.status, e.mode,
-       e.created_at, e.started_at, e.stopped_at, u.username, u.full_name,
+-- The page's ids (read from the index when it holds the keys), then their rows and names.
+SELECT x.id, x.workflow_id, x.installation_id, x.user_id, x.version, x.status, x.mode,
+       x.created_at, x.started_at, x.stopped_at, u.username, u.full_name,
        w.name AS workflow_name, i.id AS integration_id,
        coalesce(i.name, w.integration) AS integration_name, i.icon AS integration_icon
-FROM (SELECT e.id, e.workflow_id, e.installation_id, e.user_id, e.version, e.status,
-             e.mode, e.created_at, e.started_at, e.stopped_at
-      FROM executions e
+FROM (SELECT e.id, e.status, e.user_id, e.created_at
+      FROM executions e {hint}
       WHERE e.team_id = ? AND {where}
       ORDER BY {order} LIMIT ? OFFSET ?) AS e
-LEFT JOIN users u ON u.id = e.user_id
-LEFT JOIN workflows w ON w.id = e.workflow_id
+JOIN executions x ON x.id = e.id
+LEFT JOIN users u ON u.id = x.user_id
+LEFT JOIN workflows w ON w.id = x.workflow_id
 LEFT JOIN integrations i ON i.team_id = w.team_id AND i.name = w.integration
 ORDER BY {order};
 
 -- name: log_search_page_completed
--- Unfinished executions (no stopped_at) by creation, and finished ones by stopped_at,
--- each half cut at offset + limit, then the page of the two.
-SELECT e.id, e.workflow_id, e.installation_id, e.user_id, e.version, e.status, e.mode,
-       e.created_at, e.started_at, e.stopped_at, u.username, u.full_name,
+-- Unfinished executions (no stopped_at: few, on the index's NULL end) by creation, and
+-- finished ones by stopped_at, each half cut at offset + limit, then the page of the two.
+SELECT x.id, x.workflow_id, x.installation_id, x.user_id, x.version, x.status, x.mode,
+       x.created_at, x.started_at, x.stopped_at, u.username, u.full_name,
        w.name AS workflow_name, i.id AS integration_id,
        coalesce(i.name, w.integration) AS integration_name, i.icon AS integration_icon
-FROM (SELECT * FROM (SELECT e.id, e.workflow_id, e.installation_id, e.user_id, e.version,
-                            e.status, e.mode, e.created_at, e.started_at, e.stopped_at,
-                            0 AS part
-                     FROM executions e
+FROM (SELECT * FROM (SELECT e.id, e.stopped_at, e.created_at, 0 AS part
+                     FROM executions e INDEXED BY ix_executions_team_stopped
                      WHERE e.team_id = ? AND e.stopped_at IS NULL AND {where}
                      ORDER BY e.created_at {dir}, e.id {dir} LIMIT ?) AS unfinished
       UNION ALL
-      SELECT * FROM (SELECT e.id, e.workflow_id, e.installation_id, e.user_id, e.version,
-                            e.status, e.mode, e.created_at, e.started_at, e.stopped_at,
-                            1 AS part
-                     FROM executions e
+      SELECT * FROM (SELECT e.id, e.stopped_at, e.created_at, 1 AS part
+                     FROM executions e {hint}
                      WHERE e.team_id = ? AND e.stopped_at IS NOT NULL AND {where}
-                     ORDER BY e.stopped_at {dir}, e.created_at {dir}, e.id {dir} LIMIT ?) AS finished
+                     ORDER BY e.stopped_at {dir}, e.created_at {dir}, e.id {dir} LIMIT ?)
+                    AS finished
       ORDER BY part {first}, stopped_at {dir}, created_at {dir}, id {dir}
       LIMIT ? OFFSET ?) AS e
-LEFT JOIN users u ON u.id = e.user_id
-LEFT JOIN workflows w ON w.id = e.workflow_id
+JOIN executions x ON x.id = e.id
+LEFT JOIN users u ON u.id = x.user_id
+LEFT JOIN workflows w ON w.id = x.workflow_id
 LEFT JOIN integrations i ON i.team_id = w.team_id AND i.name = w.integration
 ORDER BY e.part {first}, e.stopped_at {dir}, e.created_at {dir}, e.id {dir};
 
 -- name: log_search_count
-SELECT count(*) FROM (SELECT 1 FROM executions e WHERE e.team_id = ? AND {where} LIMIT ?) AS matching;
+SELECT count(*) FROM (SELECT 1 FROM executions e {hint} WHERE e.team_id = ? AND {where} LIMIT ?)
+    AS matching;
+
+-- name: log_search_match_users
+-- Users (deleted ones too: their logs are kept) whose id, username or full name holds the
+-- text (lower case), up to a limit.
+SELECT u.id FROM users u
+WHERE u.team_id = ?1 AND (instr(lower(u.id), ?2) > 0 OR instr(lower(u.username), ?2) > 0
+                          OR instr(lower(coalesce(u.full_name, '')), ?2) > 0)
+LIMIT ?3;
 
 -- name: log_search_where_status_eq
 e.status = ?
@@ -84,6 +94,12 @@ e.user_id = ?
 
 -- name: log_search_where_user_ne
 e.user_id <> ?
+
+-- name: log_search_where_user_in
+e.user_id IN (SELECT value FROM json_each(?))
+
+-- name: log_search_where_user_not_in
+e.user_id NOT IN (SELECT value FROM json_each(?))
 
 -- name: log_search_where_user_matches
 -- Parameters: the team, then the text (lower case); as the next three, the same shape.

@@ -11,6 +11,7 @@ from reflow.domain.apps import (
     AuthKind,
     app_from_document,
     app_from_text,
+    app_json,
     binding,
     binding_secrets,
     declares_app,
@@ -122,3 +123,17 @@ def test_binding_secrets_hide_the_values_and_the_basic_pair_as_sent() -> None:
         "b": {"type": "basic", "username": "ann", "password": "pw"},
         "c": {"type": "unavailable", "reason": "no credential"}})
     assert set(secrets) == {"k1", "pw", base64.b64encode(b"ann:pw").decode()}
+
+
+@pytest.mark.parametrize("doc", [
+    {"name": "erp", "auth": {"type": "oauth2_client_credentials", "tokenUrl": "https://e.x/t",
+                             "clientId": {"field": "cid"}, "clientSecret": {"env": "X"}},
+     "fields": [{"name": "cid"}]},
+    {"name": "b", "icon": "https://i.x/b.png", "auth": {"type": "basic"},
+     "fields": [{"name": "username"}, {"name": "password", "secret": True}]},
+    {"name": "q", "auth": {"type": "api_key", "query": "k"},
+     "fields": [{"name": "k", "secret": True, "description": "d", "required": False}]},
+])
+def test_the_stored_form_reads_back_as_the_same_declaration(doc: dict[str, object]) -> None:
+    app = app_from_document(doc)
+    assert app_from_document(app_json(app)) == app

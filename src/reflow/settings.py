@@ -222,7 +222,8 @@ class Settings(BaseSettings):
         if self.env is Environment.PRODUCTION and self.secret_key is None:
             raise SettingsError(
                 "REFLOW_SECRET_KEY is not set: production needs it to encrypt users' "
-                "credentials and the secret fields of trigger payloads. Make one with: python -c 'import base64,os; "
+                "credentials and the secret fields of trigger payloads. Make one with: "
+                "python -c 'import base64,os; "
                 "print(base64.urlsafe_b64encode(os.urandom(32)).decode())' "
                 "(docs/security.md)"
             )

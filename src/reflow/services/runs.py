@@ -352,7 +352,9 @@ class RunService:
         wait: float | None, idempotency_key: str | None = None,
     ) -> Started:
         env = await self.teams.expression_env(record.team_id)
-        bound = await self._bind(record, compiled)
+        # Most versions name no credential: no coroutine for them on the hot path.
+        bound = (await self._bind(record, compiled)
+                 if compiled.credentials or compiled.any_credential else None)
         submission = Submission(record, compiled, trigger, env, idempotency_key, bound)
         return await self.dispatch.submit(submission, wait)
 

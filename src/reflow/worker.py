@@ -186,7 +186,7 @@ class Worker:
         found = 0
         free = self.concurrency - len(self.running)
         while free > 0 and not self._stopping:
-            now = now_ms()
+            now = self.book.clock.now_ms()
             claimed = await self.store.claim_executions(
                 self.owner, now, self.lease_until(), free
             )

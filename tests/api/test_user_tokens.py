@@ -10,6 +10,7 @@ import jwt
 import pytest
 from fastapi.testclient import TestClient
 
+from reflow.clock import ManualClock
 from reflow.ids import now_ms
 from reflow.services import Reflow
 from reflow.services.tokens import TokenService, signing_keys
@@ -115,7 +116,8 @@ def test_an_expired_token_is_refused_by_verification(
 ) -> None:
     user_id = make_user()
     two_hours_ago = now_ms() - 2 * HOUR * 1000
-    reflow.tokens = TokenService(reflow.users, TEST_SECRET_KEY, HOUR, clock=lambda: two_hours_ago)
+    reflow.tokens = TokenService(reflow.users, TEST_SECRET_KEY, HOUR,
+                                 clock=ManualClock(two_hours_ago))
     token = token_of(client, f"/users/{user_id}/token")
     with pytest.raises(jwt.ExpiredSignatureError):
         verify(client, token)

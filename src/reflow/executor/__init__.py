@@ -19,11 +19,11 @@ from typing import Any, Protocol
 import orjson
 
 from reflow import metrics
+from reflow.clock import Clock, SystemClock
 from reflow.domain.executions import ExecutionRecord, ExecutionStatus, StepRecord
 from reflow.engine import Engine, Recorder, RunState
 from reflow.engine.compiled import CompiledWorkflow
 from reflow.errors import LeaseLost
-from reflow.ids import now_ms
 from reflow.store.base import Store
 
 
@@ -72,9 +72,11 @@ class Executor(Protocol):
 class JobBook:
     """Commits what running jobs report, under this process's lease."""
 
-    def __init__(self, store: Store, owner: str, lease_seconds: float) -> None:
+    def __init__(self, store: Store, owner: str, lease_seconds: float,
+                 clock: Clock | None = None) -> None:
         self.store = store
         self.owner = owner
+        self.clock: Clock = clock or SystemClock()
         self.lease_ms = int(lease_seconds * 1000)
         # Executions whose lease another worker took over: nothing of theirs is written.
         self.lost: set[str] = set()
@@ -91,7 +93,7 @@ class JobBook:
 
     def lease_until(self) -> int:
         """The expiry to give a lease taken now."""
-        return now_ms() + self.lease_ms
+        return self.clock.now_ms() + self.lease_ms
 
     def _lease(self, record: ExecutionRecord) -> None:
         # Every commit carries the lease: this process's while it runs, none once finished.

@@ -60,13 +60,13 @@ class Reflow:
         self.keys = KeyService(store)
         self.teams = TeamService(store, self.keys, settings.expression_env)
         self.users = UserService(store)
-        self.tokens = TokenService.from_settings(self.users, settings)
+        self.tokens = TokenService.from_settings(self.users, settings, self.clock)
         self.workflows = WorkflowService(store, self.users, self.clock)
         self.integrations = IntegrationService(store, self.users, self.workflows)
         self.apps = AppService(store, self.clock)
         self.credentials = CredentialService(store, self.users, self.apps,
                                              settings.secret_keyring(), self.clock)
-        book = JobBook(store, new_owner(), settings.lease_seconds)
+        book = JobBook(store, new_owner(), settings.lease_seconds, self.clock)
         # The engine runs in supervised executor processes, or here when there are none.
         self.engine: Engine | None = None
         executor: Executor

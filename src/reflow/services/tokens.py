@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import jwt
@@ -22,9 +21,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from reflow.clock import Clock, SystemClock
 from reflow.domain.records import Team
 from reflow.errors import ReflowError
-from reflow.ids import now_ms
 from reflow.services.users import UserService
 from reflow.settings import Settings
 
@@ -82,17 +81,18 @@ class TokenService:
     """Issue user tokens and publish the keys that verify them."""
 
     def __init__(self, users: UserService, secret_key: str | None, ttl: float,
-                 clock: Callable[[], int] = now_ms) -> None:
+                 clock: Clock | None = None) -> None:
         self.users = users
         self.keys = signing_keys(secret_key)
         self.ttl = ttl
-        self.clock = clock  # milliseconds since the epoch, like reflow.ids.now_ms
+        self.clock: Clock = clock or SystemClock()
 
     @classmethod
-    def from_settings(cls, users: UserService, settings: Settings) -> TokenService:
+    def from_settings(cls, users: UserService, settings: Settings,
+                      clock: Clock | None = None) -> TokenService:
         """Keys from REFLOW_SECRET_KEY (or dev's key file), lifetime from
         REFLOW_USER_TOKEN_TTL."""
-        return cls(users, settings.secret_key_text(), settings.user_token_ttl)
+        return cls(users, settings.secret_key_text(), settings.user_token_ttl, clock)
 
     def jwks(self) -> list[dict[str, str]]:
         """The public keys, newest (the signing one) first: ``/.well-known/jwks.json``."""
@@ -104,7 +104,7 @@ class TokenService:
         if not self.keys:
             raise TokensUnavailable("user tokens need REFLOW_SECRET_KEY")
         user = await self.users.get(team, id_or_username)
-        issued = self.clock() // 1000
+        issued = self.clock.now_ms() // 1000
         claims = {
             "iss": ISSUER,
             "sub": user.id,

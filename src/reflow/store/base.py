@@ -246,7 +246,12 @@ class Store(Protocol):
         """Lease up to ``limit`` queued or abandoned executions, with their steps.
 
         Fair: the claim takes the oldest of each installation before the second oldest of
-        any, so one user's burst does not starve another user's single run.
+        any, so one user's burst does not starve another user's single run. Across
+        claims the installations take turns: a claim starts at the installation after
+        the one the store's previous claim took from last (in id order, wrapping
+        around), so even one slot at a time serves each installation with work once per
+        round. Its cost is a few index seeks per execution taken, whatever the queue's
+        depth.
         """
     async def renew_leases(self, owner: str, ids: Sequence[str], lease_until: int) -> list[str]:
         """Extend this owner's leases; returns the ids whose lease it no longer holds."""

@@ -173,8 +173,12 @@ executions = Table(
           "user_id", "version"),
     Index("ix_executions_team_stopped", "team_id", "stopped_at", "created_at", "id",
           "user_id", "workflow_id"),
+    # The claim's walk, installation by installation, each one's oldest first; claimable
+    # or not is read in the index (status, lease). Also counts the queue (migration 0013).
     Index(
-        "ix_executions_unfinished",
+        "ix_executions_claim",
+        "installation_id",
+        "id",
         "status",
         "lease_expires",
         sqlite_where=text("status IN ('queued', 'running', 'waiting')"),

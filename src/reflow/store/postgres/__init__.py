@@ -261,6 +261,8 @@ class PostgresStore:
         self._listener: asyncpg.Connection | None = None
         self._reconnecting: asyncio.Task[None] | None = None
         self._closed = False
+        # The installation the last claim took from last: the next claim starts after it.
+        self._claim_cursor = ""
 
     # -- connections -----------------------------------------------------------------------
 
@@ -661,9 +663,13 @@ class PostgresStore:
     async def claim_executions(
         self, owner: str, now: int, lease_until: int, limit: int
     ) -> list[ExecutionRecord]:
-        """Lease queued or abandoned executions, each installation's oldest first."""
+        """Lease queued or abandoned executions, installation by installation from the
+        one after the last claim's last (round robin)."""
         async with self._connection("claim_executions") as conn:
-            found = await conn.fetch(Q["claim_executions"], owner, lease_until, now, limit)
+            found = await conn.fetch(Q["claim_executions"], owner, lease_until, now, limit,
+                                     self._claim_cursor)
+            if found:
+                self._claim_cursor = found[-1]["installation_id"]
             return await self._with_steps(conn, [rows.execution_of(r) for r in found])
 
     async def release_leases(self, owner: str, ids: Sequence[str]) -> int:

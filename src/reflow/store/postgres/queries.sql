@@ -214,22 +214,55 @@ INSERT INTO steps
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12);
 
 -- name: claim_executions
--- Fair: each installation's oldest first, then each one's second oldest, and so on. The
--- ranking reads the unfinished rows only (a partial index); of the best 4 x limit, the
--- first limit not locked by another claimer are taken, so concurrent claimers take
--- different executions instead of queueing behind one another. The UPDATE checks again
--- that each is claimable: a row another claimer committed meanwhile is re-read and left.
--- $1 owner, $2 lease until, $3 now, $4 limit.
-WITH claimable AS (
-    SELECT id, row_number() OVER (PARTITION BY installation_id ORDER BY id) AS turn
-    FROM executions
+-- Fair and bounded (docs/architecture.md "Claims"): installations with claimable work in
+-- installation order from the one after $5 (the store's round-robin cursor), wrapping
+-- around; each one's oldest first (turn 1), then, when fewer installations have work,
+-- each one's next (turn 2, 3...). Every step is one seek in ix_executions_claim (a loose
+-- index scan), so a claim reads a few entries per candidate whatever the queue's depth;
+-- each turn carries how many candidates the turns before found, and the walk stops at
+-- 4 x limit. Of those candidates, the first limit not locked by another claimer are
+-- taken, so concurrent claimers take different executions instead of queueing behind one
+-- another. The UPDATE checks again that each is claimable: a row another claimer
+-- committed meanwhile is re-read and left.
+-- $1 owner, $2 lease until, $3 now, $4 limit, $5 cursor.
+WITH RECURSIVE claimable AS NOT MATERIALIZED (
+    SELECT installation_id, id FROM executions
     WHERE status IN ('queued', 'running', 'waiting')
       AND (status = 'queued' OR lease_expires IS NULL OR lease_expires < $3)
+), after_cursor AS (
+    (SELECT installation_id, id, 1 AS pos FROM claimable WHERE installation_id > $5
+     ORDER BY installation_id, id LIMIT 1)
+    UNION ALL
+    SELECT n.installation_id, n.id, a.pos + 1 FROM after_cursor AS a CROSS JOIN LATERAL (
+        SELECT c.installation_id, c.id FROM claimable AS c
+        WHERE c.installation_id > a.installation_id
+        ORDER BY c.installation_id, c.id LIMIT 1) AS n
+    WHERE a.pos < $4 * 4
+), from_start AS (
+    (SELECT installation_id, id, (SELECT count(*) FROM after_cursor)::int + 1 AS pos
+     FROM claimable WHERE installation_id <= $5
+     ORDER BY installation_id, id LIMIT 1)
+    UNION ALL
+    SELECT n.installation_id, n.id, s.pos + 1 FROM from_start AS s CROSS JOIN LATERAL (
+        SELECT c.installation_id, c.id FROM claimable AS c
+        WHERE c.installation_id > s.installation_id AND c.installation_id <= $5
+        ORDER BY c.installation_id, c.id LIMIT 1) AS n
+    WHERE s.pos < $4 * 4
+), turns AS (
+    SELECT installation_id, id, 1 AS turn, pos, 0::bigint AS before, count(*) OVER () AS here
+    FROM (SELECT * FROM after_cursor UNION ALL SELECT * FROM from_start) AS ring
+    UNION ALL
+    SELECT t.installation_id, n.id, t.turn + 1, t.pos, t.before + t.here, count(*) OVER ()
+    FROM turns AS t CROSS JOIN LATERAL (
+        SELECT c.id FROM claimable AS c
+        WHERE c.installation_id = t.installation_id AND c.id > t.id
+        ORDER BY c.id LIMIT 1) AS n
+    WHERE t.before + t.here < $4 * 4
 ), candidates AS (
-    SELECT id, turn FROM claimable ORDER BY turn, id LIMIT $4 * 4
+    SELECT id, turn, pos FROM turns ORDER BY turn, pos LIMIT $4 * 4
 ), locked AS (
-    SELECT e.id, c.turn FROM executions AS e JOIN candidates AS c ON c.id = e.id
-    ORDER BY c.turn, c.id LIMIT $4
+    SELECT e.id, c.turn, c.pos FROM executions AS e JOIN candidates AS c ON c.id = e.id
+    ORDER BY c.turn, c.pos LIMIT $4
     FOR UPDATE OF e SKIP LOCKED
 ), claimed AS (
     UPDATE executions AS e SET status = 'running', lease_owner = $1, lease_expires = $2,
@@ -240,9 +273,9 @@ WITH claimable AS (
     FROM locked AS l
     WHERE e.id = l.id AND e.status IN ('queued', 'running', 'waiting')
       AND (e.status = 'queued' OR e.lease_expires IS NULL OR e.lease_expires < $3)
-    RETURNING e.*, l.turn
+    RETURNING e.*, l.turn, l.pos
 )
-SELECT * FROM claimed ORDER BY turn, id;
+SELECT * FROM claimed ORDER BY turn, pos;
 
 -- name: queue_depth
 SELECT count(*) FROM executions WHERE status = 'queued';

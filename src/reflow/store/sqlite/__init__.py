@@ -283,6 +283,8 @@ class SqliteStore:
         self._pending: list[tuple[list[tuple[str, Sequence[Any]]], asyncio.Future[None]]] = []
         self._flush_scheduled = False
         self._checkpointer: _Checkpointer | None = None
+        # The installation the last claim took from last: the next claim starts after it.
+        self._claim_cursor = ""
 
     async def start_runner(self) -> int:
         """Take the file's runner lock, then release the leases of the runner before us."""
@@ -711,17 +713,19 @@ class SqliteStore:
     async def claim_executions(
         self, owner: str, now: int, lease_until: int, limit: int
     ) -> list[ExecutionRecord]:
-        """Lease queued or abandoned executions."""
-        ids = [r[0] for r in self._all("claimable_executions", (now, limit))]
-        if not ids:
+        """Lease queued or abandoned executions, installation by installation from the
+        one after the last claim's last (round robin)."""
+        found = self._all("claimable_executions", (now, limit, self._claim_cursor))
+        if not found:
             return []
         claimed: list[str] = []
         with self._transaction() as db:
-            for execution_id in ids:
+            for installation_id, execution_id in found:
                 cursor = db.execute(Q["claim_execution"],
                                     (owner, lease_until, now, execution_id, now))
                 if cursor.rowcount:
                     claimed.append(execution_id)
+                    self._claim_cursor = installation_id
         return self._with_steps(
             [rows.execution_of(r) for i in claimed
              if (r := self._one("get_execution_any_team", (i,)))]

@@ -178,14 +178,56 @@ INSERT INTO steps
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: claimable_executions
--- Fair: each installation's oldest first, then each one's second oldest, and so on.
-SELECT id FROM (
-    SELECT id, row_number() OVER (PARTITION BY installation_id ORDER BY id) AS turn
-    FROM executions
+-- Fair and bounded (docs/architecture.md "Claims"): up to ?2 installations with claimable
+-- work, in installation order from the one after ?3 (the store's round-robin cursor),
+-- wrapping around; each one's oldest first (turn 1), then, when fewer installations than
+-- ?2 have work, each one's next (turn 2, 3...). Every step is one seek in
+-- ix_executions_claim, which also says whether an entry is claimable (status and lease),
+-- so a claim reads about 3 x ?2 index entries whatever the queue's depth. The recursive
+-- turns are a priority queue on (turn, pos) that stops at ?2 rows. ?1 is now.
+WITH RECURSIVE
+claimable AS NOT MATERIALIZED (
+    SELECT installation_id, id FROM executions INDEXED BY ix_executions_claim
     WHERE status IN ('queued', 'running', 'waiting')
-      AND (status = 'queued' OR lease_expires IS NULL OR lease_expires < ?)
+      AND (status = 'queued' OR lease_expires IS NULL OR lease_expires < ?1)
+),
+after_cursor(installation_id, pos) AS (
+    SELECT (SELECT installation_id FROM claimable WHERE installation_id > ?3
+            ORDER BY installation_id, id LIMIT 1), 1
+    UNION ALL
+    SELECT (SELECT c.installation_id FROM claimable AS c
+            WHERE c.installation_id > a.installation_id
+            ORDER BY c.installation_id, c.id LIMIT 1), a.pos + 1
+    FROM after_cursor AS a WHERE a.installation_id IS NOT NULL AND a.pos < ?2
+),
+from_start(installation_id, pos) AS (
+    SELECT (SELECT installation_id FROM claimable WHERE installation_id <= ?3
+            ORDER BY installation_id, id LIMIT 1),
+           (SELECT count(installation_id) FROM after_cursor) + 1
+    UNION ALL
+    SELECT (SELECT c.installation_id FROM claimable AS c
+            WHERE c.installation_id > s.installation_id AND c.installation_id <= ?3
+            ORDER BY c.installation_id, c.id LIMIT 1), s.pos + 1
+    FROM from_start AS s WHERE s.installation_id IS NOT NULL AND s.pos < ?2
+),
+ring(installation_id, pos) AS (
+    SELECT installation_id, pos FROM after_cursor WHERE installation_id IS NOT NULL
+    UNION ALL
+    SELECT installation_id, pos FROM from_start WHERE installation_id IS NOT NULL
+),
+turns(installation_id, id, turn, pos) AS (
+    SELECT r.installation_id,
+           (SELECT c.id FROM claimable AS c WHERE c.installation_id = r.installation_id
+            ORDER BY c.id LIMIT 1), 1, r.pos
+    FROM ring AS r
+    UNION ALL
+    SELECT t.installation_id, e.id, t.turn + 1, t.pos
+    FROM turns AS t JOIN executions AS e ON e.id = (
+        SELECT c.id FROM claimable AS c WHERE c.installation_id = t.installation_id
+          AND c.id > t.id ORDER BY c.id LIMIT 1)
+    ORDER BY 3, 4 LIMIT ?2
 )
-ORDER BY turn, id LIMIT ?;
+SELECT installation_id, id FROM turns ORDER BY turn, pos;
 
 -- name: claim_execution
 -- A running execution whose lease lapsed was abandoned by a dead process: count the resume

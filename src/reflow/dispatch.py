@@ -46,6 +46,9 @@ class Submission:
     # Its credential bindings, when this process runs it (a worker that claims it from the
     # queue binds them itself: RunService.prepare).
     credentials: Any = None
+    # The installation's configured fields and their secret values (RunService.configured).
+    config: Any = None
+    config_secrets: tuple[str, ...] = ()
 
 
 class Dispatch(Protocol):
@@ -171,7 +174,8 @@ class LocalDispatch:
         # Steps copied from the source (a rerun from a block) count as recorded.
         job = Job(record, submission.workflow, submission.trigger, list(record.steps),
                   persisted=False, idempotency_key=submission.idempotency_key,
-                  env=submission.env, credentials=submission.credentials)
+                  env=submission.env, credentials=submission.credentials,
+                  config=submission.config, config_secrets=submission.config_secrets)
         # A run answered only when it finishes acknowledges nothing before its commit;
         # any other run is committed (and so acknowledged) before it starts. A keyed one
         # is committed first too, so a second request with the key finds it at once.

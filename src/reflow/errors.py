@@ -116,6 +116,13 @@ class CredentialInvalid(DefinitionInvalid):
     what = "credential"
 
 
+class InstallationInvalid(DefinitionInvalid):
+    """A headless installation's values are missing or do not fit their fields;
+    ``problems`` names each field (never a secret value)."""
+
+    what = "installation"
+
+
 class ExpressionError(ReflowError):
     """A JSONata expression failed to compile or to evaluate (incl. ``$error()``)."""
 

@@ -25,10 +25,12 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import orjson
 
 from reflow.clock import Clock
+from reflow.domain.configuration import describe_missing
 from reflow.domain.definitions import TriggerType
 from reflow.domain.executions import ExecutionRecord, ExecutionStatus, TriggerMode
 from reflow.domain.records import Installation, Team
@@ -47,6 +49,9 @@ from reflow.ids import new_execution_id
 from reflow.services.logs import iso
 from reflow.services.workflows import WorkflowService
 from reflow.store.base import Store
+
+if TYPE_CHECKING:
+    from reflow.services.headless import HeadlessService
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +77,7 @@ class Scheduler:
         interval: float,
         claim_retention: float,
         on_fired: Callable[[], None] | None = None,
+        headless: HeadlessService | None = None,
     ) -> None:
         self.store = store
         self.workflows = workflows
@@ -80,6 +86,8 @@ class Scheduler:
         self.grace_ms = max(MISSED_AFTER_MS, round(2 * interval * 1000))
         self.claim_retention_ms = round(claim_retention * 1000)
         self.on_fired = on_fired
+        # Reads installations' configured fields: one lacking a required value is skipped.
+        self.headless = headless
         self._since = 0  # installations updated before this were synced (less the overlap)
         self._pruned_at: int | None = None
         # One tick at a time in this process (the loop's, a test's, the CLI's listing):
@@ -194,6 +202,9 @@ class Scheduler:
             return 0
         times = schedule.missed_times(state.next_due_at, now, self.grace_ms)
         after = schedule.next_after(now)
+        if times and await self._unconfigured(installation):
+            await self.store.advance_schedule(state, after)
+            return 0
         if not times:
             await self.store.advance_schedule(state, after)
             return 0
@@ -207,6 +218,20 @@ class Scheduler:
             fired += outcome is Advance.FIRED
             state = replace(state, next_due_at=next_due)
         return fired
+
+    async def _unconfigured(self, installation: Installation) -> bool:
+        """Whether the installation lacks a required configured value (then its due
+        times are skipped, each logged with the fields it lacks)."""
+        if self.headless is None:
+            return False
+        compiled = await self.workflows.compiled(
+            installation.team_id, installation.workflow_id, installation.installed_version)
+        lacking = await self.headless.lacking(installation, compiled.definition)
+        if lacking:
+            log.warning("schedule of installation %s (user %s) skipped: %s", installation.id,
+                        installation.user_id, describe_missing(compiled.definition.name,
+                                                               lacking))
+        return bool(lacking)
 
     async def _prune(self, before: int) -> None:
         while await self.store.prune_schedule_claims(before, BATCH) == BATCH:

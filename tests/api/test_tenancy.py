@@ -39,6 +39,7 @@ ID_PARAMETERS: dict[str, str] = {
     "app": "app",
     "jobId": "job",
     "event": "event",
+    "installationId": "installation",
 }
 
 # Routes that take no team-owned id anywhere, and why they are not walked.
@@ -61,6 +62,9 @@ NO_TEAM_ID: dict[tuple[str, str], str] = {
     ("GET", "/.well-known/jwks.json"): "the deployment's public keys, no team data",
     ("POST", "/webhooks/{token}"): "a webhook URL: no key, its secret token names the copy "
                                    "(and the team); test_webhooks.py covers unknown tokens",
+    ("GET", "/install/{token}"): "an install URL: no key, its sealed token names the team; "
+                                 "test_headless.py covers unknown and expired tokens",
+    ("POST", "/install/{token}"): "an install URL: no key, its sealed token names the team",
     ("GET", "/healthz"): "probe, no key and no team",
     ("GET", "/health"): "probe, no key and no team",
     ("GET", "/readyz"): "probe, no key and no team",
@@ -268,13 +272,18 @@ def team_a(
     credential = client.post("/headless/credentials", json={
         "userId": user_id, "credential": {"type": APP_NAME, "data": {"apiKey": APP_SECRET}}})
     assert credential.status_code == 200, credential.text
+    # A headless installation B must not complete.
+    started = client.post("/headless/startInstallation",
+                          json={"userId": user_id, "integrationId": INTEGRATION_NAME})
+    assert started.status_code == 200, started.text
     # The execution is a rerun source: A can rerun it (B must not).
     rerun = client.post(f"/workflows/{workflow_id}/rerun/{execution_id}", params={"wait": 10})
     assert rerun.status_code == 200, rerun.text
     return TeamA(
         ids={"user": user_id, "workflow": workflow_id, "execution": execution_id,
              "integration": INTEGRATION_NAME, "event": EVENT_NAME, "app": APP_NAME,
-             "credential": credential.json()["credentialId"]},
+             "credential": credential.json()["credentialId"],
+             "installation": started.json()["installationId"]},
         secrets=[user_id, workflow_id, event_workflow_id, execution_id,
                  rerun.json()["executionId"], username, full_name, "Tenancy A order summary",
                  "Tenancy A event", INTEGRATION_NAME, EVENT_NAME, MARKER, MARKER.upper(),

@@ -334,7 +334,8 @@ def test_unknown_keys_everywhere_are_named_with_a_suggestion() -> None:
 
 def test_unknown_key_without_a_near_miss_lists_what_is_allowed() -> None:
     assert problems_of(with_block(zzz=1)) == [
-        "blocks[0].zzz: unknown key (expected one of: id, retry, timeout, type, with)"
+        "blocks[0].zzz: unknown key (expected one of: config, id, retry, timeout, type, "
+        "with)"
     ]
 
 

@@ -20,6 +20,7 @@ from reflow.api.routes import (
     error_stream,
     events,
     executions,
+    headless,
     health,
     integrations,
     logs,
@@ -96,7 +97,7 @@ def create_app(reflow: Reflow, *, manage: bool = True) -> FastAPI:
     # Webhooks first: routes are matched in order, and a sender's call then tries one
     # pattern instead of every route's (it shares no path with the others).
     for module in (webhooks, users, tokens, integrations, workflows, runs, events, logs,
-                   executions, teams, error_stream, apps, credentials):
+                   executions, teams, error_stream, apps, credentials, headless):
         # Every route may answer COMMON_ERRORS; each declares its own with error_responses().
         app.include_router(module.router, responses=COMMON_ERRORS)
     # /healthz (and /health), /readyz, /metrics: no key, no version, not in the document.

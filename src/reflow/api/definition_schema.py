@@ -12,10 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from reflow.domain.configuration import FieldType
 from reflow.domain.definitions import (
     BLOCK_ID_PATTERN,
     MAX_BLOCK_TIMEOUT,
     MAX_BLOCKS,
+    MAX_CONFIG_FIELDS,
     MAX_ID_LENGTH,
     MAX_NAME_LENGTH,
     MAX_RETRY_ATTEMPTS,
@@ -42,6 +44,9 @@ SEMANTIC_RULES = (
     "the document nests at most 100 levels",
     "a webhook's verify.signed holds {body} once and {timestamp} only with a timestamp; "
     "verify.tolerance and verify.timestampHeader need a timestamp and format plain",
+    "configurable field names are unique across the definition; a field's default and "
+    "options are of its type (a default among the options; a secret field, a string "
+    "without a default); a template reads only config.<name> fields some block declares",
 )
 
 # Regex dialects disagree on \s: Python's str.strip() also removes these separators
@@ -229,6 +234,35 @@ def _with(spec: BlockSpec) -> dict[str, Any]:
             "required": sorted(spec.required)}
 
 
+def _config() -> dict[str, Any]:
+    option = {"anyOf": [
+        {"type": ["string", "number", "boolean", "array"]},
+        {"type": "object", "additionalProperties": False, "required": ["value"],
+         "properties": {"value": {}, "displayName": _nullable({"type": "string"})}},
+    ]}
+    field = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["name"],
+        "properties": {
+            "name": {"type": "string", "pattern": f"^{BLOCK_ID_PATTERN.pattern}$",
+                     "maxLength": MAX_ID_LENGTH,
+                     "description": "unique in the definition; expressions read "
+                                    "config.<name>"},
+            "displayName": _nullable({"type": "string"}),
+            "description": _nullable({"type": "string"}),
+            "type": _nullable({"enum": [t.value for t in FieldType]}),
+            "required": _nullable({"type": "boolean"}),
+            "default": {"description": "the value until the user sets one"},
+            "options": _nullable({"type": "array", "minItems": 1, "items": option}),
+            "secret": _nullable({"type": "boolean"}),
+        },
+    }
+    return _nullable({"type": "array", "maxItems": MAX_CONFIG_FIELDS, "items": field,
+                      "description": "fields the installing user sets (headless "
+                                    "installation)"})
+
+
 def _block(type_name: str, spec: BlockSpec) -> dict[str, Any]:
     params = _with(spec)
     required = ["id", "type"]
@@ -254,6 +288,7 @@ def _block(type_name: str, spec: BlockSpec) -> dict[str, Any]:
             "retry": _retry(),
             "timeout": _duration(positive=True, maximum=MAX_BLOCK_TIMEOUT,
                                  description="per attempt"),
+            "config": _config(),
         },
     }
 

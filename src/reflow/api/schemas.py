@@ -615,14 +615,14 @@ class InstallationItem(BaseModel):
     """The reference's installation: a user's installed workflows of one integration."""
 
     installationId: str = Field(description="stable for the user and integration (derived "
-                                            "from both); no endpoint takes it yet")
+                                            "from both); completeInstallation takes it")
     integrationId: str | None = Field(description="null for workflows naming no integration")
     userId: str
     workflowIds: list[str] = Field(description="the parent workflows installed")
-    credentialIds: dict[str, str] = Field(description="always {}: reflow has no credentials "
-                                                      "API yet to bind any")
-    formData: list[dict[str, Any]] = Field(description="always []: reflow workflows have "
-                                                       "no installation form")
+    credentialIds: dict[str, str] = Field(description="the credential pinned per app "
+                                                      "(headless installation)")
+    formData: list[FormBlock] = Field(description="the configurable fields still without "
+                                                  "a value, per workflow and block")
     installedAt: str = Field(description="when the first of them was installed")
     enabled: bool = Field(description="any of them is active")
     workflows: list[InstalledWorkflow]
@@ -778,3 +778,105 @@ class CredentialCreated(BaseModel):
 
     success: Literal[True] = True
     credentialId: str
+
+
+# -- headless installation (docs/api.md "Headless installation") ---------------------------
+
+class StartInstallation(Strict):
+    """``POST /headless/startInstallation``."""
+
+    userId: str = Field(min_length=1, description="the user's id or username")
+    integrationId: str = Field(min_length=1, description="the integration's id or name")
+    workflowIds: list[str] | None = Field(default=None, description="the integration's "
+                                          "workflows to install (parent id or name); all "
+                                          "when absent")
+    credentialIds: dict[str, str] | list[str] | None = Field(
+        default=None, description="credentials to pin: the user's credential ids, or app "
+                                  "name -> credential id")
+
+
+class FormFieldOption(BaseModel):
+    """One value a field may take."""
+
+    displayName: str
+    value: Any
+
+
+class FormField(BaseModel):
+    """A configurable field that still needs a value."""
+
+    name: str
+    displayName: str
+    type: str = Field(description="string, number, integer, boolean or json")
+    required: bool
+    secret: bool = Field(description="stored encrypted, never shown again")
+    description: str | None = None
+    options: list[FormFieldOption] | None = Field(default=None, description="the values "
+                                                  "allowed, when the definition lists them")
+    default: Any = Field(default=None, description="used while no value is set (present "
+                                                   "only when the definition gives one)")
+
+
+class FormBlock(BaseModel):
+    """The fields one block of a workflow asks for (the reference's formData item)."""
+
+    workflowId: str
+    blockId: str
+    app: str = Field(description="the app the block's credential names, else its type")
+    fields: list[FormField]
+
+
+class NeededCredential(BaseModel):
+    """An app the workflows' blocks use, and the user's credential for it."""
+
+    app: str
+    connected: bool = Field(description="the user has a credential for it")
+    credentialId: str | None = Field(description="the one runs will use (pinned, else the "
+                                                 "newest)")
+
+
+class InstallationStarted(BaseModel):
+    """``startInstallation``'s answer: what ``completeInstallation`` needs."""
+
+    installationId: str
+    integrationId: str
+    userId: str
+    workflowIds: list[str]
+    data: list[FormBlock] = Field(description="the fields without a value, per workflow "
+                                              "and block")
+    credentials: list[NeededCredential]
+
+
+class CompleteInstallation(Strict):
+    """``POST /headless/completeInstallation``."""
+
+    installationId: str = Field(min_length=1)
+    data: list[Any] | None = Field(default=None, description="[{workflowId, blockId?, "
+                                   "fields: [{name, value}]}]")
+    credentialIds: dict[str, str] | list[str] | None = Field(
+        default=None, description="credentials to pin (replaces startInstallation's)")
+
+
+class CompletedWorkflow(BaseModel):
+    """One installation a completion wrote."""
+
+    workflowId: str
+    installationId: str
+    installedVersion: int
+    active: bool
+
+
+class InstallationCompleted(BaseModel):
+    """``completeInstallation``'s answer."""
+
+    message: str
+    installationId: str
+    workflows: list[CompletedWorkflow]
+
+
+class InstallUrl(BaseModel):
+    """An install URL (K1)."""
+
+    url: str = Field(description="GET it for the form (no API key), POST {data, "
+                                 "credentialIds} to it to complete")
+    expiresAt: str

@@ -24,6 +24,7 @@ try:
 except ImportError:  # PyYAML built without libyaml: same behaviour, slower
     from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
 
+from reflow.domain.configuration import ConfigField, FieldOption, FieldType, type_problem
 from reflow.domain.durations import parse_duration
 from reflow.domain.schedules import (
     DEFAULT_TIMEZONE,
@@ -55,6 +56,7 @@ RESERVED_BLOCK_IDS: Mapping[str, str] = {
     "trigger": "expressions use it for the trigger's data",
     "execution": "expressions use it for the execution's details",
     "env": "expressions use it for the environment",
+    "config": "expressions use it for the installation's configured fields",
     # A block's output is read as ``<id>.field``; these words would parse as JSONata syntax.
     "and": "it is a JSONata operator",
     "or": "it is a JSONata operator",
@@ -184,6 +186,8 @@ class BlockDef:
     retry: RetryPolicy = RetryPolicy()
     timeout: float | None = None
     path: str = ""
+    # Fields the installing user sets (headless installation), read as ``config.<name>``.
+    config: tuple[ConfigField, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +217,11 @@ class WorkflowDefinition:
     def block(self, block_id: str) -> BlockDef:
         """Return the block with this id wherever it is nested; KeyError if there is none."""
         return self._by_id[block_id]
+
+    @property
+    def config_fields(self) -> tuple[ConfigField, ...]:
+        """Every configurable field its blocks declare, in document order."""
+        return tuple(f for block in _depth_first(self.blocks) for f in block.config)
 
 
 def _depth_first(blocks: tuple[BlockDef, ...]) -> Iterator[BlockDef]:
@@ -433,7 +442,13 @@ _TRIGGER_KEYS = ("type", "event", "cron", "timezone", "missed", "schema", "respo
 _WEBHOOK_KEYS = ("respond", "verify", "dedupe")
 _VERIFY_KEYS = ("header", "secret", "format", "encoding", "prefix", "timestampHeader",
                 "signed", "tolerance")
-_BLOCK_KEYS = ("id", "type", "with", "retry", "timeout")
+_BLOCK_KEYS = ("id", "type", "with", "retry", "timeout", "config")
+_FIELD_KEYS = ("name", "displayName", "type", "required", "default", "options", "secret",
+               "description")
+MAX_CONFIG_FIELDS = 100
+# ``config.name`` inside a template, not ``order.config.name``.
+_CONFIG_REFERENCE = re.compile(r"(?<![\w.$])config\.([A-Za-z_][A-Za-z0-9_]*)")
+_TEMPLATE_PART = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 _RETRY_KEYS = ("attempts", "backoff", "initial", "max")
 _DEFAULT_RETRY = RetryPolicy()
 
@@ -472,6 +487,7 @@ class _Validator:
         self._check_params = check_params
         self._id_paths: dict[str, str] = {}
         self._block_count = 0
+        self._field_paths: dict[str, str] = {}
 
     def problem(self, path: str, reason: str) -> None:
         self.problems.append(Problem(path, reason))
@@ -484,6 +500,7 @@ class _Validator:
         trigger = self.trigger(doc.get("trigger"), "trigger")
         blocks = self.top_blocks(doc.get("blocks"), "blocks")
         timeout = self.duration(doc.get("timeout"), "timeout", positive=True)
+        self.config_references(blocks)
         return WorkflowDefinition(
             name=name,
             description=description,
@@ -786,6 +803,7 @@ class _Validator:
         timeout = self.duration(
             block.get("timeout"), f"{path}.timeout", positive=True, maximum=MAX_BLOCK_TIMEOUT
         )
+        config = self.config_fields(block.get("config"), f"{path}.config", block_id)
         return BlockDef(
             id=block_id,
             type=type_name,
@@ -794,6 +812,7 @@ class _Validator:
             retry=retry,
             timeout=timeout,
             path=path,
+            config=config,
         )
 
     def block_id(self, value: Any, path: str) -> str:
@@ -872,6 +891,132 @@ class _Validator:
             path, f"must be a whole number from 1 to {MAX_RETRY_ATTEMPTS} (the first try included)"
         )
         return _DEFAULT_RETRY.attempts
+
+
+    # -- configurable fields (docs/workflows.md "Configurable fields") --
+
+    def config_fields(self, value: Any, path: str, block_id: str) -> tuple[ConfigField, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            self.problem(path, f"must be a list of fields (name, type, ...), not {_kind(value)}")
+            return ()
+        found = (self.config_field(item, f"{path}[{i}]", block_id)
+                 for i, item in enumerate(value))
+        fields = tuple(f for f in found if f is not None)
+        if len(self._field_paths) > MAX_CONFIG_FIELDS:
+            self.problem(path, f"too many configurable fields: {len(self._field_paths)} "
+                               f"in the workflow (at most {MAX_CONFIG_FIELDS})")
+        return fields
+
+    def config_field(self, value: Any, path: str, block_id: str) -> ConfigField | None:
+        found = self.mapping(value, path, "a field: name, displayName, type, required, "
+                                          "default, options, secret")
+        if found is None:
+            return None
+        self.unknown_keys(found, _FIELD_KEYS, path)
+        name = self.field_name(found.get("name"), f"{path}.name")
+        display_name = self.text(found.get("displayName"), f"{path}.displayName")
+        description = self.text(found.get("description"), f"{path}.description",
+                                max_length=None)
+        field_type = FieldType.STRING
+        if found.get("type") is not None:
+            field_type = self.choice(found["type"], FieldType, f"{path}.type") or field_type
+        required = self.flag(found.get("required"), f"{path}.required", default=True)
+        secret = self.flag(found.get("secret"), f"{path}.secret", default=False)
+        if secret and field_type is not FieldType.STRING:
+            self.problem(f"{path}.secret", "only a string field can be secret")
+        options = self.field_options(found.get("options"), f"{path}.options", field_type)
+        field = ConfigField(name or "", display_name or name or "", field_type, required,
+                            options=options, secret=secret, description=description,
+                            block_id=block_id)
+        if "default" in found:
+            default = found["default"]
+            reason = ("must not be null" if default is None
+                      else type_problem(field_type, default))
+            if reason is None and options and default not in [o.value for o in options]:
+                reason = "must be one of the options"
+            if reason is not None:
+                self.problem(f"{path}.default", reason)
+            elif secret:
+                self.problem(f"{path}.default", "a secret field takes no default (a "
+                                                "definition never holds a secret)")
+            else:
+                field = ConfigField(field.name, field.display_name, field_type, required,
+                                    default, options, secret, description, block_id)
+        return field if name is not None else None
+
+    def field_name(self, value: Any, path: str) -> str | None:
+        name = self.text(value, path, required=True)
+        if name is None:
+            return None
+        if not BLOCK_ID_PATTERN.fullmatch(name) or len(name) > MAX_ID_LENGTH:
+            self.problem(path, "must start with a letter or _ and hold only letters, digits "
+                               f"and _, at most {MAX_ID_LENGTH} (expressions read it as "
+                               "config.<name>)")
+            return None
+        if name in self._field_paths:
+            self.problem(path, f"duplicate field '{name}' (first declared at "
+                               f"{self._field_paths[name]}); names are the workflow's, "
+                               "not the block's")
+            return None
+        self._field_paths[name] = path
+        return name
+
+    def flag(self, value: Any, path: str, *, default: bool) -> bool:
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.problem(path, f"must be true or false, not {_kind(value)}")
+            return default
+        return value
+
+    def field_options(self, value: Any, path: str, field_type: FieldType
+                      ) -> tuple[FieldOption, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list) or not value:
+            self.problem(path, "must be a non-empty list of values, or of {value, displayName}")
+            return ()
+        options = []
+        for i, item in enumerate(value):
+            where = f"{path}[{i}]"
+            label = None
+            if isinstance(item, dict):
+                self.unknown_keys(item, ("value", "displayName"), where)
+                label = self.text(item.get("displayName"), f"{where}.displayName")
+                if "value" not in item:
+                    self.problem(f"{where}.value", "required")
+                    continue
+                item = item["value"]
+                where = f"{where}.value"
+            reason = "must not be null" if item is None else type_problem(field_type, item)
+            if reason is not None:
+                self.problem(where, reason)
+                continue
+            options.append(FieldOption(item, label or str(item)))
+        return tuple(options)
+
+    def config_references(self, blocks: tuple[BlockDef, ...]) -> None:
+        """Each ``config.<name>`` a template reads names a field some block declares."""
+        declared = sorted(self._field_paths)
+        for block in _depth_first(blocks):
+            for path, value, _ in _walk(dict(block.params)):
+                if not isinstance(value, str) or "{{" not in value:
+                    continue
+                names = [name for part in _TEMPLATE_PART.findall(value)
+                         for name in _CONFIG_REFERENCE.findall(part)]
+                for name in dict.fromkeys(names):
+                    if name in self._field_paths:
+                        continue
+                    where = f"{block.path}.with" + (path if path.startswith("[")
+                                                    else f".{path}" if path else "")
+                    known = (f"; declared: {', '.join(declared)}" if declared
+                             else "; declare it under a block's config")
+                    hint = _close_match(name, declared)
+                    self.problem(where, f"reads config.{name}, which no block of the "
+                                        "workflow declares" +
+                                        (f"; did you mean '{hint}'?" if hint else known))
 
 
 def _or_empty(blocks: Any) -> Any:

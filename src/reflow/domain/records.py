@@ -90,3 +90,39 @@ class Installation:
     active: bool
     installed_at: int
     updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class HeadlessInstallation:
+    """A headless installation started for a user and an integration (docs/api.md
+    "Headless installation"): the parent workflows it installs and the credential to pin
+    per app. Its id is the user's installation id of the integration (GET /installations)."""
+
+    id: str
+    team_id: str
+    user_id: str
+    integration_id: str
+    workflow_ids: tuple[str, ...]
+    credential_ids: dict[str, str]  # app name -> credential id
+    created_at: int
+    updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class InstallationSettings:
+    """What a user set on one installation: configured values as stored (a JSON object,
+    secret values sealed; None when nothing is set) and the credential ids it is pinned to."""
+
+    config: bytes | None
+    credential_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigChange:
+    """One installation's new settings, written with the others of a completion at once."""
+
+    installation_id: str
+    installed_version: int  # a completion installs the workflow's latest version
+    config: bytes | None
+    credential_ids: tuple[str, ...]
+    activate: bool

@@ -136,10 +136,14 @@ class Engine:
         recorded: list[StepRecord] | None = None,
         env: Mapping[str, Any] | None = None,
         credentials: Mapping[str, Mapping[str, Any]] | None = None,
+        config: Mapping[str, Any] | None = None,
+        config_secrets: tuple[str, ...] = (),
     ) -> RunState:
         """Prepare an execution to run (``recorded``: steps of an earlier, interrupted run;
         ``env``: the team's expression env, the config's when None; ``credentials``: the
-        run's bindings by app name, for the blocks only, never the expressions)."""
+        run's bindings by app name, for the blocks only, never the expressions; ``config``:
+        the installation's configured fields, read as ``config.<name>``, whose secret
+        values ``config_secrets`` are hidden from the steps like a credential's)."""
         record = recorder.record
         steps = recorded or []
         timeout = workflow.definition.timeout or self.config.execution_timeout
@@ -154,6 +158,7 @@ class Engine:
                 "rerunOf": record.rerun_of,
             },
             "env": self.config.env if env is None else env,
+            "config": config or {},
         }
         return RunState(
             recorder=recorder,
@@ -166,7 +171,7 @@ class Engine:
             # The trigger's secret-field values and the credentials' values are hidden
             # wherever a step repeats them.
             secrets=(secret_values(trigger) + binding_secrets(credentials)
-                     if credentials else secret_values(trigger)),
+                     if credentials else secret_values(trigger)) + config_secrets,
         )
 
     async def run(self, state: RunState) -> ExecutionRecord:

@@ -40,6 +40,10 @@ class Job:
     env: Mapping[str, Any] | None = None
     # The run's credential bindings by app name (decrypted here, in the serving process).
     credentials: Mapping[str, Mapping[str, str]] | None = None
+    # The installation's configured fields (``config`` in expressions), and which of
+    # their values are secret (hidden from the steps).
+    config: Mapping[str, Any] | None = None
+    config_secrets: tuple[str, ...] = ()
     # Steps with a lower seq were written by the parent's own early insert (``ensure``).
     written_below: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -184,7 +188,8 @@ class InProcessExecutor:
         recorder = Recorder(writer, job.record, persisted=job.persisted,
                             idempotency_key=job.idempotency_key)
         state = self.engine.new_state(recorder, job.workflow, job.trigger, job.recorded,
-                                      env=job.env, credentials=job.credentials)
+                                      env=job.env, credentials=job.credentials,
+                                      config=job.config, config_secrets=job.config_secrets)
         state.cancel_requested = job.record.cancel_requested
         execution_id = job.record.id
         self._states[execution_id] = state

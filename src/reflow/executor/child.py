@@ -146,7 +146,7 @@ class Child:
 
     def _run(self, message: Message) -> None:
         (_, meta, key, source, trigger, unwritten, recorded, persisted, env,
-         credentials) = message
+         credentials, config, config_secrets) = message
         (execution_id, team_id, workflow_id, installation_id, user_id, version, mode,
          created_at, started_at, rerun_of, resumes, cancel_requested) = meta
         record = ExecutionRecord(
@@ -160,7 +160,7 @@ class Child:
         task = asyncio.get_running_loop().create_task(
             self._execute(record, (key[0], key[1]), source, trigger,
                           [step_from_wire(s) for s in recorded], persisted, env,
-                          credentials),
+                          credentials, config, tuple(config_secrets)),
             name=f"execution {execution_id}",
         )
         self._tasks.add(task)
@@ -170,6 +170,7 @@ class Child:
         self, record: ExecutionRecord, key: tuple[str, int], source: Any,
         trigger: Any, recorded: list[Any], persisted: bool,
         env: Mapping[str, Any] | None, credentials: Mapping[str, Any] | None,
+        config: Mapping[str, Any] | None = None, config_secrets: tuple[str, ...] = (),
     ) -> None:
         execution_id = record.id
         error: str | None = None
@@ -178,7 +179,8 @@ class Child:
             workflow = self._workflow(key, source)
             recorder = Recorder(WriteThrough(self.save), record, persisted=persisted)
             state = self.engine.new_state(recorder, workflow, trigger, recorded, env=env,
-                                          credentials=credentials)
+                                          credentials=credentials, config=config,
+                                          config_secrets=config_secrets)
             state.cancel_requested = record.cancel_requested
             self._states[execution_id] = state
             await self.engine.run(state)

@@ -238,7 +238,7 @@ class ProcessExecutor:
         executor.channel.send([
             "run", meta, key, source, job.trigger,
             [step_to_wire(s) for s in record.steps], [step_to_wire(s) for s in job.recorded],
-            job.persisted, job.env, job.credentials,
+            job.persisted, job.env, job.credentials, job.config, list(job.config_secrets),
         ])
 
     def cancel(self, execution_id: str) -> None:

@@ -20,6 +20,7 @@ from reflow.scheduler import Scheduler
 from reflow.services.apps import AppService
 from reflow.services.credentials import CredentialService
 from reflow.services.error_stream import ErrorStreamService
+from reflow.services.headless import HeadlessService
 from reflow.services.integrations import IntegrationService
 from reflow.services.keys import KeyService
 from reflow.services.logs import LogService
@@ -66,6 +67,9 @@ class Reflow:
         self.apps = AppService(store, self.clock)
         self.credentials = CredentialService(store, self.users, self.apps,
                                              settings.secret_keyring(), self.clock)
+        self.headless = HeadlessService(store, self.workflows, self.integrations,
+                                        settings.secret_keyring(), self.clock,
+                                        public_url=settings.public_base_url)
         book = JobBook(store, new_owner(), settings.lease_seconds, self.clock)
         # The engine runs in supervised executor processes, or here when there are none.
         self.engine: Engine | None = None
@@ -86,7 +90,7 @@ class Reflow:
         self.runs = RunService(store, self.workflows, self.queued,
                                teams=self.teams, log_retention=settings.log_retention,
                                sealing_keys=settings.secret_keyring(), clock=self.clock,
-                               credentials=self.credentials)
+                               credentials=self.credentials, headless=self.headless)
         self.logs = LogService(store, self.workflows, self.clock)
         self.webhooks = WebhookService(store, self.workflows, self.runs, self.teams,
                                        public_url=settings.public_base_url, clock=self.clock)
@@ -102,7 +106,7 @@ class Reflow:
         self.scheduler = Scheduler(store, self.workflows, self.clock,
                                    interval=settings.scheduler_interval,
                                    claim_retention=settings.log_retention,
-                                   on_fired=self._scheduled)
+                                   on_fired=self._scheduled, headless=self.headless)
         self.periodic.add("schedules", settings.scheduler_interval, self.scheduler.tick)
         self.running = False  # this process runs executions (its worker is started)
 

@@ -145,7 +145,7 @@ class IntegrationService:
             groups.setdefault(key, []).append((installation, workflow))
         found = [
             InstallationGroup(
-                _group_id(team.id, user_id, integration_name),
+                group_id(team.id, user_id, integration_name),
                 integrations.get(integration_name) if integration_name else None,
                 user_id, tuple(members))
             for (user_id, integration_name), members in groups.items()
@@ -153,8 +153,9 @@ class IntegrationService:
         return sorted(found, key=lambda g: (g.installed_at, g.id))
 
 
-def _group_id(team_id: str, user_id: str, integration_name: str | None) -> str:
-    """A stable 24-hex id for a user's installations of one integration."""
+def group_id(team_id: str, user_id: str, integration_name: str | None) -> str:
+    """A stable 24-hex id for a user's installations of one integration (I3's
+    installationId, and the headless installation's)."""
     key = f"{team_id}\x00{user_id}\x00{integration_name or ''}"
     return hashlib.sha256(key.encode()).hexdigest()[:24]
 

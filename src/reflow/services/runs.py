@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,13 @@ from reflow.store.base import Store
 
 if TYPE_CHECKING:
     from cryptography.fernet import MultiFernet
+
+    from reflow.services.headless import HeadlessService
+
+log = logging.getLogger(__name__)
+
+# What a run of an installation sees as ``config``, and the secret values among it.
+Configured = tuple[dict[str, Any], tuple[str, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +110,7 @@ class RunService:
         sealing_keys: MultiFernet | None = None,
         clock: Clock | None = None,
         credentials: CredentialService | None = None,
+        headless: HeadlessService | None = None,
     ) -> None:
         self.store = store
         self.clock: Clock = clock or SystemClock()
@@ -113,6 +122,9 @@ class RunService:
         self.sealing_keys = sealing_keys
         # Binds each run's credentials (docs/credentials.md "In workflows").
         self.credentials = credentials
+        # Gives each run its installation's configured fields (docs/workflows.md
+        # "Configurable fields"), refusing one that lacks a required value.
+        self.headless = headless
         self.events = EventCatalog(store, workflows)
 
     async def run(
@@ -169,6 +181,19 @@ class RunService:
             raise NotFound(f"event {event!r} not found: no workflow declares it")
         trigger = {"data": data, "event": event}
         stored_trigger = sealing.seal(trigger, self.sealing_keys)
+        configured: list[Configured | None] = []
+        ready = []
+        for s in subscribers:
+            try:
+                configured.append(await self._configured(team.id, s.installation.id,
+                                                         s.compiled))
+            except Conflict as exc:
+                # One copy lacking a value must not keep the event from the others.
+                log.warning("event %r: installation %s of user %s skipped: %s", event,
+                            s.installation.id, user.id, exc)
+                continue
+            ready.append(s)
+        subscribers = ready
         records = [
             self._new_record(
                 team.id, s.installation.workflow_id, s.installation.id, user.id,
@@ -178,8 +203,8 @@ class RunService:
         ]
         # Submitted together, so the store's group commit can share their transactions.
         started = await asyncio.gather(*(
-            self._submit(record, s.compiled, trigger, None)
-            for record, s in zip(records, subscribers, strict=True)
+            self._submit(record, s.compiled, trigger, None, configured=c)
+            for record, s, c in zip(records, subscribers, configured, strict=True)
         ))
         return [s.execution_id for s in started]
 
@@ -347,15 +372,29 @@ class RunService:
             rerun_of=rerun_of,
         )
 
+    async def _configured(
+        self, team_id: str, installation_id: str, compiled: CompiledWorkflow
+    ) -> Configured | None:
+        """The installation's configured fields for a run of this version (None when it
+        declares none); Conflict naming each required field it lacks a value for."""
+        if self.headless is None or not compiled.definition.config_fields:
+            return None
+        return await self.headless.configured(team_id, installation_id, compiled)
+
     async def _submit(
         self, record: ExecutionRecord, compiled: CompiledWorkflow, trigger: Any,
         wait: float | None, idempotency_key: str | None = None,
+        configured: Configured | None = None,
     ) -> Started:
+        if configured is None:
+            configured = await self._configured(record.team_id, record.installation_id,
+                                                compiled)
         env = await self.teams.expression_env(record.team_id)
         # Most versions name no credential: no coroutine for them on the hot path.
         bound = (await self._bind(record, compiled)
                  if compiled.credentials or compiled.any_credential else None)
-        submission = Submission(record, compiled, trigger, env, idempotency_key, bound)
+        submission = Submission(record, compiled, trigger, env, idempotency_key, bound,
+                                *(configured or (None, ())))
         return await self.dispatch.submit(submission, wait)
 
     async def _bind(self, record: ExecutionRecord, compiled: CompiledWorkflow
@@ -373,8 +412,11 @@ class RunService:
         recorded, record.steps = record.steps, []
         env = await self.teams.expression_env(record.team_id)
         trigger = sealing.open_trigger(record.trigger, self.sealing_keys)
+        config, hidden = await self._configured(record.team_id, record.installation_id,
+                                                compiled) or (None, ())
         return Job(record, compiled, trigger, recorded, persisted=True, env=env,
-                   credentials=await self._bind(record, compiled))
+                   credentials=await self._bind(record, compiled), config=config,
+                   config_secrets=hidden)
 
     async def cancel(self, team: Team, execution_id: str) -> ExecutionRecord:
         """Cancel an execution: a queued one at once, a running one before its next block.

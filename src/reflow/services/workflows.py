@@ -11,6 +11,7 @@ import orjson
 
 from reflow.blocks import block_specs, load_blocks
 from reflow.clock import Clock, SystemClock
+from reflow.domain.configuration import missing, stored_values
 from reflow.domain.definitions import (
     BlockDef,
     WorkflowDefinition,
@@ -29,7 +30,7 @@ from reflow.domain.records import (
     WorkflowVersion,
 )
 from reflow.engine.compiled import CompiledWorkflow, compile_workflow
-from reflow.errors import Conflict, NotFound
+from reflow.errors import Conflict, InvalidRequest, NotFound
 from reflow.expressions import compile_template_problems
 from reflow.ids import new_object_id, now_ms
 from reflow.services.users import UserService
@@ -244,11 +245,34 @@ class WorkflowService:
         latest = target.workflow.latest_version
         if before == latest:
             return before, installation
+        await self._check_configured(target, installation, latest)
         upgraded = replace(installation, installed_version=latest,
                            updated_at=self.clock.now_ms())
         await self.store.save_installation(upgraded)
         self._targets.clear()
         return before, upgraded
+
+    async def _check_configured(
+        self, target: Target, installation: Installation, version: int
+    ) -> None:
+        """InvalidRequest naming each required configurable field of ``version`` the
+        installation has no value for (an upgrade must not leave it unable to run)."""
+        compiled = await self.compiled(installation.team_id, installation.workflow_id, version)
+        fields = compiled.definition.config_fields
+        if not fields:
+            return
+        settings = await self.store.installation_settings(installation.team_id,
+                                                          [installation.id])
+        stored = settings.get(installation.id)
+        lacking = missing(fields, stored_values(stored.config if stored else None))
+        if lacking:
+            names = ", ".join(f"'{f.name}' (block '{f.block_id}')" for f in lacking)
+            raise InvalidRequest(
+                f"version {version} of workflow {target.workflow.name!r} needs configuration "
+                f"this installation lacks: {names}; complete the installation again "
+                "(POST /headless/startInstallation, then completeInstallation) to give "
+                "the values, then upgrade"
+            )
 
     async def deactivate(self, team: Team, user_ref: str, workflow_ref: str) -> Installation:
         """Stop a user's installation from running (its runs are refused until reactivated)."""
@@ -403,6 +427,10 @@ class WorkflowService:
             raise NotFound(f"workflow {workflow_ref!r} not found")
         workflow = await self.get(team, installation.workflow_id)
         return Target(workflow, installation, user, via_installation=True, deleted=was_deleted)
+
+    def forget_targets(self) -> None:
+        """Drop the cached run targets: installations changed (activated, configured)."""
+        self._targets.clear()
 
     async def installation_cached(
         self, team: Team, workflow_ref: str, user_ref: str | None

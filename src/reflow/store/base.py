@@ -14,7 +14,10 @@ from reflow.domain.apps import AppRecord, CredentialRecord
 from reflow.domain.executions import ExecutionRecord, StepRecord
 from reflow.domain.records import (
     ApiKey,
+    ConfigChange,
+    HeadlessInstallation,
     Installation,
+    InstallationSettings,
     Integration,
     Team,
     User,
@@ -431,3 +434,23 @@ class Store(Protocol):
         parts) with keys after ``after``, by key: (key, value as stored, as bytes)."""
     async def reseal(self, kind: str, key: str, old: bytes, new: bytes) -> bool:
         """Replace a sealed value by its re-encryption, only if it is still ``old``."""
+
+    # Headless installation (services/headless.py, installation_config.sql).
+    async def save_headless_installation(self, started: HeadlessInstallation) -> None:
+        """Insert the headless installation, or replace what an earlier start of the same
+        id chose (workflows, credentials, update time; its creation time is kept)."""
+    async def get_headless_installation(
+        self, team_id: str, installation_id: str
+    ) -> HeadlessInstallation | None:
+        """The team's headless installation of this id."""
+    async def installation_settings(
+        self, team_id: str, installation_ids: Sequence[str]
+    ) -> dict[str, InstallationSettings]:
+        """The configured values and pinned credentials of these installations of the team
+        (deleted ones and other teams' left out), by installation id."""
+    async def configure_installations(
+        self, team_id: str, changes: Sequence[ConfigChange], now: int
+    ) -> int:
+        """Write each installation's configured values and pinned credentials (and
+        activate it when asked), all in one transaction, moving ``updated_at`` to ``now``;
+        how many installations were written (a deleted one is not)."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+import orjson
+
 from reflow.domain.apps import AppRecord, CredentialRecord, Health
 from reflow.domain.executions import (
     ExecutionRecord,
@@ -18,7 +20,10 @@ from reflow.domain.executions import (
 )
 from reflow.domain.records import (
     ApiKey,
+    ConfigChange,
+    HeadlessInstallation,
     Installation,
+    InstallationSettings,
     Integration,
     Team,
     User,
@@ -242,3 +247,36 @@ def credential_params(c: CredentialRecord) -> tuple[Any, ...]:
     """``credentials_insert``'s parameters."""
     return (c.id, c.team_id, c.user_id, c.app, c.sealed, c.health.value, c.health_reason,
             c.health_changed_at, c.expires_at, c.version, c.created_at, c.updated_at)
+
+
+# -- headless installation (installation_config.sql) --
+
+
+def headless_installation_of(row: Row) -> HeadlessInstallation:
+    """A ``headless_installations`` row."""
+    return HeadlessInstallation(
+        row["id"], row["team_id"], row["user_id"], row["integration_id"],
+        tuple(orjson.loads(row["workflow_ids"])), dict(orjson.loads(row["credential_ids"])),
+        row["created_at"], row["updated_at"])
+
+
+def headless_installation_params(h: HeadlessInstallation) -> tuple[Any, ...]:
+    """``headless_installation_upsert``'s parameters."""
+    return (h.id, h.team_id, h.user_id, h.integration_id,
+            orjson.dumps(list(h.workflow_ids)).decode(),
+            orjson.dumps(h.credential_ids).decode(), h.created_at, h.updated_at)
+
+
+def installation_settings_of(row: Row) -> InstallationSettings:
+    """An ``installation_settings`` row (config stored as text)."""
+    config = row["config"]
+    pinned = row["credential_ids"]
+    return InstallationSettings(config.encode() if config is not None else None,
+                                tuple(orjson.loads(pinned)) if pinned else ())
+
+
+def config_change_params(team_id: str, c: ConfigChange, now: int) -> tuple[Any, ...]:
+    """``installation_configure``'s parameters."""
+    return (c.config.decode() if c.config is not None else None,
+            orjson.dumps(list(c.credential_ids)).decode() if c.credential_ids else None,
+            c.activate, c.installed_version, now, team_id, c.installation_id)

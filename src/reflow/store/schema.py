@@ -353,3 +353,26 @@ credentials = Table(
 # The credentials an installation is pinned to (a JSON list of credential ids; NULL: none),
 # preferred over the user's latest credential for the same app.
 installations.append_column(Column("credential_ids", Text))
+
+# -- Headless installation (docs/api.md "Headless installation", services/headless.py) --
+
+# The installation's configured field values: a JSON object by field name, where a secret
+# field's value is {"$sealed": <Fernet token>} (NULL: nothing configured).
+installations.append_column(Column("config", Text))
+
+# A headless installation started for a user and an integration: which of its workflows
+# (JSON list of parent ids) and which credentials to pin (JSON object, app -> credential
+# id). Its id is the one GET /installations gives the user's installations of the
+# integration, so start and complete agree with that listing.
+headless_installations = Table(
+    "headless_installations",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("team_id", Text, ForeignKey("teams.id"), nullable=False),
+    Column("user_id", Text, ForeignKey("users.id"), nullable=False),
+    Column("integration_id", Text, nullable=False),
+    Column("workflow_ids", Text, nullable=False),
+    Column("credential_ids", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)

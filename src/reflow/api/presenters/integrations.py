@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from reflow.api.presenters.headless import form_block
 from reflow.api.presenters.workflows import workflow_detail
-from reflow.services.integrations import InstallationGroup, UserIntegration
+from reflow.services.headless import InstallationView
+from reflow.services.integrations import UserIntegration
 from reflow.services.logs import iso
 
 
@@ -25,15 +27,16 @@ def integration_item(seen: UserIntegration) -> dict[str, Any]:
     }
 
 
-def installation_item(group: InstallationGroup) -> dict[str, Any]:
+def installation_item(view: InstallationView) -> dict[str, Any]:
     """The reference's I3 item for a user's installations of one integration."""
+    group = view.group
     return {
         "installationId": group.id,
         "integrationId": group.integration.id if group.integration else None,
         "userId": group.user_id,
         "workflowIds": [workflow.id for _, workflow in group.installations],
-        "credentialIds": {},
-        "formData": [],
+        "credentialIds": view.credential_ids,
+        "formData": [form_block(b) for b in view.form],
         "installedAt": iso(group.installed_at),
         "enabled": group.enabled,
         "workflows": [

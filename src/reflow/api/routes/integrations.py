@@ -71,6 +71,7 @@ async def get_integration(
 
 @router.get("/installations", response_model=Installations, summary="List installations")
 async def list_installations(team: CurrentTeam, reflow: ReflowDep) -> Response:
-    """Every live user's installations, one item per user and integration, oldest first."""
-    groups = await reflow.integrations.installations(team)
-    return json_response({"data": [installation_item(g) for g in groups]})
+    """Every live user's installations, one item per user and integration, oldest first,
+    with the fields still lacking a value and the credentials pinned."""
+    views = await reflow.headless.installations(team)
+    return json_response({"data": [installation_item(v) for v in views]})

@@ -25,7 +25,10 @@ from reflow.domain.apps import AppRecord, CredentialRecord
 from reflow.domain.executions import ExecutionRecord, ExecutionStatus, StepRecord
 from reflow.domain.records import (
     ApiKey,
+    ConfigChange,
+    HeadlessInstallation,
     Installation,
+    InstallationSettings,
     Integration,
     Team,
     User,
@@ -1140,6 +1143,43 @@ class SqliteStore:
             cursor = db.execute(Q[f"rotate_{kind}_set"], (
                 new.decode() if text else new, key, old.decode() if text else old))
         return cursor.rowcount > 0
+
+
+    # -- headless installation (installation_config.sql; services/headless.py) -------------
+
+    async def save_headless_installation(self, started: HeadlessInstallation) -> None:
+        """Insert or replace (by id) a headless installation, keeping its creation time."""
+        self._write([("headless_installation_upsert",
+                      rows.headless_installation_params(started))])
+
+    async def get_headless_installation(
+        self, team_id: str, installation_id: str
+    ) -> HeadlessInstallation | None:
+        """The team's headless installation of this id."""
+        row = self._one("headless_installation_get", (team_id, installation_id))
+        return rows.headless_installation_of(row) if row else None
+
+    async def installation_settings(
+        self, team_id: str, installation_ids: Sequence[str]
+    ) -> dict[str, InstallationSettings]:
+        """Configured values and pinned credentials of live installations, by id."""
+        if not installation_ids:
+            return {}
+        found = self._all("installation_settings",
+                          (team_id, orjson.dumps(list(installation_ids)).decode()))
+        return {r["id"]: rows.installation_settings_of(r) for r in found}
+
+    async def configure_installations(
+        self, team_id: str, changes: Sequence[ConfigChange], now: int
+    ) -> int:
+        """Write every change in one transaction; how many installations were written."""
+        written = 0
+        with self._transaction() as db:
+            for change in changes:
+                cursor = db.execute(Q["installation_configure"],
+                                    rows.config_change_params(team_id, change, now))
+                written += cursor.rowcount
+        return written
 
 
 def _sealed_kind(kind: str) -> str:

@@ -22,10 +22,11 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _PATH_VERSION = re.compile(r"^/(\d{4}-\d{2})(/.*)?$")
 # Pages for people, the reference's /logs endpoints (documented without the header), the
 # operations endpoints (probes and scrapers send no version), and webhook URLs (called by
-# other services, which send what they send), and install URLs (a browser's).
+# other services, which send what they send), and the OAuth callback and install URLs
+# (a browser's).
 _VERSION_OPTIONAL = ("/docs", "/redoc", "/openapi.json", "/health", "/logs", "/healthz",
                      "/readyz", "/metrics", "/.well-known/jwks.json", "/webhooks",
-                     "/install")
+                     "/oauth/callback", "/install")
 _SUPPORTED = ", ".join(SUPPORTED_API_VERSIONS)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -27,6 +27,9 @@ class BlockContext:
     timeout: float | None = None
     # The execution's team: whose HTTP client and connection limits the block uses.
     team_id: str = ""
+    # After a target refused an OAuth credential (401): the app's binding renewed by the
+    # serving process (refreshed token, or ``unavailable`` saying why); None: no renewal.
+    renew_credential: Callable[[str], Awaitable[Mapping[str, Any]]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

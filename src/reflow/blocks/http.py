@@ -22,7 +22,7 @@ import ssl
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http.cookiejar import Cookie, CookieJar
 from typing import Any, ClassVar
 
@@ -597,6 +597,13 @@ def _credential(value: Any, credentials: Mapping[str, Mapping[str, Any]]) -> App
     return make(value, credential)
 
 
+def _renewable(params: Mapping[str, Any], ctx: BlockContext) -> bool:
+    """Whether the request's credential is one the serving process can renew (OAuth)."""
+    name = params.get("credential")
+    bound = ctx.credentials.get(name) if isinstance(name, str) else None
+    return ctx.renew_credential is not None and bound is not None and "credential" in bound
+
+
 def _content(params: Mapping[str, Any], headers: httpx.Headers) -> bytes | str | None:
     if "json" in params and "body" in params:
         raise _invalid("give json or body, not both")
@@ -721,6 +728,15 @@ class Http:
         budget = ctx.http.policy.timeout if ctx.timeout is None else ctx.timeout
         try:
             response, content = await self._exchange(team, request, budget)
+            if response.status_code == 401 and _renewable(params, ctx):
+                # The OAuth token was refused: sent once more with it renewed (refreshed,
+                # or the one another run refreshed meanwhile); a second 401 stands.
+                assert ctx.renew_credential is not None
+                name = params["credential"]
+                renewed = await ctx.renew_credential(name)
+                ctx = replace(ctx, credentials={**ctx.credentials, name: renewed})
+                request = _build_request(team.client, params, ctx)
+                response, content = await self._exchange(team, request, budget)
         except ConnectionLimitReached as exc:
             raise BlockFailed(f"{label} not sent: {exc.message}") from exc
         except httpx.TimeoutException as exc:

@@ -20,6 +20,7 @@ from reflow.errors import InvalidRequest
 from reflow.services import Reflow
 from reflow.services.credentials import Rotated
 from reflow.services.logs import iso
+from reflow.services.oauth import event_json
 
 
 @click.group()
@@ -115,3 +116,71 @@ def credentials_rotate_key(batch: int, as_json: bool) -> None:
             f"{len(unreadable)} value(s) open with no key of REFLOW_SECRET_KEY and were left "
             f"as they are (add the key that sealed them, after the newest): "
             f"{', '.join(unreadable[:20])}{' ...' if len(unreadable) > 20 else ''}")
+
+
+# -- OAuth (services/oauth.py; docs/credentials.md "OAuth") -----------------------------------
+
+
+@credentials.command("oauth-url")
+@click.option("--user", "user_ref", required=True, help="The user's id or username.")
+@click.option("--app", "app_name", required=True, help="The OAuth app's name.")
+@click.option("--redirect-uri", default=None,
+              help="Where the browser goes after the callback (same origin as the team's "
+                   "redirect URL).")
+@team_option
+@database_option
+def credentials_oauth_url(user_ref: str, app_name: str, redirect_uri: str | None) -> None:
+    """Print the URL that connects a user's OAuth app (valid 10 minutes, once).
+
+    \b
+    Example:
+      reflow credentials oauth-url --user jane@example.com --app crm
+    """
+    url = _session(lambda reflow, team: reflow.oauth.authorize_url(
+        team, user_ref, app_name, redirect_uri))
+    click.echo(url)
+
+
+@credentials.command("oauth-redirect")
+@click.argument("url", required=False)
+@click.option("--clear", is_flag=True, help="Answer JSON from the callback instead.")
+@team_option
+@database_option
+def credentials_oauth_redirect(url: str | None, clear: bool) -> None:
+    """Show or set where the OAuth callback sends the user's browser back.
+
+    \b
+    Examples:
+      reflow credentials oauth-redirect https://app.example.com/connected
+      reflow credentials oauth-redirect --clear
+    """
+    if url is not None and clear:
+        raise InvalidRequest("give a URL or --clear, not both")
+    if url is None and not clear:
+        shown = _session(lambda reflow, team: reflow.oauth.redirect_url(team))
+        click.echo(shown or "(not set: the callback answers JSON)")
+        return
+    _session(lambda reflow, team: reflow.oauth.set_redirect_url(team, url))
+    click.echo(f"OAuth redirect URL: {url}" if url else "OAuth redirect URL cleared")
+
+
+@credentials.command("events")
+@click.option("--user", "user_ref", default=None, help="Only this user's (id or username).")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1000))
+@team_option
+@database_option
+@json_option
+def credentials_events(user_ref: str | None, limit: int, as_json: bool) -> None:
+    """List credential events (connected, reconnected, needs_reconnect), newest first.
+
+    \b
+    Example:
+      reflow credentials events --user jane@example.com
+    """
+    found = _session(lambda reflow, team: reflow.oauth.events(team, user_ref, limit))
+    if as_json:
+        _echo_json([event_json(e) for e in found])
+        return
+    _echo_table(("AT", "EVENT", "CREDENTIAL ID", "APP", "USER", "MESSAGE"),
+                [(_text(iso(e.created_at)), e.kind, e.credential_id, e.app, e.user_id,
+                  e.message) for e in found], empty="no credential events")

@@ -544,6 +544,12 @@ class CredentialRecord:
     expires_at: int | None = None
     version: int = 1
     app_display_name: str | None = None  # read with the app, for lists
+    # The token refresh (services/oauth.py): who holds the lease and until when, and the
+    # cool-down after failures.
+    refresh_owner: str | None = None
+    refresh_until: int | None = None
+    refresh_blocked_until: int | None = None
+    refresh_failures: int = 0
 
 
 # The keys of a binding whose values are secret (the rest say how they are sent).

@@ -7,9 +7,10 @@ execution skips the blocks whose steps were recorded as succeeded and reuses the
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -69,6 +70,9 @@ class ExecutionCancelledError(Exception):
         self.block_id = block_id
 
 
+Renew = Callable[[str, Mapping[str, Any]], Awaitable[Mapping[str, Any]]]
+
+
 class Marker(Protocol):
     """Where the engine says which execution's block is evaluating on this thread right now.
 
@@ -110,6 +114,9 @@ class RunState:
     responded: bool = False
     # Set by a cancel; checked before each block.
     cancel_requested: bool = False
+    # Renews an OAuth binding a target refused (app, binding used -> new binding): the
+    # executor's way to the serving process (docs/architecture.md "Credentials in runs").
+    renew: Renew | None = None
 
     @property
     def record(self) -> ExecutionRecord:
@@ -285,6 +292,8 @@ class Engine:
                 team_id=state.record.team_id,
                 credentials=state.credentials,
                 timeout=max(0.0, min(limit, remaining)),
+                renew_credential=(None if state.renew is None
+                                  else functools.partial(self._renew, state)),
             )
             try:
                 if block.side_effects or definition.timeout is not None:
@@ -311,6 +320,15 @@ class Engine:
                 return None, error, attempt
             delay = min(policy.delay(attempt), max(0.0, state.deadline - time.monotonic()))
             await asyncio.sleep(delay)
+
+    async def _renew(self, state: RunState, app: str) -> Mapping[str, Any]:
+        """The app's binding renewed for the rest of the run; its new token is hidden from
+        the steps like the first."""
+        assert state.renew is not None
+        renewed = await state.renew(app, state.credentials.get(app, {}))
+        state.credentials = {**state.credentials, app: renewed}
+        state.secrets += binding_secrets({app: renewed})
+        return renewed
 
     def _capped(self, value: Any) -> tuple[bytes, bool]:
         """JSON for storage, replaced by a marker with a preview when over the cap."""

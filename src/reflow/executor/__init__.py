@@ -12,6 +12,7 @@ process, never the API, and the execution that did it is found and ended
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -86,6 +87,10 @@ class JobBook:
         self.lost: set[str] = set()
         # Called after a failed execution is committed (Reflow wakes the error stream).
         self.on_failed: Callable[[], None] = _nothing
+        # Renews an OAuth binding a target refused, for a job running here or in an
+        # executor process (Reflow sets CredentialService.renew).
+        self.renew: Callable[[ExecutionRecord, str, Mapping[str, Any]],
+                             Awaitable[Mapping[str, Any]]] = _cannot_renew
 
     def lose(self, execution_id: str) -> None:
         """Refuse every later write of this execution (its lease is someone else's now)."""
@@ -145,6 +150,13 @@ def _nothing() -> None:
     """No one to tell."""
 
 
+async def _cannot_renew(record: ExecutionRecord, app: str, used: Mapping[str, Any]
+                        ) -> Mapping[str, Any]:
+    """No credential service in this process: the refusal stands."""
+    return {"type": "unavailable",
+            "reason": f"the credential for app {app!r} was refused (HTTP 401)"}
+
+
 Commit = Callable[[ExecutionRecord, Sequence[StepRecord]], Awaitable[None]]
 
 
@@ -191,6 +203,7 @@ class InProcessExecutor:
                                       env=job.env, credentials=job.credentials,
                                       config=job.config, config_secrets=job.config_secrets)
         state.cancel_requested = job.record.cancel_requested
+        state.renew = functools.partial(self.book.renew, job.record)
         execution_id = job.record.id
         self._states[execution_id] = state
         task = asyncio.create_task(self._run(state), name=f"execution {execution_id}")

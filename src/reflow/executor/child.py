@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import mmap
 import os
@@ -97,6 +98,7 @@ class Child:
         self._states: dict[str, RunState] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._acks: dict[int, asyncio.Future[None]] = {}
+        self._renewals: dict[int, asyncio.Future[Mapping[str, Any]]] = {}
         # A finished execution's last commit, sent with its ``finish``.
         self._final: dict[str, tuple[list[Any], list[Any]]] = {}
         self._seq = 0
@@ -118,12 +120,20 @@ class Child:
             if future is not None and not future.done():
                 error = Conflict if message[2] == "conflict" else StoreError
                 future.set_exception(error(message[3]))
+        elif kind == "renewed":
+            self._renewed(message)
         elif kind == "cancel":
             state = self._states.get(message[1])
             if state is not None:
                 state.cancel_requested = True
         elif kind == "stop":
             asyncio.get_running_loop().create_task(self._stop(float(message[1])))
+
+    def _renewed(self, message: Message) -> None:
+        """The parent's answer to ``renew``: the binding to send again with."""
+        renewal = self._renewals.pop(message[1], None)
+        if renewal is not None and not renewal.done():
+            renewal.set_result(message[2])
 
     def on_lost(self, exc: Exception | None) -> None:
         """The parent is gone: nothing this process does can be committed any more."""
@@ -182,6 +192,7 @@ class Child:
                                           credentials=credentials, config=config,
                                           config_secrets=config_secrets)
             state.cancel_requested = record.cancel_requested
+            state.renew = functools.partial(self.renew, execution_id)
             self._states[execution_id] = state
             await self.engine.run(state)
             if state.responded:
@@ -212,6 +223,16 @@ class Child:
         self._send(["save", seq, record.id, progress_to_wire(record),
                     [step_to_wire(s) for s in steps]])
         await future
+
+    async def renew(self, execution_id: str, app: str, used: Mapping[str, Any]
+                    ) -> Mapping[str, Any]:
+        """Ask the parent to renew an OAuth binding a target refused; its answer."""
+        self._seq += 1
+        seq = self._seq
+        future: asyncio.Future[Mapping[str, Any]] = asyncio.get_running_loop().create_future()
+        self._renewals[seq] = future
+        self._send(["renew", seq, execution_id, app, dict(used)])
+        return await future
 
     def _send(self, message: Message) -> None:
         if self.channel is not None:

@@ -261,6 +261,25 @@ class ProcessExecutor:
             self._keep(self._save(executor, message), self._writes)
         elif kind == "finish":
             self._keep(self._finish(executor, message), self._writes)
+        elif kind == "renew":
+            self._keep(self._renew(executor, message))
+
+    async def _renew(self, executor: _Executor, message: Message) -> None:
+        """A job's target refused its OAuth token: renew the binding here, where the
+        database is, and answer with it (``unavailable`` with the reason if it cannot)."""
+        _, seq, execution_id, app, used = message
+        job = executor.jobs.get(execution_id)
+        if job is None or executor.channel is None:
+            return
+        try:
+            renewed = await self.book.renew(job.record, str(app), dict(used or {}))
+        except Exception as exc:  # the database failed: this request fails, not the run's
+            log.warning("renewing the credential for app %s of execution %s failed: %r",
+                        app, execution_id, exc)
+            renewed = {"type": "unavailable",
+                       "reason": f"the credential for app {app!r} was refused (HTTP 401) "
+                                 "and could not be renewed now"}
+        executor.channel.send(["renewed", seq, dict(renewed)])
 
     async def _save(self, executor: _Executor, message: Message) -> None:
         _, seq, execution_id, progress, steps = message

@@ -24,6 +24,7 @@ from reflow.services.headless import HeadlessService
 from reflow.services.integrations import IntegrationService
 from reflow.services.keys import KeyService
 from reflow.services.logs import LogService
+from reflow.services.oauth import OAuthService
 from reflow.services.runs import RunService
 from reflow.services.teams import TeamService
 from reflow.services.tokens import TokenService
@@ -65,12 +66,21 @@ class Reflow:
         self.workflows = WorkflowService(store, self.users, self.clock)
         self.integrations = IntegrationService(store, self.users, self.workflows)
         self.apps = AppService(store, self.clock)
+        # OAuth apps' client ids and secrets are {env: NAME} references to this
+        # deployment's environment (docs/credentials.md "OAuth").
+        self.oauth = OAuthService(store, self.users, self.apps, settings,
+                                  settings.secret_keyring(), self.clock, os.environ)
         self.credentials = CredentialService(store, self.users, self.apps,
-                                             settings.secret_keyring(), self.clock)
+                                             settings.secret_keyring(), self.clock,
+                                             oauth=self.oauth)
+        self.periodic.add("oauth states purge", settings.purge_interval,
+                          self.oauth.purge_states)
         self.headless = HeadlessService(store, self.workflows, self.integrations,
                                         settings.secret_keyring(), self.clock,
                                         public_url=settings.public_base_url)
         book = JobBook(store, new_owner(), settings.lease_seconds, self.clock)
+        # A target's 401 to an OAuth token: renewed here, where the database is.
+        book.renew = self.credentials.renew
         # The engine runs in supervised executor processes, or here when there are none.
         self.engine: Engine | None = None
         executor: Executor
@@ -101,6 +111,7 @@ class Reflow:
         # A failure committed here is delivered now, not at the next interval.
         self.error_stream.wake = lambda: self.periodic.wake("error stream")
         book.on_failed = self.error_stream.failure_committed
+        self.oauth.notified = self.error_stream.failure_committed
         # Schedule triggers: every process runs the scheduler; the claims make a due
         # time fire once however many do (docs/schedules.md).
         self.scheduler = Scheduler(store, self.workflows, self.clock,
@@ -170,6 +181,7 @@ class Reflow:
         if self.engine is not None:
             await close_engine(self.engine)
         await self.error_stream.aclose()
+        await self.oauth.aclose()
         await self.store.close()
 
     async def purge_once(self) -> int:

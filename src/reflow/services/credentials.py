@@ -27,7 +27,8 @@ from reflow.engine.compiled import CompiledWorkflow
 from reflow.errors import CredentialInvalid, NotFound, Problem
 from reflow.ids import new_object_id
 from reflow.sealing import SealError
-from reflow.services.apps import AppService
+from reflow.services.apps import App, AppService
+from reflow.services.oauth import OAuthService, Values, reconnect_reason
 from reflow.services.users import UserService
 from reflow.store.base import Store
 
@@ -55,12 +56,15 @@ class CredentialService:
     """Create, list and delete users' credentials; bind them to runs; rotate the key."""
 
     def __init__(self, store: Store, users: UserService, apps: AppService,
-                 keys: MultiFernet | None, clock: Clock | None = None) -> None:
+                 keys: MultiFernet | None, clock: Clock | None = None,
+                 oauth: OAuthService | None = None) -> None:
         self.store = store
         self.users = users
         self.apps = apps
         self.keys = keys
         self.clock: Clock = clock or SystemClock()
+        # Keeps OAuth tokens fresh as they are bound (services/oauth.py).
+        self.oauth = oauth
 
     async def create(self, team: Team, user_ref: str, app_name: Any, data: Any
                      ) -> CredentialRecord:
@@ -137,14 +141,32 @@ class CredentialService:
             who = user.username if user is not None else record.user_id
             return unavailable(f"user {who!r} has no credential for app {name!r}; connect "
                                "one (POST /headless/credentials) and rerun")
-        if chosen.health is Health.NEEDS_RECONNECT:
-            why = f" ({chosen.health_reason})" if chosen.health_reason else ""
-            return unavailable(f"credential {chosen.id} for app {name!r} needs to be "
-                               f"reconnected{why}")
+        oauth = self.oauth if app.declaration.auth.kind.is_oauth else None
+        # An OAuth credential past its cool-down may be refreshed once more (oauth.py).
+        if chosen.health is Health.NEEDS_RECONNECT and oauth is None:
+            return unavailable(reconnect_reason(chosen))
         data = self._open(chosen)
         if isinstance(data, str):
             return unavailable(data)
-        return binding(app.declaration, data)
+        if oauth is None:
+            return binding(app.declaration, data)
+        usable = await oauth.usable(app, chosen, data)
+        return _oauth_binding(app, chosen.id, usable)
+
+    async def renew(self, record: ExecutionRecord, name: str,
+                    used: Mapping[str, Any]) -> dict[str, str]:
+        """The binding to send again after the target answered 401 to ``used`` (an OAuth
+        binding): the token refreshed, unless a refresh happened since ``used``'s version
+        (then that one's token), or why it cannot be (docs/architecture.md)."""
+        app = await self.apps.find(record.team_id, name)
+        credential_id, version = used.get("credential"), used.get("version")
+        if app is None or self.oauth is None or not isinstance(credential_id, str) \
+                or not str(version).isdigit():
+            return unavailable(f"the credential for app {name!r} was refused (HTTP 401) and "
+                               "cannot be refreshed")
+        renewed = await self.oauth.renewed(app, record.team_id, credential_id,
+                                           int(str(version)))
+        return _oauth_binding(app, credential_id, renewed)
 
     def _open(self, credential: CredentialRecord) -> Mapping[str, Any] | str:
         """The credential's values, or why they cannot be read."""
@@ -206,3 +228,15 @@ class CredentialService:
                     progress(Rotated(kind, rotated, current, list(unreadable)))
             if len(found) < batch:
                 return Rotated(kind, rotated, current, unreadable)
+
+
+def _oauth_binding(app: App, credential_id: str, usable: Values | str) -> dict[str, str]:
+    """An OAuth credential's binding: bearer, with the credential and version it holds (so
+    a 401 can ask for the token after that one: ``CredentialService.renew``)."""
+    if isinstance(usable, str):
+        return unavailable(usable)
+    version, data = usable
+    bound = binding(app.declaration, data)
+    if bound.get("type") == "bearer":
+        bound |= {"credential": credential_id, "version": str(version)}
+    return bound

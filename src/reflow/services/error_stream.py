@@ -53,6 +53,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Reflow-Signature"
+# What a notification is about: execution.failed, or credential.needs_reconnect.
+EVENT_HEADER = "x-reflow-event"
 SECRET_PREFIX = "rfes_"
 URL_MAX_CHARS = 2048
 # Retries: the first 30 s after a failed attempt, doubling, at most an hour apart.
@@ -306,15 +308,22 @@ class ErrorStreamService:
 
     async def _post(self, n: ErrorNotification, url: str, secret: str) -> None:
         """POST the notification; _Failed unless the receiver answered 2xx."""
-        body, block_id, block_type = await self._body(n)
-        headers = {
+        if n.kind is None:
+            body, block_id, block_type = await self._body(n)
+            headers = {
+                "x-alloy-workflowid": n.workflow_id,
+                "x-alloy-blockname": block_id or "",
+                "x-alloy-blocktype": block_type or "",
+                "x-alloy-executionuuid": n.execution_id,
+                EVENT_HEADER: "execution.failed",
+            }
+        else:
+            # A credential's notification (services/oauth.py): its body as stored.
+            body, headers = n.payload or b"{}", {EVENT_HEADER: n.kind}
+        headers |= {
             "content-type": "application/json",
             "user-agent": f"reflow/{__version__}",
-            "x-alloy-workflowid": n.workflow_id,
             "x-alloy-userid": n.user_id,
-            "x-alloy-blockname": block_id or "",
-            "x-alloy-blocktype": block_type or "",
-            "x-alloy-executionuuid": n.execution_id,
             "x-reflow-attempt": str(n.attempts),
             SIGNATURE_HEADER.lower(): sign(secret, self.clock.now_ms() // 1000, body),
         }

@@ -108,6 +108,26 @@ class ErrorNotification:
     attempts: int  # this one included
     url: str | None
     sealed_secret: str | None
+    # A notification that is not a failed execution (``credential.needs_reconnect``,
+    # services/oauth.py): its kind, and its JSON body as sent; ``execution_id`` is then
+    # the event's id. None for a failed execution.
+    kind: str | None = None
+    payload: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialEvent:
+    """Something that happened to a credential (``credential.connected``,
+    ``credential.needs_reconnect``, ...): listed by the API and the CLI."""
+
+    id: str
+    team_id: str
+    credential_id: str
+    user_id: str
+    app: str
+    kind: str
+    message: str  # never holds a value of the credential
+    created_at: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -434,6 +454,54 @@ class Store(Protocol):
         parts) with keys after ``after``, by key: (key, value as stored, as bytes)."""
     async def reseal(self, kind: str, key: str, old: bytes, new: bytes) -> bool:
         """Replace a sealed value by its re-encryption, only if it is still ``old``."""
+
+    # OAuth connections (services/oauth.py, oauth.sql).
+    async def insert_oauth_state(self, team_id: str, state_hash: str, user_id: str, app: str,
+                                 created_at: int, expires_at: int) -> None:
+        """Remember a connect flow's state (by its hash) until it is used or expires."""
+    async def take_oauth_state(self, state_hash: str) -> tuple[str, str, str, int] | None:
+        """Delete the state and return (team, user, app, expires_at); None when it is
+        unknown or used already (single use: of concurrent callers, one gets it)."""
+    async def purge_oauth_states(self, before: int, limit: int) -> int:
+        """Delete up to ``limit`` states that expired before ``before``."""
+    async def get_oauth_redirect(self, team_id: str) -> str | None:
+        """Where the team's OAuth callback redirects (None: not configured)."""
+    async def set_oauth_redirect(self, team_id: str, url: str | None) -> bool:
+        """Set (or clear) the team's OAuth redirect URL; False when there is no such team."""
+    async def get_credential(self, team_id: str, credential_id: str) -> CredentialRecord | None:
+        """One of the team's credentials, with its app's display name."""
+    async def save_connected_credential(
+        self, credential: CredentialRecord, replace_id: str | None, event: CredentialEvent
+    ) -> bool:
+        """Store a connect flow's tokens and the event, in one transaction: as new values
+        of ``replace_id`` (healthy again, cool-down cleared) or, when None, as a new
+        credential. False when ``replace_id`` is gone (nothing written)."""
+    async def claim_credential_refresh(self, credential_id: str, version: int, owner: str,
+                                       until: int, now: int) -> bool:
+        """Take the credential's refresh lease until ``until``: only while it is at
+        ``version``, no one else's lease runs and no cool-down does."""
+    async def credential_refreshed(self, credential_id: str, version: int, owner: str,
+                                   sealed: str, expires_at: int | None, now: int,
+                                   event: CredentialEvent | None = None) -> bool:
+        """Write refreshed values (access and refresh token together) under ``owner``'s
+        lease and the version read; healthy, lease and cool-down cleared; with ``event``
+        in the same transaction. False when the lease or version moved on."""
+    async def credential_refresh_refused(
+        self, credential_id: str, version: int, owner: str, reason: str, blocked_until: int,
+        now: int, event: CredentialEvent | None, notification: bytes | None,
+    ) -> bool:
+        """Mark the credential needs_reconnect (the app refused its refresh), no refresh
+        before ``blocked_until``; with ``event`` and, when the team streams errors, the
+        ``notification`` (the event's JSON) in the outbox, all in one transaction."""
+    async def release_credential_refresh(self, credential_id: str, owner: str,
+                                         blocked_until: int) -> None:
+        """Free the refresh lease after a passing failure; none tried before
+        ``blocked_until``."""
+    async def add_credential_event(self, event: CredentialEvent) -> None:
+        """Record a credential event."""
+    async def list_credential_events(self, team_id: str, user_id: str | None,
+                                     limit: int) -> list[CredentialEvent]:
+        """The team's (or one user's) credential events, newest first."""
 
     # Headless installation (services/headless.py, installation_config.sql).
     async def save_headless_installation(self, started: HeadlessInstallation) -> None:

@@ -38,7 +38,7 @@ from reflow.domain.schedules import (
     ScheduleListing,
     ScheduleState,
 )
-from reflow.store.base import ErrorNotification, WebhookTarget
+from reflow.store.base import CredentialEvent, ErrorNotification, WebhookTarget
 
 
 class Row(Protocol):
@@ -171,6 +171,8 @@ def error_notification_of(row: Row) -> ErrorNotification:
         attempts=row["attempts"],
         url=row["error_stream_url"],
         sealed_secret=row["error_stream_secret"],
+        kind=row["kind"],
+        payload=None if row["payload"] is None else bytes(row["payload"]),
     )
 
 
@@ -240,13 +242,29 @@ def credential_of(row: Row) -> CredentialRecord:
     return CredentialRecord(
         row["id"], row["team_id"], row["user_id"], row["app"], row["sealed"],
         row["created_at"], row["updated_at"], Health(row["health"]), row["health_reason"],
-        row["health_changed_at"], row["expires_at"], row["version"], row["app_display_name"])
+        row["health_changed_at"], row["expires_at"], row["version"], row["app_display_name"],
+        row["refresh_owner"], row["refresh_until"], row["refresh_blocked_until"],
+        row["refresh_failures"])
 
 
 def credential_params(c: CredentialRecord) -> tuple[Any, ...]:
     """``credentials_insert``'s parameters."""
     return (c.id, c.team_id, c.user_id, c.app, c.sealed, c.health.value, c.health_reason,
             c.health_changed_at, c.expires_at, c.version, c.created_at, c.updated_at)
+
+
+# -- OAuth connections (oauth.sql) --
+
+def credential_event_of(row: Row) -> CredentialEvent:
+    """A ``credential_events`` row."""
+    return CredentialEvent(row["id"], row["team_id"], row["credential_id"], row["user_id"],
+                           row["app"], row["kind"], row["message"], row["created_at"])
+
+
+def credential_event_params(e: CredentialEvent) -> tuple[Any, ...]:
+    """``credential_event_insert``'s parameters."""
+    return (e.id, e.team_id, e.credential_id, e.user_id, e.app, e.kind, e.message,
+            e.created_at)
 
 
 # -- headless installation (installation_config.sql) --

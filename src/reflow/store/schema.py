@@ -354,6 +354,53 @@ credentials = Table(
 # preferred over the user's latest credential for the same app.
 installations.append_column(Column("credential_ids", Text))
 
+# -- OAuth connections (docs/credentials.md "OAuth", services/oauth.py) --
+
+# A connect flow's pending state: the SHA-256 of the state handed to the provider (the
+# state itself is a Fernet token holding the PKCE verifier); deleted when used.
+oauth_states = Table(
+    "oauth_states",
+    metadata,
+    Column("state_hash", Text, primary_key=True),
+    Column("team_id", Text, ForeignKey("teams.id"), nullable=False),
+    Column("user_id", Text, nullable=False),
+    Column("app", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Index("ix_oauth_states_expires", "expires_at"),
+)
+
+# What happened to a credential (credential.connected, credential.needs_reconnect, ...),
+# listed by GET /credentials/events and `reflow credentials events`.
+credential_events = Table(
+    "credential_events",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("team_id", Text, ForeignKey("teams.id"), nullable=False),
+    Column("credential_id", Text, nullable=False),
+    Column("user_id", Text, nullable=False),
+    Column("app", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_credential_events_team", "team_id", "created_at"),
+)
+
+# One token refresh per credential at a time: the process holding the lease (owner, until)
+# refreshes; after an auth failure none is tried before ``refresh_blocked_until`` (a
+# cool-down doubling with ``refresh_failures``).
+credentials.append_column(Column("refresh_owner", Text))
+credentials.append_column(Column("refresh_until", BigInteger))
+credentials.append_column(Column("refresh_blocked_until", BigInteger))
+credentials.append_column(Column("refresh_failures", Integer, nullable=False,
+                                 server_default=text("0")))
+# Where the OAuth callback sends the user's browser back (NULL: a JSON answer instead).
+teams.append_column(Column("oauth_redirect_url", Text))
+# A notification that is not a failed execution (kind NULL): ``credential.needs_reconnect``
+# with its JSON body in ``payload``.
+error_outbox.append_column(Column("kind", Text))
+error_outbox.append_column(Column("payload", LargeBinary))
+
 # -- Headless installation (docs/api.md "Headless installation", services/headless.py) --
 
 # The installation's configured field values: a JSON object by field name, where a secret

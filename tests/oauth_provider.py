@@ -58,8 +58,8 @@ class FakeProvider:
         """An app declaration of this provider, its client in CRM_CLIENT_ID/_SECRET."""
         auth: dict[str, Any] = {"type": kind, "tokenUrl": f"{self.base}/token",
                                 "scopes": ["contacts.read", "offline_access"],
-                                "clientId": {"env": "CRM_CLIENT_ID"},
-                                "clientSecret": {"env": "CRM_CLIENT_SECRET"}}
+                                "clientId": {"env": "REFLOW_OAUTH_CRM_CLIENT_ID"},
+                                "clientSecret": {"env": "REFLOW_OAUTH_CRM_CLIENT_SECRET"}}
         if kind == "oauth2":
             auth["authorizeUrl"] = f"{self.base}/authorize"
         return {"name": name, "displayName": "Example CRM", "auth": auth}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from enum import StrEnum
 from pathlib import Path
@@ -53,6 +54,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     bootstrap_key: SecretStr | None = None
+    # OAuth apps' client ids and secrets: the REFLOW_OAUTH_* variables, the only part of
+    # the environment an app declaration's {env: NAME} may name, so that a team's
+    # declaration cannot send the deployment's other settings (its secret key, its
+    # database password) to a token URL it chose (docs/credentials.md).
+    oauth_env: dict[str, SecretStr] = Field(default_factory=lambda: _oauth_environment())
     # Where `serve` keeps the first team's key so a second start can print it again (dev).
     dev_key_file: Path = Path(".reflow-dev-key")
     # Fernet keys that encrypt users' credentials and the secret fields of trigger payloads
@@ -250,6 +256,14 @@ class Settings(BaseSettings):
         if parts.query or parts.fragment:
             raise ValueError("must not have a query or a fragment")
         return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+
+OAUTH_ENV_PREFIX = "REFLOW_OAUTH_"
+
+
+def _oauth_environment() -> dict[str, SecretStr]:
+    return {name: SecretStr(value) for name, value in os.environ.items()
+            if name.startswith(OAUTH_ENV_PREFIX)}
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -17,7 +17,8 @@ CRM_APP = {
     "name": "crm", "displayName": "CRM", "icon": "https://cdn.example/crm.png",
     "auth": {"type": "oauth2", "authorizeUrl": "https://crm.example/oauth/authorize",
              "tokenUrl": "https://crm.example/oauth/token", "scopes": ["contacts.read"],
-             "clientId": {"env": "CRM_CLIENT_ID"}, "clientSecret": {"env": "CRM_SECRET"}},
+             "clientId": {"env": "REFLOW_OAUTH_CRM_CLIENT_ID"},
+             "clientSecret": {"env": "REFLOW_OAUTH_CRM_SECRET"}},
     "fields": [{"name": "region", "displayName": "Region", "required": False}],
 }
 
@@ -61,7 +62,7 @@ def test_a_bad_declaration_is_422_with_every_problem_by_path(client: TestClient)
     assert problems["colour"].startswith("unknown key")
     assert problems["auth.authorizeUrl"] == "required"
     assert "never the value itself" in problems["auth.clientId"]
-    assert "environment variable name" in problems["auth.clientSecret.env"]
+    assert "REFLOW_OAUTH_" in problems["auth.clientSecret.env"]
     assert "declared twice" in problems["fields[1].name"]
     assert problems["fields[1].secret"] == "must be true or false"
     assert response.json()["message"].startswith("invalid app declaration: ")
@@ -95,9 +96,23 @@ def test_apps_and_metadata_list_each_app_with_its_fields_in_every_sdk_path(
     one = client.get("/2024-03/metadata/credentials/crm").json()["data"]
     assert [m["connector"] for m in one] == ["crm"]
     # The declaration's client secret reference is not shown, nor anything of the auth.
-    assert "CRM_SECRET" not in client.get("/metadata/credentials").text
+    assert "REFLOW_OAUTH_CRM_SECRET" not in client.get("/metadata/credentials").text
 
 
 def test_metadata_of_an_unknown_app_or_user_is_404(client: TestClient) -> None:
     assert client.get("/metadata/credentials/nope").status_code == 404
     assert client.get("/credentials", params={"userId": "nobody"}).status_code == 404
+
+
+def test_a_declaration_may_not_name_the_deployments_own_settings_as_a_client_secret(
+    client: TestClient,
+) -> None:
+    """Otherwise a team could have reflow send REFLOW_SECRET_KEY to a token URL it chose."""
+    response = client.post("/apps", json={
+        "name": "grab", "auth": {"type": "oauth2_client_credentials",
+                                 "tokenUrl": "https://attacker.example/token",
+                                 "clientId": {"env": "REFLOW_OAUTH_GRAB_ID"},
+                                 "clientSecret": {"env": "REFLOW_SECRET_KEY"}}})
+    assert response.status_code == 422, response.text
+    problems = {p["path"]: p["reason"] for p in response.json()["problems"]}
+    assert "REFLOW_OAUTH_" in problems["auth.clientSecret.env"]

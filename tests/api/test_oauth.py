@@ -31,17 +31,19 @@ def executor_processes() -> int:
 
 
 @pytest.fixture
-def settings(make_settings: Callable[..., Settings], executor_processes: int) -> Settings:
-    """Reaching the local provider; the callback as the test client calls it."""
+def settings(make_settings: Callable[..., Settings], executor_processes: int,
+             monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Reaching the local provider; the callback as the test client calls it; the
+    provider's client id and secret in the environment the app names (read at start)."""
+    monkeypatch.setenv("REFLOW_OAUTH_CRM_CLIENT_ID", CLIENT_ID)
+    monkeypatch.setenv("REFLOW_OAUTH_CRM_CLIENT_SECRET", CLIENT_SECRET)
     return make_settings(http_allow_networks="127.0.0.0/8", public_url="http://testserver",
                          executor_processes=executor_processes, worker_concurrency=64)
 
 
 @pytest.fixture
-def provider(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeProvider]:
-    """The fake provider, its client id and secret in the environment the app names."""
-    monkeypatch.setenv("CRM_CLIENT_ID", CLIENT_ID)
-    monkeypatch.setenv("CRM_CLIENT_SECRET", CLIENT_SECRET)
+def provider() -> Iterator[FakeProvider]:
+    """The fake provider (its client id and secret are in ``settings``' environment)."""
     with oauth_provider() as served:
         yield served
 

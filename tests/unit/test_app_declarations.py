@@ -68,9 +68,11 @@ def test_oauth_apps_take_references_and_bind_the_access_token_as_bearer() -> Non
         "name": "crm", "auth": {
             "type": "oauth2", "authorizeUrl": "https://crm.example/a",
             "tokenUrl": "https://crm.example/t", "scopes": ["a", "b"],
-            "clientId": {"env": "CRM_ID"}, "clientSecret": {"env": "CRM_SECRET"}}})
+            "clientId": {"env": "REFLOW_OAUTH_CRM_ID"},
+            "clientSecret": {"env": "REFLOW_OAUTH_CRM_SECRET"}}})
     assert app.auth.kind.is_oauth and app.auth.pkce and app.auth.scopes == ("a", "b")
-    assert app.auth.client_secret is not None and app.auth.client_secret.env == "CRM_SECRET"
+    assert app.auth.client_secret is not None
+    assert app.auth.client_secret.env == "REFLOW_OAUTH_CRM_SECRET"
     assert binding(app, {"accessToken": "at"}) == {"type": "bearer", "token": "at"}
     assert binding(app, {})["type"] == "unavailable"
     assert [p.path for p in value_problems(app, {})] == ["credential.data.accessToken"]
@@ -127,7 +129,8 @@ def test_binding_secrets_hide_the_values_and_the_basic_pair_as_sent() -> None:
 
 @pytest.mark.parametrize("doc", [
     {"name": "erp", "auth": {"type": "oauth2_client_credentials", "tokenUrl": "https://e.x/t",
-                             "clientId": {"field": "cid"}, "clientSecret": {"env": "X"}},
+                             "clientId": {"field": "cid"},
+                             "clientSecret": {"env": "REFLOW_OAUTH_X"}},
      "fields": [{"name": "cid"}]},
     {"name": "b", "icon": "https://i.x/b.png", "auth": {"type": "basic"},
      "fields": [{"name": "username"}, {"name": "password", "secret": True}]},

@@ -37,7 +37,9 @@ _APP_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
 _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # A header or query parameter name (RFC 9110 token characters).
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+# The only variables a declaration may name (reflow.settings.OAUTH_ENV_PREFIX): a team
+# must not be able to send the deployment's own settings to a token URL it chose.
+_ENV_NAME = re.compile(r"REFLOW_OAUTH_[A-Z0-9_]+")
 _KEYS = ("kind", "name", "displayName", "icon", "auth", "fields")
 _FIELD_KEYS = ("name", "displayName", "description", "secret", "required")
 # The values an OAuth credential holds (imported, or stored by the connect flow); they are
@@ -405,8 +407,9 @@ class _Checker:
         if key == "env":
             env = self.text(f"{path}.env", target, required=True)
             if env is not None and not _ENV_NAME.fullmatch(env):
-                self.problem(f"{path}.env", "must be an environment variable name "
-                                            "(A-Z, 0-9 and _)")
+                self.problem(f"{path}.env", "must name an environment variable "
+                                            "REFLOW_OAUTH_... (A-Z, 0-9 and _): only "
+                                            "those are readable by app declarations")
                 return None
             return None if env is None else Reference(env=env)
         if key == "field" and fields is not None:

@@ -66,10 +66,12 @@ class Reflow:
         self.workflows = WorkflowService(store, self.users, self.clock)
         self.integrations = IntegrationService(store, self.users, self.workflows)
         self.apps = AppService(store, self.clock)
-        # OAuth apps' client ids and secrets are {env: NAME} references to this
-        # deployment's environment (docs/credentials.md "OAuth").
+        # OAuth apps' client ids and secrets are {env: REFLOW_OAUTH_...} references
+        # (docs/credentials.md "OAuth").
+        oauth_env = {name: value.get_secret_value()
+                     for name, value in settings.oauth_env.items()}
         self.oauth = OAuthService(store, self.users, self.apps, settings,
-                                  settings.secret_keyring(), self.clock, os.environ)
+                                  settings.secret_keyring(), self.clock, oauth_env)
         self.credentials = CredentialService(store, self.users, self.apps,
                                              settings.secret_keyring(), self.clock,
                                              oauth=self.oauth)

@@ -669,7 +669,8 @@ class PostgresStore:
     ) -> list[ExecutionRecord]:
         """Lease queued or abandoned executions, installation by installation from the
         one after the last claim's last (round robin)."""
-        async with self._connection("claim_executions") as conn:
+        async with self._connection("claim_executions") as conn, conn.transaction():
+            await conn.execute(Q["claim_generic_plan"])
             found = await conn.fetch(Q["claim_executions"], owner, lease_until, now, limit,
                                      self._claim_cursor)
             if found:

@@ -213,6 +213,14 @@ INSERT INTO steps
      error, reused, truncated)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12);
 
+-- name: claim_generic_plan
+-- In the claim's transaction: planning the claim costs about as much as running it
+-- (0.8 ms), and with rows in the table PostgreSQL keeps planning it afresh for each call
+-- instead of settling on the prepared statement's generic plan. Every step is a seek of
+-- one index by construction, so the parameters' values cannot make a better plan (a
+-- claim of 8 at 100,000 queued: 1.8 ms instead of 3.0).
+SET LOCAL plan_cache_mode = force_generic_plan;
+
 -- name: claim_executions
 -- Fair and bounded (docs/architecture.md "Claims"): installations with claimable work in
 -- installation order from the one after $5 (the store's round-robin cursor), wrapping

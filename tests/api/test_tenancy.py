@@ -77,6 +77,9 @@ NO_TEAM_ID: dict[tuple[str, str], str] = {
     ("GET", "/docs"): "the API document's page",
     ("GET", "/docs/oauth2-redirect"): "the API document's page",
     ("GET", "/redoc"): "the API document's page",
+    ("GET", "/reruns"): "lists the caller's team's bulk rerun jobs",
+    ("POST", "/reruns"): "its workflowId and userId are inside `filter`; test_bulk_rerun.py "
+                         "covers another team's (404)",
 }
 
 # Bodies a route's model cannot give (it reads the raw body), keyed by route.
@@ -283,15 +286,21 @@ def team_a(
     # The execution is a rerun source: A can rerun it (B must not).
     rerun = client.post(f"/workflows/{workflow_id}/rerun/{execution_id}", params={"wait": 10})
     assert rerun.status_code == 200, rerun.text
+    # A bulk rerun job (of nothing: a window before A existed) B must not see or cancel.
+    job = client.post("/reruns", json={"filter": {"workflowId": workflow_id,
+                                                  "since": "2020-01-01", "until": "2020-01-02"}})
+    assert job.status_code == 200, job.text
     return TeamA(
         ids={"user": user_id, "workflow": workflow_id, "execution": execution_id,
              "integration": INTEGRATION_NAME, "event": EVENT_NAME, "app": APP_NAME,
              "credential": credential.json()["credentialId"],
-             "installation": started.json()["installationId"]},
+             "installation": started.json()["installationId"],
+             "job": job.json()["jobId"]},
         secrets=[user_id, workflow_id, event_workflow_id, execution_id,
                  rerun.json()["executionId"], username, full_name, "Tenancy A order summary",
                  "Tenancy A event", INTEGRATION_NAME, EVENT_NAME, MARKER, MARKER.upper(),
-                 APP_NAME, APP_SECRET, "Tenancy A App", credential.json()["credentialId"]],
+                 APP_NAME, APP_SECRET, "Tenancy A App", credential.json()["credentialId"],
+                 job.json()["jobId"]],
     )
 
 

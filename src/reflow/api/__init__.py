@@ -25,6 +25,7 @@ from reflow.api.routes import (
     integrations,
     logs,
     oauth,
+    reruns,
     runs,
     teams,
     tokens,
@@ -98,7 +99,8 @@ def create_app(reflow: Reflow, *, manage: bool = True) -> FastAPI:
     # Webhooks first: routes are matched in order, and a sender's call then tries one
     # pattern instead of every route's (it shares no path with the others).
     for module in (webhooks, users, tokens, integrations, workflows, runs, events, logs,
-                   executions, teams, error_stream, apps, credentials, oauth, headless):
+                   executions, teams, error_stream, apps, credentials, oauth, headless,
+                   reruns):
         # Every route may answer COMMON_ERRORS; each declares its own with error_responses().
         app.include_router(module.router, responses=COMMON_ERRORS)
     # /healthz (and /health), /readyz, /metrics: no key, no version, not in the document.

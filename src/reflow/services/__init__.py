@@ -25,6 +25,8 @@ from reflow.services.integrations import IntegrationService
 from reflow.services.keys import KeyService
 from reflow.services.logs import LogService
 from reflow.services.oauth import OAuthService
+from reflow.services.reruns import PERIODIC_NAME as RERUNS_PERIODIC
+from reflow.services.reruns import RerunJobService
 from reflow.services.runs import RunService
 from reflow.services.teams import TeamService
 from reflow.services.tokens import TokenService
@@ -121,12 +123,24 @@ class Reflow:
                                    claim_retention=settings.log_retention,
                                    on_fired=self._scheduled, headless=self.headless)
         self.periodic.add("schedules", settings.scheduler_interval, self.scheduler.tick)
+        # Bulk rerun jobs: every process runs them, one job each at a time under a lease
+        # (docs/api.md "Bulk rerun"); an idle runner looks for jobs at the poll interval.
+        self.reruns = RerunJobService(
+            store, self.workflows, self.users, self.runs, self.clock, owner=book.owner,
+            rate=settings.rerun_rate, lease_seconds=settings.lease_seconds,
+            retention=settings.log_retention, busy=self._busy)
+        self.periodic.add(RERUNS_PERIODIC, settings.worker_poll_interval, self.reruns.tick)
+        self.reruns.wake = lambda: self.periodic.wake(RERUNS_PERIODIC)
         self.running = False  # this process runs executions (its worker is started)
 
     def _scheduled(self) -> None:
         """Schedules fired queued executions: run them now if this process runs any."""
         if self.running:
             self.worker.wake()
+
+    def _busy(self) -> bool:
+        """This process runs executions and half its slots are taken: bulk reruns wait."""
+        return self.running and 2 * len(self.worker.running) >= self.worker.concurrency
 
     async def _prepare(self, record: ExecutionRecord) -> Job:
         # The worker is built before the run service it needs; resolve it late.
@@ -178,6 +192,7 @@ class Reflow:
     async def close(self) -> None:
         """Stop background work, finish or release running executions, close everything."""
         await self.periodic.stop()
+        await self.reruns.release()
         if self.running:
             await self.worker.stop(self.settings.shutdown_grace)
         if self.engine is not None:

@@ -24,6 +24,14 @@ from reflow.domain.records import (
     Workflow,
     WorkflowVersion,
 )
+from reflow.domain.reruns import (
+    ItemResult,
+    PendingItem,
+    RerunFilter,
+    RerunItem,
+    RerunJob,
+    RerunSource,
+)
 from reflow.domain.schedules import (
     Advance,
     DueSchedule,
@@ -522,3 +530,47 @@ class Store(Protocol):
         """Write each installation's configured values and pinned credentials (and
         activate it when asked), all in one transaction, moving ``updated_at`` to ``now``;
         how many installations were written (a deleted one is not)."""
+
+    # Bulk rerun jobs (services/reruns.py, reruns.sql).
+    async def rerun_sources(
+        self, team_id: str, selection: RerunFilter, limit: int
+    ) -> list[RerunSource]:
+        """The team's executions the filter selects, oldest first, at most ``limit``."""
+    async def count_rerun_sources(self, team_id: str, selection: RerunFilter, cap: int) -> int:
+        """How many executions the filter selects, counted up to ``cap``."""
+    async def create_rerun_job(self, job: RerunJob, execution_ids: Sequence[str]) -> None:
+        """Insert the job and one pending item per execution (in this order), in one
+        transaction."""
+    async def get_rerun_job(self, team_id: str, job_id: str) -> RerunJob | None:
+        """One of the team's jobs."""
+    async def list_rerun_jobs(
+        self, team_id: str, before: str | None, limit: int
+    ) -> list[RerunJob]:
+        """The team's jobs, newest first (those older than job ``before``, given one)."""
+    async def rerun_job_results(
+        self, team_id: str, job_id: str, offset: int, limit: int
+    ) -> list[RerunItem]:
+        """A page of the team's job's items from ``seq`` = ``offset``, in order, each with
+        its new execution's status."""
+    async def claim_rerun_job(self, owner: str, now: int, lease_until: int) -> RerunJob | None:
+        """Lease a job to ``owner`` until ``lease_until``: the one it holds, else the
+        oldest queued or running one no one holds or whose lease lapsed (concurrent
+        claimers take different jobs)."""
+    async def pending_rerun_items(
+        self, job: RerunJob, key_prefix: str, limit: int
+    ) -> list[PendingItem]:
+        """The job's next pending items in order, each with its source's workflow and
+        the execution stored under idempotency key ``key_prefix + execution id``."""
+    async def finish_rerun_items(
+        self, job_id: str, results: Sequence[ItemResult], now: int
+    ) -> RerunJob | None:
+        """Record the items' results, recount the job and end it when no item is
+        pending, in one transaction; the job as it is then."""
+    async def cancel_rerun_job(self, team_id: str, job_id: str, now: int) -> RerunJob | None:
+        """Cancel the team's job: its pending items cancelled, the job ``cancelled``
+        unless it had ended; the job as it is then (None: no such job)."""
+    async def release_rerun_jobs(self, owner: str) -> int:
+        """Give back the owner's job leases (a graceful stop): claimable at once."""
+    async def purge_rerun_jobs(self, finished_before: int, limit: int) -> int:
+        """Delete up to ``limit`` jobs that ended before ``finished_before``, with their
+        items."""

@@ -30,6 +30,15 @@ from reflow.domain.records import (
     Workflow,
     WorkflowVersion,
 )
+from reflow.domain.reruns import (
+    ItemState,
+    JobStatus,
+    RerunFilter,
+    RerunItem,
+    RerunJob,
+    RerunJobOptions,
+    RerunSource,
+)
 from reflow.domain.schedules import (
     DueSchedule,
     InstallationChange,
@@ -298,3 +307,40 @@ def config_change_params(team_id: str, c: ConfigChange, now: int) -> tuple[Any, 
     return (c.config.decode() if c.config is not None else None,
             orjson.dumps(list(c.credential_ids)).decode() if c.credential_ids else None,
             c.activate, c.installed_version, now, team_id, c.installation_id)
+
+
+# -- bulk rerun jobs (reruns.sql) ------------------------------------------------------------
+
+
+def rerun_job_of(row: Row) -> RerunJob:
+    """A ``rerun_jobs`` row."""
+    options = orjson.loads(row["options"])
+    return RerunJob(
+        id=row["id"], team_id=row["team_id"], status=JobStatus(row["status"]),
+        filter=RerunFilter.from_json(orjson.loads(row["filter"])),
+        options=RerunJobOptions(options["from"], options["version"]), total=row["total"],
+        created_at=row["created_at"], done=row["done"], failed=row["failed"],
+        cancelled=row["cancelled"], started_at=row["started_at"],
+        finished_at=row["finished_at"], lease_owner=row["lease_owner"],
+        lease_expires=row["lease_expires"])
+
+
+def rerun_job_params(job: RerunJob) -> tuple[Any, ...]:
+    """``reruns_job_insert``'s parameters."""
+    return (job.id, job.team_id, job.status.value, orjson.dumps(job.filter.as_json()).decode(),
+            orjson.dumps(job.options.as_json()).decode(), job.total, job.created_at)
+
+
+def rerun_item_of(row: Row) -> RerunItem:
+    """A ``reruns_results`` row (the item, and its new execution's status)."""
+    status = row["status"]
+    return RerunItem(row["execution_id"], row["seq"], ItemState(row["state"]),
+                     row["new_execution_id"], row["error"],
+                     None if status is None else ExecutionStatus(status))
+
+
+def rerun_source_of(row: Row) -> RerunSource:
+    """A ``reruns_sources`` row."""
+    error = row["error"]
+    return RerunSource(row["id"], row["workflow_id"], row["user_id"], row["created_at"],
+                       None if error is None else bytes(error))

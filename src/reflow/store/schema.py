@@ -423,3 +423,48 @@ headless_installations = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
 )
+
+# -- Bulk rerun (docs/api.md "Bulk rerun", services/reruns.py) --
+
+# A job and its counts (recounted from its items in each transaction that changes them);
+# ``filter`` and ``options`` are the JSON the API shows. A runner holds a job under a
+# lease, like a worker holds an execution, so one process runs it at a time.
+_RERUN_UNFINISHED = text("status IN ('queued', 'running')")
+rerun_jobs = Table(
+    "rerun_jobs",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("team_id", Text, ForeignKey("teams.id"), nullable=False),
+    Column("status", Text, nullable=False),
+    Column("filter", Text, nullable=False),
+    Column("options", Text, nullable=False),
+    Column("total", Integer, nullable=False),
+    Column("done", Integer, nullable=False, server_default=text("0")),
+    Column("failed", Integer, nullable=False, server_default=text("0")),
+    Column("cancelled", Integer, nullable=False, server_default=text("0")),
+    Column("created_at", BigInteger, nullable=False),
+    Column("started_at", BigInteger),
+    Column("finished_at", BigInteger),
+    Column("lease_owner", Text),
+    Column("lease_expires", BigInteger),
+    Index("ix_rerun_jobs_team", "team_id", "id"),
+    Index("ix_rerun_jobs_unfinished", "id",
+          sqlite_where=_RERUN_UNFINISHED, postgresql_where=_RERUN_UNFINISHED),
+    Index("ix_rerun_jobs_finished", "finished_at"),
+)
+
+# The executions a job selected when it was created, in order (seq), and what became of
+# each. The key (job, execution) keeps one job from rerunning an execution twice.
+rerun_job_items = Table(
+    "rerun_job_items",
+    metadata,
+    Column("job_id", Text, ForeignKey("rerun_jobs.id"), primary_key=True),
+    Column("execution_id", Text, primary_key=True),
+    Column("seq", Integer, nullable=False),
+    Column("state", Text, nullable=False),  # pending | done | failed | cancelled
+    Column("new_execution_id", Text),
+    Column("error", Text),
+    Index("ix_rerun_job_items_seq", "job_id", "seq", unique=True),
+    Index("ix_rerun_job_items_state", "job_id", "state", "seq"),
+    sqlite_with_rowid=False,
+)

@@ -67,6 +67,8 @@ NO_TEAM_ID: dict[tuple[str, str], str] = {
     ("POST", "/install/{token}"): "an install URL: no key, its sealed token names the team",
     ("GET", "/oauth/callback"): "the OAuth callback: no key, its sealed single-use state "
                                 "names the team; test_oauth.py covers forged and used ones",
+    ("GET", "/settings/retention"): "the caller's own team's retention window",
+    ("PUT", "/settings/retention"): "sets the caller's own team's retention window",
     ("GET", "/settings/oauth"): "the caller's own team's OAuth redirect URL",
     ("PUT", "/settings/oauth"): "sets the caller's own team's OAuth redirect URL",
     ("GET", "/healthz"): "probe, no key and no team",

@@ -26,6 +26,7 @@ from reflow.api.routes import (
     logs,
     oauth,
     reruns,
+    retention,
     runs,
     teams,
     tokens,
@@ -100,7 +101,7 @@ def create_app(reflow: Reflow, *, manage: bool = True) -> FastAPI:
     # pattern instead of every route's (it shares no path with the others).
     for module in (webhooks, users, tokens, integrations, workflows, runs, events, logs,
                    executions, teams, error_stream, apps, credentials, oauth, headless,
-                   reruns):
+                   reruns, retention):
         # Every route may answer COMMON_ERRORS; each declares its own with error_responses().
         app.include_router(module.router, responses=COMMON_ERRORS)
     # /healthz (and /health), /readyz, /metrics: no key, no version, not in the document.

@@ -31,6 +31,7 @@ from reflow.domain.definitions import (
     SignatureFormat,
     TriggerType,
 )
+from reflow.domain.retention import MAX_KEEP, MAX_WINDOW_SECONDS, KeepSteps
 from reflow.domain.schedules import MAX_CATCH_UP, MissedRuns
 
 SEMANTIC_RULES = (
@@ -90,6 +91,23 @@ def _duration(*, positive: bool, maximum: float | None, description: str) -> dic
     text = {"type": "string",
             "pattern": _POSITIVE_DURATION_PATTERN if positive else _DURATION_PATTERN}
     return {"anyOf": [number, text, {"type": "null"}], "description": description}
+
+
+def _retention() -> dict[str, Any]:
+    window = _duration(positive=True, maximum=MAX_WINDOW_SECONDS,
+                       description="how long its finished executions are kept (overrides "
+                                   "the team's window)")
+    return {"anyOf": [
+        window,
+        {"type": "object", "additionalProperties": False, "properties": {
+            "window": window,
+            "keep": _nullable({"type": "integer", "minimum": 1, "maximum": MAX_KEEP,
+                               "description": "keep at most this many newest executions"}),
+            "keepSteps": _nullable({"enum": [k.value for k in KeepSteps],
+                                    "description": "failed: succeeded executions' step "
+                                                   "data is dropped (the row is kept)"}),
+        }},
+    ], "description": "docs/operations.md \"Retention\""}
 
 
 def _trigger() -> dict[str, Any]:
@@ -312,6 +330,7 @@ def definition_schemas(block_specs: Mapping[str, BlockSpec]) -> dict[str, Any]:
                            "items": {"$ref": _BLOCK_REF}},
                 "timeout": _duration(positive=True, maximum=None,
                                      description="for the whole execution"),
+                "retention": _retention(),
             },
         },
         "Block": {

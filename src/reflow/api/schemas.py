@@ -880,3 +880,21 @@ class InstallUrl(BaseModel):
     url: str = Field(description="GET it for the form (no API key), POST {data, "
                                  "credentialIds} to it to complete")
     expiresAt: str
+
+
+class RetentionSet(Strict):
+    """``PUT /settings/retention``: the calling team's retention window."""
+
+    window: str | float | None = Field(description=(
+        "how long the team's finished executions are kept: a duration such as 30d, 12h "
+        "or a number of seconds (1 second to 10 years); null: the deployment's "
+        "REFLOW_LOG_RETENTION"))
+
+
+class RetentionState(BaseModel):
+    """The team's retention window (docs/operations.md "Retention")."""
+
+    window: str = Field(description="for people: '7 days', '12 hours'")
+    windowSeconds: float
+    inherited: bool = Field(description="true: the deployment's REFLOW_LOG_RETENTION, "
+                                        "the team has none of its own")

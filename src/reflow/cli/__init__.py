@@ -19,6 +19,7 @@ from reflow.cli.db import db
 from reflow.cli.integrations import integrations
 from reflow.cli.keys import keys
 from reflow.cli.logs import logs
+from reflow.cli.purge import purge
 from reflow.cli.runs import cancel, rerun, run
 from reflow.cli.schedules import schedules
 from reflow.cli.serve import serve, worker
@@ -32,7 +33,7 @@ __all__ = ["cli", "main"]
 @click.group(
     cls=ReflowGroup,
     commands=[db, keys, teams, users, integrations, apps, credentials, workflows, schedules,
-              run, rerun, cancel, logs, serve, worker],
+              run, rerun, cancel, logs, purge, serve, worker],
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 def cli() -> None:

@@ -19,6 +19,7 @@ from reflow.cli.common import (
     json_option,
 )
 from reflow.cli.error_stream import error_stream
+from reflow.cli.purge import retention
 from reflow.domain.records import Team
 from reflow.errors import InvalidRequest
 from reflow.services import Reflow
@@ -31,6 +32,7 @@ def teams() -> None:
 
 
 teams.add_command(error_stream)
+teams.add_command(retention)
 
 
 @teams.command("create")

@@ -26,6 +26,7 @@ except ImportError:  # PyYAML built without libyaml: same behaviour, slower
 
 from reflow.domain.configuration import ConfigField, FieldOption, FieldType, type_problem
 from reflow.domain.durations import parse_duration
+from reflow.domain.retention import MAX_KEEP, MAX_WINDOW_SECONDS, KeepSteps, Retention
 from reflow.domain.schedules import (
     DEFAULT_TIMEZONE,
     MissedRuns,
@@ -201,6 +202,8 @@ class WorkflowDefinition:
     blocks: tuple[BlockDef, ...]
     timeout: float | None = None
     raw: Mapping[str, Any] = field(default_factory=dict)
+    # The top-level ``retention``: how long its executions are kept (domain/retention.py).
+    retention: Retention = field(default_factory=Retention)
     _by_id: Mapping[str, BlockDef] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -436,7 +439,9 @@ def _is_plain_key(node: yaml.Node) -> bool:
 
 # --- validation ---------------------------------------------------------------------------
 
-_TOP_KEYS = ("name", "description", "integration", "trigger", "blocks", "timeout")
+_TOP_KEYS = ("name", "description", "integration", "trigger", "blocks", "timeout",
+             "retention")
+_RETENTION_KEYS = ("window", "keep", "keepSteps")
 _TRIGGER_KEYS = ("type", "event", "cron", "timezone", "missed", "schema", "respond", "verify",
                  "dedupe")
 _WEBHOOK_KEYS = ("respond", "verify", "dedupe")
@@ -500,6 +505,7 @@ class _Validator:
         trigger = self.trigger(doc.get("trigger"), "trigger")
         blocks = self.top_blocks(doc.get("blocks"), "blocks")
         timeout = self.duration(doc.get("timeout"), "timeout", positive=True)
+        retention = self.retention(doc.get("retention"), "retention")
         self.config_references(blocks)
         return WorkflowDefinition(
             name=name,
@@ -509,7 +515,28 @@ class _Validator:
             blocks=blocks,
             timeout=timeout,
             raw=doc,
+            retention=retention,
         )
+
+    def retention(self, value: Any, path: str) -> Retention:
+        """``retention: 3d``, or ``{window, keep, keepSteps}`` (each optional)."""
+        if value is None:
+            return Retention()
+        if not isinstance(value, dict):
+            window = self.duration(value, path, positive=True, maximum=MAX_WINDOW_SECONDS)
+            return Retention(window=window)
+        self.unknown_keys(value, _RETENTION_KEYS, path)
+        window = self.duration(value.get("window"), f"{path}.window", positive=True,
+                               maximum=MAX_WINDOW_SECONDS)
+        keep = value.get("keep")
+        if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int)
+                                 or not 1 <= keep <= MAX_KEEP):
+            self.problem(f"{path}.keep", f"must be a whole number from 1 to {MAX_KEEP:,}")
+            keep = None
+        steps = value.get("keepSteps")
+        keep_steps = KeepSteps.ALL if steps is None else (
+            self.choice(steps, KeepSteps, f"{path}.keepSteps") or KeepSteps.ALL)
+        return Retention(window, keep, keep_steps)
 
     # -- generic parts --
 

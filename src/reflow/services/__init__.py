@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from reflow.services.logs import LogService
 from reflow.services.oauth import OAuthService
 from reflow.services.reruns import PERIODIC_NAME as RERUNS_PERIODIC
 from reflow.services.reruns import RerunJobService
+from reflow.services.retention import RetentionService
 from reflow.services.runs import RunService
 from reflow.services.teams import TeamService
 from reflow.services.tokens import TokenService
@@ -39,8 +39,6 @@ from reflow.store.base import Store
 from reflow.worker import Worker, new_owner
 
 log = logging.getLogger(__name__)
-
-_PURGE_BATCH = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +58,8 @@ class Reflow:
         self.store = store
         self.clock: Clock = clock or SystemClock()
         self.periodic = Periodic(self.clock)
+        # Finished executions past their window (services/retention.py).
+        self.retention = RetentionService(store, settings.log_retention, self.clock)
         self.periodic.add("retention purge", settings.purge_interval, self.purge_once)
         self.keys = KeyService(store)
         self.teams = TeamService(store, self.keys, settings.expression_env)
@@ -202,17 +202,8 @@ class Reflow:
         await self.store.close()
 
     async def purge_once(self) -> int:
-        """Delete finished executions older than the retention window, in small batches."""
-        cutoff = self.clock.now_ms() - int(self.settings.log_retention * 1000)
-        total = 0
-        while True:
-            deleted = await self.store.purge_executions(cutoff, _PURGE_BATCH)
-            total += deleted
-            if deleted < _PURGE_BATCH:
-                if total:
-                    log.info("purged %d executions past the retention window", total)
-                return total
-            await asyncio.sleep(0)  # let runs in between batches
+        """Delete finished executions past their retention (services/retention.py)."""
+        return await self.retention.purge_once()
 
     async def bootstrap(self) -> Bootstrap:
         """Make the first team and key on a new database; find a key to show otherwise."""

@@ -62,6 +62,12 @@ def _reused_steps(
     """The source's steps before ``start_from``, copied for the new execution."""
     if start_from == "start":
         return []
+    if source.status is ExecutionStatus.SUCCEEDED and not source.steps:
+        # Every run records a step: none left means the retention dropped them.
+        raise InvalidRequest(
+            f"from: the step data of execution {source.id} was not kept (its workflow's "
+            "retention keepSteps is 'failed'); rerun it from 'start'"
+        )
     if start_from == "failed":
         failed = [s for s in source.steps if s.status is StepStatus.FAILED]
         if not failed:
@@ -287,7 +293,7 @@ class RunService:
     ) -> ExecutionRecord:
         source = await self.store.get_execution(team.id, execution_id)
         if source is None:
-            raise self._missing(execution_id)
+            raise self._missing(execution_id, team)
         # A deleted installation's execution is found (to say why it cannot rerun).
         target = await self.workflows.resolve(team, workflow_ref, user_ref, deleted=True)
         same_workflow = (
@@ -296,7 +302,7 @@ class RunService:
             else target.workflow.id == source.workflow_id
         )
         if not same_workflow or (target.user is not None and target.user.id != source.user_id):
-            raise self._missing(execution_id)
+            raise self._missing(execution_id, team)
         if not source.finished:
             raise Conflict(
                 f"execution {execution_id} is still {source.status.value}; "
@@ -344,12 +350,15 @@ class RunService:
             return target.workflow.latest_version
         return installation.installed_version
 
-    def _missing(self, execution_id: str) -> NotFound:
+    def _missing(self, execution_id: str, team: Team) -> NotFound:
+        # The team's window (docs/operations.md "Retention"); a workflow's shorter one or
+        # its count may have purged a younger execution, which answers "not found".
+        window = self.log_retention if team.log_retention is None else team.log_retention
         minted = execution_id_time_ms(execution_id)
-        if minted is not None and minted < self.clock.now_ms() - self.log_retention * 1000:
+        if minted is not None and minted < self.clock.now_ms() - window * 1000:
             return NotFound(
                 f"execution {execution_id} is no longer available: logs are kept for "
-                f"{describe_duration(self.log_retention)}"
+                f"{describe_duration(window)}"
             )
         return NotFound(f"execution {execution_id} not found")
 
@@ -427,7 +436,7 @@ class RunService:
         error = orjson.dumps(error_json("cancelled before it started", None))
         record = await self.store.request_cancel(team.id, execution_id, now_ms(), error)
         if record is None:
-            raise self._missing(execution_id)
+            raise self._missing(execution_id, team)
         if record.finished and record.status is not ExecutionStatus.CANCELLED:
             raise Conflict(
                 f"execution {execution_id} already {record.status.value}; "

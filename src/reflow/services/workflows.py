@@ -132,6 +132,8 @@ class WorkflowService:
             )
         await self._ensure_integration(team, definition.integration)
         await self.store.create_workflow(workflow, version)
+        # The purge reads the latest version's retention from the workflow's row.
+        await self.store.set_workflow_retention(team.id, workflow.id, definition.retention)
         return Applied(workflow, 1, True)
 
     async def add_version(
@@ -164,6 +166,7 @@ class WorkflowService:
         renamed = Workflow(workflow.id, team.id, definition.name, definition.integration,
                            workflow.latest_version, workflow.created_at, workflow.updated_at)
         version = await self.store.add_version(renamed, body, digest, now_ms())
+        await self.store.set_workflow_retention(team.id, workflow.id, definition.retention)
         return Applied(renamed, version.version, True)
 
     async def _ensure_integration(self, team: Team, name: str | None) -> None:

@@ -32,6 +32,7 @@ from reflow.domain.reruns import (
     RerunJob,
     RerunSource,
 )
+from reflow.domain.retention import Retention, TeamWindow, WorkflowRetention
 from reflow.domain.schedules import (
     Advance,
     DueSchedule,
@@ -321,6 +322,53 @@ class Store(Protocol):
         and the steps run of the ``action_blocks`` ids, in one query."""
     async def purge_executions(self, stopped_before: int, limit: int) -> int:
         """Delete up to ``limit`` finished executions stopped before a time, with steps."""
+
+    # Retention (services/retention.py). Each purge_* deletes at most ``limit`` finished
+    # executions (never a queued, running or waiting one) with their steps and keys, read
+    # by id on an index, and answers how many; each count_* counts what it would delete.
+    async def set_team_retention(self, team_id: str, window_s: int | None) -> bool:
+        """Set the team's window in seconds (None: the deployment's); False: no team."""
+    async def set_workflow_retention(
+        self, team_id: str, workflow_id: str, retention: Retention
+    ) -> None:
+        """Store the workflow's latest definition's retention."""
+    async def retention_policies(self) -> tuple[list[TeamWindow], list[WorkflowRetention]]:
+        """Every team with its window, and every workflow with a retention of its own."""
+    async def purge_team_executions(
+        self, team_id: str, stopped_before: int, skip_workflows: Sequence[str], limit: int
+    ) -> int:
+        """The team's executions stopped before a time, but the ``skip_workflows``'."""
+    async def count_team_executions(
+        self, team_id: str, stopped_before: int, skip_workflows: Sequence[str]
+    ) -> int:
+        """How many purge_team_executions would delete."""
+    async def purge_workflow_executions(
+        self, team_id: str, workflow_id: str, stopped_before: int, limit: int
+    ) -> int:
+        """The workflow's executions stopped before a time."""
+    async def count_workflow_executions(
+        self, team_id: str, workflow_id: str, stopped_before: int
+    ) -> int:
+        """How many purge_workflow_executions would delete."""
+    async def purge_workflow_excess(
+        self, team_id: str, workflow_id: str, keep: int, limit: int
+    ) -> int:
+        """The workflow's finished executions older than its ``keep`` newest (of any
+        status)."""
+    async def count_workflow_excess(self, team_id: str, workflow_id: str, keep: int) -> int:
+        """How many purge_workflow_excess would delete."""
+    async def drop_succeeded_steps(
+        self, team_id: str, workflow_id: str, since: int, until: int, limit: int
+    ) -> tuple[int, int | None]:
+        """Delete the steps of up to ``limit`` succeeded executions of the workflow
+        stopped in [since, until) that have any, in completion order; how many, and the
+        last one's stop time (None: none left)."""
+    async def count_succeeded_steps(
+        self, team_id: str, workflow_id: str, since: int, until: int
+    ) -> int:
+        """How many executions drop_succeeded_steps would strip."""
+    async def set_steps_cursor(self, team_id: str, workflow_id: str, until: int) -> None:
+        """Record that the step pass went up to ``until``."""
 
     # Integrations, and installations deleted and revived (W6). A deleted installation is
     # invisible to get_installation, get_installation_by_id, list_installations and

@@ -39,6 +39,7 @@ from reflow.domain.reruns import (
     RerunJobOptions,
     RerunSource,
 )
+from reflow.domain.retention import KeepSteps, Retention, WorkflowRetention
 from reflow.domain.schedules import (
     DueSchedule,
     InstallationChange,
@@ -344,3 +345,19 @@ def rerun_source_of(row: Row) -> RerunSource:
     error = row["error"]
     return RerunSource(row["id"], row["workflow_id"], row["user_id"], row["created_at"],
                        None if error is None else bytes(error))
+
+
+def retention_params(retention: Retention) -> tuple[Any, ...]:
+    """A workflow's retention as retention_set_workflow's first four parameters."""
+    window = None if retention.window is None else max(1, round(retention.window))
+    steps = None if retention.keep_steps is KeepSteps.ALL else retention.keep_steps.value
+    return window, retention.keep, steps, steps
+
+
+def workflow_retention_of(row: Row) -> WorkflowRetention:
+    """A retention_workflows row."""
+    steps = row["retention_keep_steps"]
+    retention = Retention(row["retention_s"], row["retention_keep"],
+                          KeepSteps(steps) if steps else KeepSteps.ALL)
+    return WorkflowRetention(row["team_id"], row["id"], retention,
+                             row["retention_steps_cursor"])

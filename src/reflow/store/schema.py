@@ -468,3 +468,14 @@ rerun_job_items = Table(
     Index("ix_rerun_job_items_state", "job_id", "state", "seq"),
     sqlite_with_rowid=False,
 )
+
+# -- Retention (docs/operations.md "Retention", services/retention.py) --
+
+# The latest version's ``retention`` (NULL: the team's window, no count, all steps kept),
+# copied here when a version is stored so the purge reads no definition; and how far the
+# step pass of ``keepSteps: failed`` went (steps of succeeded executions stopped before
+# it are gone).
+workflows.append_column(Column("retention_s", Integer))
+workflows.append_column(Column("retention_keep", Integer))
+workflows.append_column(Column("retention_keep_steps", Text))
+workflows.append_column(Column("retention_steps_cursor", BigInteger))

@@ -1,4 +1,5 @@
-"""``reflow run``, ``reflow rerun`` and ``reflow cancel``: starting and stopping executions."""
+"""``reflow run``, ``reflow rerun`` and ``reflow cancel``: starting and stopping executions
+(the bulk form of ``reflow rerun`` is in reruns.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from reflow.cli.common import (
     json_option,
     team_option,
 )
+from reflow.cli.reruns import BulkRequest, bulk_rerun
 from reflow.dispatch import Started
 from reflow.domain.executions import ExecutionRecord, ExecutionStatus, TriggerMode
 from reflow.domain.records import Team
@@ -115,9 +117,10 @@ def run(
 
 
 @click.command("rerun")
-@click.argument("workflow")
-@click.argument("execution_id")
-@click.option("--user", "user_ref", default=None, help="User id or username.")
+@click.argument("workflow", required=False)
+@click.argument("execution_id", required=False)
+@click.option("--user", "user_ref", default=None,
+              help="User id or username (bulk: only this user's executions).")
 @click.option("--from", "start_from", default="start", show_default=True,
               help="'start', 'failed' (the failed block) or a block id: the steps before it "
                    "are copied from the source instead of running again.")
@@ -125,23 +128,70 @@ def run(
               type=click.Choice(["original", "installed", "latest"]),
               help="Which version runs: the source's, the user's installed one, or the latest.")
 @click.option("--data", default=None, metavar="JSON",
-              help="Replace the trigger data (a JSON object).")
+              help="Replace the trigger data (a JSON object; single rerun only).")
+@click.option("--since", default=None, metavar="TIME",
+              help="Bulk: rerun every execution created since TIME (24h: that long ago, or "
+                   "an ISO 8601 time); at most 31 days, 10,000 executions.")
+@click.option("--until", default=None, metavar="TIME",
+              help="Bulk: ... and before TIME (default now).")
+@click.option("--failed", is_flag=True, help="Bulk: failed executions (the default status).")
+@click.option("--status", default=None, type=click.Choice(["failed", "succeeded", "cancelled"]),
+              help="Bulk: executions with this status (default failed).")
+@click.option("--workflow", "workflow_ref", default=None,
+              help="Bulk: only this workflow's executions (id or name).")
+@click.option("--error", "error_text", default=None,
+              help="Bulk: only executions whose error message contains this text.")
+@click.option("--block", "block_id", default=None,
+              help="Bulk: only executions that failed in this block.")
+@click.option("--dry-run", is_flag=True, help="Bulk: list what would be rerun, rerun nothing.")
+@click.option("--detach", is_flag=True,
+              help="Bulk: create the job and print its id without following it.")
 @wait_option
 @team_option
 @database_option
 @json_option
 def rerun(
-    workflow: str, execution_id: str, user_ref: str | None, start_from: str, version: str,
-    data: str | None, wait: float | None, as_json: bool,
+    workflow: str | None, execution_id: str | None, user_ref: str | None, start_from: str,
+    version: str, data: str | None, since: str | None, until: str | None, failed: bool,
+    status: str | None,
+    workflow_ref: str | None, error_text: str | None, block_id: str | None, dry_run: bool,
+    detach: bool, wait: float | None, as_json: bool,
 ) -> None:
     """Rerun a finished execution as a new one (rerunOf is set); by default on the same
     version with the same trigger data, from the start.
+
+    With --since, rerun every execution that matches (a bulk rerun job): a progress bar
+    while it runs, then a summary of what came back and what was refused. On SQLite
+    without a running `reflow serve` the job runs in this process; otherwise the server
+    (or a worker) runs it and this command follows it.
 
     \b
     Examples:
       reflow rerun "Order summary" 0Ab3dEf9GhIjKlMnOpQrS --wait 10
       reflow rerun "Ship paid order" 0Ab3dEf9GhIjKlMnOpQrS --from failed --version latest
+      reflow rerun --failed --since 24h --workflow "Ship paid order" --from failed
+      reflow rerun --since 2025-04-29T08:00Z --until 2025-04-29T10:00Z --dry-run
     """
+    if since is not None or dry_run or detach or failed or status is not None:
+        if workflow is not None or execution_id is not None:
+            raise InvalidRequest("give WORKFLOW EXECUTION_ID for one rerun, or --since for a "
+                                 "bulk rerun, not both")
+        if since is None:
+            raise InvalidRequest("--since is required for a bulk rerun (e.g. --since 24h)")
+        if data is not None or wait is not None:
+            raise InvalidRequest("--data and --wait apply to a single rerun only")
+        if failed and status not in (None, "failed"):
+            raise InvalidRequest(f"--failed and --status {status}: give one")
+        selection: dict[str, object] = {key: value for key, value in {
+            "since": since, "until": until, "status": status, "workflowId": workflow_ref,
+            "userId": user_ref, "error": error_text, "blockId": block_id}.items()
+            if value is not None}
+        request = BulkRequest(selection, start_from, version, dry_run, detach, as_json)
+        _session(lambda reflow, team: bulk_rerun(reflow, team, request))
+        return
+    if workflow is None or execution_id is None:
+        raise InvalidRequest("give WORKFLOW EXECUTION_ID (one rerun) or --since TIME (a bulk "
+                             "rerun); see reflow rerun --help")
     payload = _parse_json_object(data, "--data") if data is not None else None
     options = RerunOptions(start_from, version, payload)
 

@@ -60,6 +60,8 @@ _COUNT_CAP = 1_000_000
 # How long a runner waits for room (new runs first) before it ends its tick.
 _ROOM_WAIT_SECONDS = 1.0
 _ROOM_POLL_SECONDS = 0.01
+# Reruns started together within a batch (their inserts share a group commit).
+_CHUNK = 8
 # Ended jobs deleted per tick once past the retention window.
 _PURGE_BATCH = 100
 
@@ -247,8 +249,13 @@ class RerunJobService:
         if team is None:
             return [ItemResult(i.execution_id, error="the team was deleted") for i in items]
         options = RerunOptions(job.options.start_from, job.options.version)
-        outcomes = await asyncio.gather(*(
-            self._rerun_one(team, job, options, item) for item in items))
+        outcomes: list[ItemResult | None] = []
+        # A few at a time: each rerun's reads are synchronous on SQLite, and a whole batch
+        # at once would hold the event loop (and new runs' requests) for tens of ms.
+        for start in range(0, len(items), _CHUNK):
+            outcomes.extend(await asyncio.gather(*(
+                self._rerun_one(team, job, options, item)
+                for item in items[start:start + _CHUNK])))
         return [o for o in outcomes if o is not None]
 
     async def _rerun_one(

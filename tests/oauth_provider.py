@@ -5,7 +5,8 @@ and redirects with a code; ``/token`` exchanges codes (checking the client, the 
 URI and the PKCE verifier), refreshes (each refresh token works once: it rotates), and
 grants client credentials; ``/api/me`` answers 200 to a live access token and 401 to any
 other. The test makes tokens expire (``expire_access_tokens``) and revokes refresh tokens
-(``revoke_refresh_tokens``); counters say what was asked.
+(``revoke_refresh_tokens``); counters say what was asked (``refresh_grants`` counts every
+refresh-token request, ``refreshes`` the ones granted).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import base64
 import hashlib
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -46,7 +48,9 @@ class FakeProvider:
     access: set[str] = field(default_factory=set)  # live access tokens
     refresh: set[str] = field(default_factory=set)  # refresh tokens that work (once each)
     codes: dict[str, _Grant] = field(default_factory=dict)
-    refreshes: int = 0
+    refreshes: int = 0  # refresh-token grants answered with new tokens
+    refresh_grants: int = 0  # refresh-token grants asked for, refused ones included
+    refresh_delay: float = 0.0  # seconds a refresh takes: callers pile up meanwhile
     exchanges: int = 0
     client_grants: int = 0
     api_calls: int = 0
@@ -90,6 +94,8 @@ class FakeProvider:
         if form.get("client_id") != CLIENT_ID or form.get("client_secret") != CLIENT_SECRET:
             return 401, {"error": "invalid_client"}
         grant = form.get("grant_type")
+        if grant == "refresh_token":
+            time.sleep(self.refresh_delay)
         with self.lock:
             if grant == "authorization_code":
                 found = self.codes.pop(form.get("code", ""), None)
@@ -104,6 +110,7 @@ class FakeProvider:
                 self.exchanges += 1
                 return 200, self._issue()
             if grant == "refresh_token":
+                self.refresh_grants += 1
                 token = form.get("refresh_token", "")
                 if token not in self.refresh:
                     return 400, {"error": "invalid_grant"}

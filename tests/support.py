@@ -200,6 +200,24 @@ def stop_serve(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
         process.wait(timeout)
 
 
+def start_worker(
+    env: Mapping[str, str], out: Path, log: IO[bytes], *args: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A real ``reflow worker ARGS`` (``env`` over this environment; stdout to ``out``,
+    stderr to ``log``), waited for (bounded) until it says it runs; with the lease owner
+    name it said."""
+    with out.open("wb") as stdout:
+        process = subprocess.Popen([sys.executable, "-m", "reflow", "worker", *args],
+                                   env={**os.environ, **env}, stdout=stdout, stderr=log)
+    deadline = time.monotonic() + 30
+    while b"reflow worker running: " not in (said := out.read_bytes()) or b"\n" not in said:
+        assert process.poll() is None, Path(log.name).read_text()
+        assert time.monotonic() < deadline, "reflow worker did not start in 30 s"
+        time.sleep(0.05)
+    owner = said.decode().split("reflow worker running: ", 1)[1].split("\n", 1)[0].strip()
+    return process, owner
+
+
 def heavy_workflow(value: str, name: str) -> dict[str, Any]:
     """A workflow whose block ``heavy`` evaluates ``value`` after a first pure block."""
     return {"name": name, "trigger": {"type": "api"}, "blocks": [

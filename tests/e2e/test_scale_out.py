@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import asyncpg
 import httpx
@@ -35,6 +33,7 @@ from support import (
     serving,
     side_effect_workflow,
     start_serve,
+    start_worker,
     stop_serve,
     wait_all_finished,
 )
@@ -73,23 +72,6 @@ def _env(database_url: str, tmp: Path) -> dict[str, str]:
         "REFLOW_WORKER_CONCURRENCY": "16",
         "REFLOW_SHUTDOWN_GRACE": "5",
     }
-
-
-def _start_worker(
-    env: dict[str, str], out: Path, log: IO[bytes], *args: str
-) -> tuple[subprocess.Popen[bytes], str]:
-    """A real `reflow worker ARGS`, waited for (bounded) until it says it runs; with the
-    lease owner name it said."""
-    with out.open("wb") as stdout:
-        process = subprocess.Popen([sys.executable, "-m", "reflow", "worker", *args],
-                                   env={**os.environ, **env}, stdout=stdout, stderr=log)
-    deadline = time.monotonic() + 30
-    while b"reflow worker running: " not in (said := out.read_bytes()) or b"\n" not in said:
-        assert process.poll() is None, Path(log.name).read_text()
-        assert time.monotonic() < deadline, "reflow worker did not start in 30 s"
-        time.sleep(0.05)
-    owner = said.decode().split("reflow worker running: ", 1)[1].split("\n", 1)[0].strip()
-    return process, owner
 
 
 def _load_and_kill(
@@ -193,7 +175,7 @@ def test_a_killed_worker_loses_nothing_and_repeats_only_a_call_in_flight(
     workers: list[subprocess.Popen[bytes]] = []
     try:
         metrics_port = free_port()
-        started = [_start_worker(env, tmp_path / f"worker{i}.out", log,
+        started = [start_worker(env, tmp_path / f"worker{i}.out", log,
                                  *(["--metrics-port", str(metrics_port)] if i == 0 else []))
                    for i in range(WORKERS)]
         workers = [process for process, _ in started]

@@ -224,3 +224,14 @@ def test_fired_executions_read_the_event_name_as_trigger_event(
     execution = wait_finished(client, ids[0])
     assert execution["output"] == {"event": "order.paid"}
     assert execution["trigger"]["event"] == "order.paid"
+
+
+def test_run_event_naming_a_workflow_of_another_trigger_points_to_run_workflow(
+    client: TestClient, installed: Callable[..., tuple[str, str]]
+) -> None:
+    _, user_id = installed(ORDER_SUMMARY)
+    response = fire(client, ORDER_SUMMARY["name"], user_id)
+    assert response.status_code == 404
+    message = response.json()["message"]
+    assert "no workflow declares it" in message and "POST /run/workflow" in message
+    assert "triggered by api" in message

@@ -184,7 +184,8 @@ class RunService:
         if not subscribers and all(
             declared.name != event for declared in await self.events.declared(team)
         ):
-            raise NotFound(f"event {event!r} not found: no workflow declares it")
+            raise NotFound(f"event {event!r} not found: no workflow declares it"
+                           f"{await self._not_an_event(team, event)}")
         trigger = {"data": data, "event": event}
         stored_trigger = sealing.seal(trigger, self.sealing_keys)
         configured: list[Configured | None] = []
@@ -213,6 +214,18 @@ class RunService:
             for record, s, c in zip(records, subscribers, configured, strict=True)
         ))
         return [s.execution_id for s in started]
+
+    async def _not_an_event(self, team: Team, name: str) -> str:
+        """When ``name`` is a workflow started otherwise: which call starts it."""
+        workflow = await self.store.get_workflow(team.id, name)
+        if workflow is None:
+            return ""
+        compiled = await self.workflows.compiled(team.id, workflow.id, workflow.latest_version)
+        kind = compiled.definition.trigger.type
+        if kind is TriggerType.EVENT:
+            return ""
+        return (f"; {workflow.name!r} is a workflow triggered by {kind.value}: start it "
+                "with POST /run/workflow {workflowId, userId, data}")
 
     async def fire_webhook(
         self, installation: Installation, compiled: CompiledWorkflow, trigger: dict[str, Any],

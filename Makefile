@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 SHOP_PORT ?= 8090
+# The example shop's API key: a fixed dev value (the shop is fake and listens on loopback),
+# given to the shop and, as the shop app's credential, to the demo user (examples/README.md).
+SHOP_API_KEY ?= dev-shop-key
 INSTALLED := $(VENV)/.installed
 TEST_INSTALLED := $(VENV)/.test-installed
 # The dev REFLOW_SECRET_KEY, made once beside the dev API key file (docs/security.md).
@@ -20,17 +23,18 @@ $(TEST_INSTALLED): $(INSTALLED)
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
 	touch $@
 
-## run: install, migrate, load the examples and serve on 127.0.0.1 (Ctrl-C stops)
+## run: install, migrate, load the examples, connect the demo user to the shop, serve (Ctrl-C stops)
 run: $(INSTALLED)
 	@test -s $(DEV_SECRET) || (umask 077 && $(BIN)/python -c 'import base64, os; \
 		print(base64.urlsafe_b64encode(os.urandom(32)).decode())' > $(DEV_SECRET))
-	@$(BIN)/python examples/shop.py --port $(SHOP_PORT) & shop=$$!; \
+	@$(BIN)/python examples/shop.py --port $(SHOP_PORT) --api-key '$(SHOP_API_KEY)' & shop=$$!; \
 	trap 'kill $$shop 2>/dev/null' EXIT INT TERM; \
 	REFLOW_ENV=$${REFLOW_ENV:-dev} \
 	REFLOW_SECRET_KEY=$${REFLOW_SECRET_KEY:-$$(cat $(DEV_SECRET))} \
 	REFLOW_HTTP_ALLOW_NETWORKS=$${REFLOW_HTTP_ALLOW_NETWORKS:-127.0.0.0/8} \
 	REFLOW_EXPRESSION_ENV=$${REFLOW_EXPRESSION_ENV:-'{"shopUrl": "http://127.0.0.1:$(SHOP_PORT)"}'} \
-	$(BIN)/reflow serve --apply examples/ --demo-user demo@example.com
+	$(BIN)/reflow serve --apply examples/ --demo-user demo@example.com \
+		--demo-credential 'shop:apiKey=$(SHOP_API_KEY)'
 
 ## test: install the test dependencies, then lint, type check and run every test
 test: $(TEST_INSTALLED) lint typecheck pytest

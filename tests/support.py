@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import signal
@@ -22,12 +23,17 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import ModuleType
 from typing import IO, Any
 
 import httpx
 import orjson
 from fastapi.testclient import TestClient
 
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+# The shop app's key in the examples: `make run` starts examples/shop.py with it and gives
+# the demo user a credential holding it (examples/README.md).
+SHOP_API_KEY = "dev-shop-key"
 API_VERSION = "2025-09"
 TEST_KEY = "rf_test_key_0123456789abcdef"
 # REFLOW_SECRET_KEY of the tests: a fixed Fernet key (32 bytes, URL-safe base64).
@@ -216,6 +222,15 @@ def start_worker(
         time.sleep(0.05)
     owner = said.decode().split("reflow worker running: ", 1)[1].split("\n", 1)[0].strip()
     return process, owner
+
+
+def example_shop() -> ModuleType:
+    """examples/shop.py as a module (examples/ is not a package: users run it as a script)."""
+    spec = importlib.util.spec_from_file_location("reflow_example_shop", EXAMPLES / "shop.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def heavy_workflow(value: str, name: str) -> dict[str, Any]:

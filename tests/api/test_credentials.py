@@ -4,7 +4,6 @@ coming back, stored encrypted, and bound to runs whose http blocks name their ap
 from __future__ import annotations
 
 import base64
-import importlib.util
 import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator
@@ -20,9 +19,8 @@ from fastapi.testclient import TestClient
 from reflow import sealing
 from reflow.services import Reflow
 from reflow.settings import Settings
-from support import serving
+from support import EXAMPLES, example_shop, serving
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 API_KEY = "sk-live-4f9a1c2e7b3d"
 API_KEY_2 = "sk-live-second-8e2d7c"
 QUERY_KEY = "qk-0b7e55d1aa"
@@ -281,7 +279,7 @@ def test_an_executor_process_gets_the_binding_with_the_job_and_logs_no_value(
 def test_the_example_shop_started_with_a_key_answers_a_run_with_the_users_credential(
     client: TestClient, installed: Callable[..., tuple[str, str]],
 ) -> None:
-    shop = _example_shop()
+    shop = example_shop()
     server, thread = shop.serve(0, api_key=API_KEY)
     try:
         declare(client, (EXAMPLES / "shop.app.yaml").read_bytes())
@@ -302,16 +300,6 @@ def test_the_example_shop_started_with_a_key_answers_a_run_with_the_users_creden
     assert "answered 401" in orjson.dumps(refused).decode()
     assert answered["status"] == "succeeded", answered
     assert answered["results"][0]["data"][0][0]["json"]["body"]["id"] == "1001"
-
-
-def _example_shop() -> Any:
-    # examples/ is not a package (users run shop.py as a script): load it by path.
-    spec = importlib.util.spec_from_file_location("credentials_example_shop",
-                                                  EXAMPLES / "shop.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_a_run_for_a_user_without_a_credential_fails_naming_the_app_and_the_user(

@@ -7,7 +7,6 @@ in-process on a free port.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import signal
 import subprocess
@@ -17,7 +16,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -27,34 +25,26 @@ from reflow.domain.definitions import parse_document
 from reflow.domain.integrations import declares_integration
 from reflow.services.workflows import definition_from_text
 from reflow.settings import Settings
-from support import ORDER_SUMMARY
+from support import EXAMPLES, ORDER_SUMMARY, SHOP_API_KEY, example_shop
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 # The workflows; an integration declaration (`kind: integration`) lives beside them.
 EXAMPLE_FILES = sorted(p for p in EXAMPLES.glob("*.yaml")
                        if not declares_integration(parse_document(p.read_text())))
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 
 
-def _load_shop_module() -> ModuleType:
-    # examples/ is not a package (users run shop.py as a script), so load it by path.
-    spec = importlib.util.spec_from_file_location("reflow_example_shop", EXAMPLES / "shop.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-shop_module = _load_shop_module()
+shop_module = example_shop()
 
 
 def shop_call(base_url: str, method: str, path: str, body: Any = None,
               headers: dict[str, str] | None = None) -> tuple[int, Any]:
-    """Call the fake shop; returns (status, decoded JSON body), error answers included."""
+    """Call the fake shop with its key; returns (status, decoded JSON body), error answers
+    included."""
     request = urllib.request.Request(
         f"{base_url}{path}", method=method,
         data=None if body is None else json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", **(headers or {})},
+        headers={"Content-Type": "application/json", "X-Api-Key": SHOP_API_KEY,
+                 **(headers or {})},
     )
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
@@ -74,8 +64,9 @@ def shipments(base_url: str) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def shop_url() -> Iterator[str]:
-    """A fresh fake shop on a free port of 127.0.0.1; its base URL."""
-    server, thread = shop_module.serve(0)
+    """A fresh fake shop on a free port of 127.0.0.1, answering only its key (as `make run`
+    starts it); its base URL."""
+    server, thread = shop_module.serve(0, api_key=SHOP_API_KEY)
     try:
         yield server.url
     finally:
@@ -93,16 +84,25 @@ def settings(make_settings: Callable[..., Settings], shop_url: str) -> Settings:
 @pytest.fixture
 def install_example(
     client: TestClient, install_for_new_user: Callable[..., str]
-) -> Callable[[str], tuple[str, str]]:
-    """Store an example file's YAML as a workflow and activate it for a new user."""
+) -> Callable[..., tuple[str, str]]:
+    """Store an example file's YAML as a workflow and activate it for a new user who,
+    as `make run`'s demo user, holds a credential for the shop app (its key)."""
+    declared = client.post("/apps", content=(EXAMPLES / "shop.app.yaml").read_bytes(),
+                           headers={"content-type": "application/yaml"})
+    assert declared.status_code == 200, declared.text
 
-    def install(file_name: str) -> tuple[str, str]:
+    def install(file_name: str, *, shop_key: bool = True) -> tuple[str, str]:
         text = (EXAMPLES / file_name).read_text()
         created = client.post("/workflows", content=text,
                               headers={"content-type": "application/yaml"})
         assert created.status_code == 200, created.text
         workflow_id: str = created.json()["workflowId"]
-        return workflow_id, install_for_new_user(workflow_id)
+        user_id = install_for_new_user(workflow_id)
+        if shop_key:
+            given = client.post("/headless/credentials", json={"userId": user_id, "credential": {
+                "type": "shop", "data": {"apiKey": SHOP_API_KEY}}})
+            assert given.status_code == 200, given.text
+        return workflow_id, user_id
 
     return install
 
@@ -156,7 +156,7 @@ def test_example_validates_as_an_api_workflow_with_an_example_payload(path: Path
 
 @pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
 def test_example_payload_runs_to_success(
-    path: Path, client: TestClient, install_example: Callable[[str], tuple[str, str]]
+    path: Path, client: TestClient, install_example: Callable[..., tuple[str, str]]
 ) -> None:
     workflow_id, user_id = install_example(path.name)
     answer = run(client, workflow_id, user_id, example_data(path.name))
@@ -176,7 +176,7 @@ def test_order_summary_example_equals_the_benchmark_workflow() -> None:
 
 
 def test_order_summary_answers_label_count_and_total(
-    client: TestClient, install_example: Callable[[str], tuple[str, str]]
+    client: TestClient, install_example: Callable[..., tuple[str, str]]
 ) -> None:
     workflow_id, user_id = install_example("order-summary.yaml")
     answer = run(client, workflow_id, user_id,
@@ -189,7 +189,7 @@ def test_order_summary_answers_label_count_and_total(
 
 
 def test_ship_order_ships_a_paid_order_once_with_an_idempotency_key(
-    client: TestClient, install_example: Callable[[str], tuple[str, str]], shop_url: str
+    client: TestClient, install_example: Callable[..., tuple[str, str]], shop_url: str
 ) -> None:
     workflow_id, user_id = install_example("ship-order.yaml")
     answer = run(client, workflow_id, user_id, {"orderId": "1001"})
@@ -204,7 +204,7 @@ def test_ship_order_ships_a_paid_order_once_with_an_idempotency_key(
 
 
 def test_ship_order_stops_an_unpaid_order_as_succeeded_without_a_shipment(
-    client: TestClient, install_example: Callable[[str], tuple[str, str]], shop_url: str
+    client: TestClient, install_example: Callable[..., tuple[str, str]], shop_url: str
 ) -> None:
     workflow_id, user_id = install_example("ship-order.yaml")
     answer = run(client, workflow_id, user_id, {"orderId": "1002"})
@@ -216,8 +216,35 @@ def test_ship_order_stops_an_unpaid_order_as_succeeded_without_a_shipment(
     assert shipments(shop_url) == []
 
 
+def test_ship_order_for_a_user_without_a_shop_credential_fails_naming_the_app_unsent(
+    client: TestClient, install_example: Callable[..., tuple[str, str]], shop_url: str
+) -> None:
+    workflow_id, user_id = install_example("ship-order.yaml", shop_key=False)
+    answer = run(client, workflow_id, user_id, {"orderId": "1001"})
+
+    assert answer["status"] == "failed"
+    assert answer["error"]["blockId"] == "order"
+    assert "has no credential for app 'shop'" in answer["error"]["message"]
+    step = client.get(f"/logs/{answer['executionId']}").json()["data"]["steps"][0]
+    assert step["attempts"] == 1  # not retried: nothing was sent
+    assert shipments(shop_url) == []
+
+
+def test_ship_order_sends_the_users_shop_key_and_no_log_shows_it(
+    client: TestClient, install_example: Callable[..., tuple[str, str]], shop_url: str
+) -> None:
+    workflow_id, user_id = install_example("ship-order.yaml")
+    answer = run(client, workflow_id, user_id, {"orderId": "1001"})
+
+    assert answer["status"] == "succeeded", answer
+    detail = client.get(f"/logs/{answer['executionId']}").json()["data"]
+    assert [s["input"]["credential"] for s in detail["steps"] if s["blockId"] in (
+        "order", "shipment")] == ["shop", "shop"]
+    assert SHOP_API_KEY not in json.dumps(detail)
+
+
 def test_ship_order_fails_on_an_unknown_order_without_retrying_the_404(
-    client: TestClient, install_example: Callable[[str], tuple[str, str]]
+    client: TestClient, install_example: Callable[..., tuple[str, str]]
 ) -> None:
     workflow_id, user_id = install_example("ship-order.yaml")
     answer = run(client, workflow_id, user_id, {"orderId": "9999"})
@@ -231,7 +258,7 @@ def test_ship_order_fails_on_an_unknown_order_without_retrying_the_404(
 
 
 def test_ship_order_with_unknown_sku_fails_and_logs_say_why(
-    client: TestClient, install_example: Callable[[str], tuple[str, str]], shop_url: str
+    client: TestClient, install_example: Callable[..., tuple[str, str]], shop_url: str
 ) -> None:
     workflow_id, user_id = install_example("ship-order.yaml")
     answer = run(client, workflow_id, user_id, {"orderId": "1003"})
@@ -253,7 +280,7 @@ def test_ship_order_with_unknown_sku_fails_and_logs_say_why(
 
 
 def test_rerun_after_registering_the_sku_ships_the_failed_order(
-    client: TestClient, install_example: Callable[[str], tuple[str, str]], shop_url: str
+    client: TestClient, install_example: Callable[..., tuple[str, str]], shop_url: str
 ) -> None:
     workflow_id, user_id = install_example("ship-order.yaml")
     failed = run(client, workflow_id, user_id, {"orderId": "1003"})
@@ -280,7 +307,7 @@ def test_rerun_after_registering_the_sku_ships_the_failed_order(
 
 
 def test_rerun_from_the_failed_block_reuses_the_fetched_order_and_ships_it(
-    client: TestClient, install_example: Callable[[str], tuple[str, str]], shop_url: str
+    client: TestClient, install_example: Callable[..., tuple[str, str]], shop_url: str
 ) -> None:
     workflow_id, user_id = install_example("ship-order.yaml")
     failed = run(client, workflow_id, user_id, {"orderId": "1003"})
@@ -311,7 +338,7 @@ def test_rerun_from_the_failed_block_reuses_the_fetched_order_and_ships_it(
      "else", {"queue": "community", "assignee": None, "slaHours": 72}),
 ], ids=["urgent", "enterprise", "normal", "free-plan"])
 def test_route_ticket_takes_the_arm_its_priority_and_plan_call_for(
-    client: TestClient, install_example: Callable[[str], tuple[str, str]],
+    client: TestClient, install_example: Callable[..., tuple[str, str]],
     ticket: dict[str, Any], arm: str, assignment: dict[str, Any],
 ) -> None:
     workflow_id, user_id = install_example("route-ticket.yaml")
@@ -334,7 +361,7 @@ def test_route_ticket_takes_the_arm_its_priority_and_plan_call_for(
     ({"email": 42}, "invalid signup: 42 is not an email address"),
 ], ids=["missing", "malformed", "not-a-string"])
 def test_validate_signup_fails_with_a_clear_message_for_a_bad_email(
-    client: TestClient, install_example: Callable[[str], tuple[str, str]],
+    client: TestClient, install_example: Callable[..., tuple[str, str]],
     data: dict[str, Any], message: str,
 ) -> None:
     workflow_id, user_id = install_example("validate-signup.yaml")
@@ -345,7 +372,7 @@ def test_validate_signup_fails_with_a_clear_message_for_a_bad_email(
 
 
 def test_validate_signup_answers_the_account_with_defaults(
-    client: TestClient, install_example: Callable[[str], tuple[str, str]]
+    client: TestClient, install_example: Callable[..., tuple[str, str]]
 ) -> None:
     workflow_id, user_id = install_example("validate-signup.yaml")
     answer = run(client, workflow_id, user_id, {"email": "Grace@Example.COM"})

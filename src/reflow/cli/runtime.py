@@ -11,7 +11,7 @@ import shlex
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,7 +81,8 @@ async def _until_signalled() -> None:
 
 
 async def _serve(
-    settings: Settings, apply_paths: Sequence[str], demo_user: str | None, *, worker: bool
+    settings: Settings, apply_paths: Sequence[str], demo_user: str | None,
+    demo_credentials: Mapping[str, Mapping[str, str]], *, worker: bool
 ) -> None:
     # Imported here: FastAPI costs every other command a noticeable start-up delay.
     from reflow.api import create_app
@@ -98,7 +99,8 @@ async def _serve(
         if applied.problems:
             raise DefinitionInvalid(applied.problems)
         done = applied.workflows
-        user = await _demo_user(reflow, team, demo_user, done) if demo_user else None
+        user = (await _demo_user(reflow, team, demo_user, done, demo_credentials)
+                if demo_user else None)
         server = build_server(create_app(reflow, manage=False), settings)
         _tune_garbage_collector()
         banner = asyncio.create_task(_announce(server, Banner(settings, boot, done, user)))
@@ -135,7 +137,8 @@ def _tune_garbage_collector() -> None:
 
 
 async def _demo_user(
-    reflow: Reflow, team: Team, username: str, done: Sequence[AppliedFile]
+    reflow: Reflow, team: Team, username: str, done: Sequence[AppliedFile],
+    credentials: Mapping[str, Mapping[str, str]],
 ) -> User:
     try:
         user = await reflow.users.get(team, username)
@@ -146,6 +149,10 @@ async def _demo_user(
         await reflow.workflows.activate(team, user.id, workflow_id)
         # The demo user always runs what was just applied (an edited example included).
         await reflow.workflows.upgrade(team, user.id, workflow_id)
+    for app, values in credentials.items():
+        credential, created = await reflow.credentials.ensure(team, user.id, app, values)
+        log.info("demo user %s: credential %s for app %s %s", user.username, credential.id,
+                 app, "created" if created else "kept (same values)")
     return user
 
 

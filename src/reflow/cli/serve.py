@@ -27,10 +27,18 @@ log = logging.getLogger("reflow.serve")
                    "(repeatable; idempotent).")
 @click.option("--demo-user", default=None, metavar="USERNAME",
               help="Create this user if missing and activate every applied workflow for it.")
+@click.option("--demo-credential", "demo_credentials", multiple=True,
+              metavar="APP:FIELD=VALUE", callback=lambda _c, _p, v: _demo_credentials(v),
+              help="Give the --demo-user a credential for an applied app, e.g. "
+                   "shop:apiKey=dev-shop-key (repeatable; fields of one app make one "
+                   "credential). Kept when the user's newest credential for the app holds "
+                   "these values, else added. For local demos: the value is visible in "
+                   "the process list.")
 @click.option("--no-worker", is_flag=True,
               help="Serve the API only: new executions are queued for `reflow worker` "
                    "processes (scale-out, docs/deploy.md).")
-def serve(apply_paths: tuple[str, ...], demo_user: str | None, no_worker: bool) -> None:
+def serve(apply_paths: tuple[str, ...], demo_user: str | None,
+          demo_credentials: dict[str, dict[str, str]], no_worker: bool) -> None:
     """Migrate the database and serve the API (and run executions) in one process.
 
     Prints the base URL, an API key (dev mode only) and a ready-to-paste curl once
@@ -41,8 +49,11 @@ def serve(apply_paths: tuple[str, ...], demo_user: str | None, no_worker: bool) 
     \b
     Examples:
       reflow serve --port 8080 --apply examples/ --demo-user demo
+      reflow serve --apply examples/ --demo-user demo --demo-credential shop:apiKey=dev-shop-key
       reflow serve --no-worker --database-url postgresql://reflow@db/reflow
     """
+    if demo_credentials and demo_user is None:
+        raise click.UsageError("--demo-credential needs --demo-user: the user it is for")
     settings = _settings()
     settings.require_secret_key()
     _configure_logging()
@@ -50,7 +61,8 @@ def serve(apply_paths: tuple[str, ...], demo_user: str | None, no_worker: bool) 
     log.info("database %s: %s", _shown_url(settings.database_url),
              ("migrated " + "; ".join(applied)) if applied else "schema up to date")
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(_serve(settings, apply_paths, demo_user, worker=not no_worker))
+        runner.run(_serve(settings, apply_paths, demo_user, demo_credentials,
+                          worker=not no_worker))
 
 
 @click.command("worker")
@@ -78,6 +90,23 @@ def worker(**_: Any) -> None:
     _configure_logging()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(_work(settings))
+
+
+def _demo_credentials(given: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """``APP:FIELD=VALUE`` options as each app's values."""
+    values: dict[str, dict[str, str]] = {}
+    for option in given:
+        app, _, assignment = option.partition(":")
+        field, equals, value = assignment.partition("=")
+        if not (app and field and equals) or "=" in app:
+            # Not quoted back: what was given may be the secret itself.
+            raise click.BadParameter("expected APP:FIELD=VALUE, e.g. shop:apiKey=dev-shop-key",
+                                     param_hint="'--demo-credential'")
+        if field in values.setdefault(app, {}):
+            raise click.BadParameter(f"{app}:{field} is given twice",
+                                     param_hint="'--demo-credential'")
+        values[app][field] = value
+    return values
 
 
 def _configure_logging() -> None:

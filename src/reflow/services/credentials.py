@@ -94,6 +94,19 @@ class CredentialService:
         log.info("credential %s created for user %s, app %s", record.id, user.id, record.app)
         return record
 
+    async def ensure(self, team: Team, user_ref: str, app_name: str, data: Mapping[str, Any]
+                     ) -> tuple[CredentialRecord, bool]:
+        """The user's credential for the app holding exactly ``data``: their newest one for
+        the app when it does, else a new one (checked as ``create`` checks); with whether
+        it was created. What ``serve --demo-credential`` gives the demo user, so a restart
+        adds nothing and a changed value takes effect (runs bind the newest)."""
+        user = await self.users.get(team, user_ref)
+        mine = [c for c in await self.store.list_credentials(team.id, user.id)
+                if c.app == app_name]
+        if mine and self._open(mine[-1]) == dict(data):
+            return mine[-1], False
+        return await self.create(team, user.id, app_name, dict(data)), True
+
     async def of_user(self, team: Team, user_ref: str) -> list[CredentialRecord]:
         """The user's credentials, oldest first (sealed values stay sealed)."""
         user = await self.users.get(team, user_ref)

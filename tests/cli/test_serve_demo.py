@@ -105,6 +105,6 @@ def test_the_demo_user_gets_the_shop_credential_a_restart_keeps_it_and_a_new_val
     assert [len(found) for found in listed] == [1, 1, 2]
     assert listed[0] == listed[1] and listed[0][0]["app"] == "shop"
     said = (tmp_path / "serve.log").read_text()
-    assert said.count("for app shop created") == 2
+    assert said.count(", app shop") == 2  # "credential ID created for user ID, app shop"
     assert said.count("for app shop kept (same values)") == 1
     assert SHOP_API_KEY not in said

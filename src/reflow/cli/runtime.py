@@ -151,8 +151,9 @@ async def _demo_user(
         await reflow.workflows.upgrade(team, user.id, workflow_id)
     for app, values in credentials.items():
         credential, created = await reflow.credentials.ensure(team, user.id, app, values)
-        log.info("demo user %s: credential %s for app %s %s", user.username, credential.id,
-                 app, "created" if created else "kept (same values)")
+        if not created:  # a new one is logged where it is created
+            log.info("demo user %s: credential %s for app %s kept (same values)",
+                     user.username, credential.id, app)
     return user
 
 

@@ -1,8 +1,9 @@
 """A small fake shop and warehouse HTTP API for the examples (Python standard library only).
 
-Run it beside ``make run`` so the "Ship paid order" example has something to call:
+``make run`` starts it (with ``--api-key dev-shop-key``) so the "Ship paid order" example
+has something to call; by hand:
 
-    python examples/shop.py [--port 8090]
+    python examples/shop.py [--port 8090] [--api-key KEY]
 
 Endpoints (JSON in and out; errors are ``{"error": ...}``):
 

@@ -6,11 +6,14 @@ import sqlite3
 from dataclasses import replace
 
 import pytest
-from engine_support import queued_record
+from engine_support import TEAM_ID, queued_record
 
+from reflow.clock import ManualClock
 from reflow.domain.executions import ExecutionStatus
+from reflow.domain.records import Team
 from reflow.engine import now_ms
 from reflow.ids import new_execution_id
+from reflow.services.retention import RetentionService
 from reflow.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.anyio
@@ -35,3 +38,25 @@ async def test_purging_old_executions_shrinks_the_database_file(store: SqliteSto
     after, free = _pages(store.path)
     assert after < before / 2, (before, after)
     assert free < 10
+
+
+async def test_the_file_stops_growing_once_the_purge_keeps_pace(store: SqliteStore) -> None:
+    """Day after day a day's executions come in and the purge drops the day past the
+    window: after the window fills, the file stays the size it had then."""
+    clock = ManualClock(now_ms())
+    service = RetentionService(store, 2 * 86_400.0, clock)  # a 2-day window
+    await store.create_team(Team(TEAM_ID, "team", now_ms()))
+    bulky = b'"' + b"x" * 3_000 + b'"'
+    sizes = []
+    for _ in range(8):
+        start = clock.now_ms()
+        for n in range(100):
+            record = replace(queued_record(None), id=new_execution_id(start + n),
+                             status=ExecutionStatus.SUCCEEDED, created_at=start + n,
+                             stopped_at=start + n, output=bulky)
+            await store.insert_execution(record)
+        clock.advance(86_400)
+        await service.purge()
+        sizes.append(_pages(store.path)[0])
+    assert max(sizes[2:]) <= sizes[2] * 1.05, sizes  # flat once two days are kept
+    assert sizes[2] > sizes[0]  # it did grow while the window filled

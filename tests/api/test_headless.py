@@ -4,6 +4,7 @@ required value does not run, and an upgrade needing one is refused."""
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -11,8 +12,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from reflow import sealing
 from reflow.clock import ManualClock
 from reflow.services import Reflow
+from reflow.settings import Settings
 
 INTEGRATION = "Slack alerts"
 NOTIFY: dict[str, Any] = {
@@ -41,6 +44,7 @@ EVENTFUL: dict[str, Any] = {
                 "with": {"value": "{{ config.greeting }}"}}],
 }
 TOKEN = "xoxb-headless-secret-token"
+NEW_SECRET_KEY = base64.urlsafe_b64encode(b"n" * 32).decode()
 
 
 def start(client: TestClient, user_id: str, **extra: Any) -> dict[str, Any]:
@@ -143,6 +147,30 @@ def test_completed_installation_is_active_and_its_runs_see_the_values_with_secre
         [workflow["installationId"]])
     stored = settings[workflow["installationId"]].config or b""
     assert TOKEN.encode() not in stored and b"#sales" in stored
+
+
+def test_rotate_key_reencrypts_the_secret_values_of_installations(
+    client: TestClient, reflow: Reflow, settings: Settings, notify: str,
+    make_user: Callable[..., str],
+) -> None:
+    user_id = make_user()
+    started = start(client, user_id)
+    assert complete(client, started["installationId"],
+                    [fields(notify, "notify", channel="#ops", token=TOKEN)]).status_code == 200
+    portal = client.portal
+    assert portal is not None
+    keys = f"{NEW_SECRET_KEY},{settings.secret_key_text()}"
+    reflow.credentials.keys = sealing.keyring(keys)
+    done = {r.kind: r for r in portal.call(reflow.credentials.rotate_key, keys)}
+    assert done["installations"].rotated == 1
+    [(_, config)] = portal.call(reflow.store.sealed_batch, "installations", "", 10)
+    newest = sealing.keyring(NEW_SECRET_KEY)
+    assert sealing.open_trigger(config, newest)["token"] == TOKEN
+    # Runs of the installation read the value under the new key alone.
+    reflow.runs.sealing_keys = reflow.headless.keys = newest
+    response = run(client, notify, user_id)
+    assert response.status_code == 200, response.text
+    assert response.json()["output"]["auth"] == f"Bearer {TOKEN}"
 
 
 def workflow_team(client: TestClient, reflow: Reflow) -> str:

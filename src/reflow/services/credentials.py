@@ -37,7 +37,10 @@ log = logging.getLogger(__name__)
 _NO_KEY = ("REFLOW_SECRET_KEY is not set, so credentials cannot be stored encrypted; set "
            "it (`make run` makes one for dev; docs/security.md)")
 # What `rotate-key` re-encrypts, in this order (Store.sealed_batch's kinds).
-SEALED_KINDS = ("credentials", "error_stream", "triggers")
+# Every kind of value sealed under REFLOW_SECRET_KEY; "triggers" and "installations" are
+# JSON documents with sealed parts (sealing.py), the others one token each.
+SEALED_KINDS = ("credentials", "error_stream", "triggers", "installations")
+_DOCUMENT_KINDS = ("triggers", "installations")
 
 Bindings = dict[str, dict[str, str]]
 
@@ -222,7 +225,8 @@ class CredentialService:
             found = await self.store.sealed_batch(kind, after, batch)
             for key, value in found:
                 try:
-                    new = (sealing.rotate_trigger(value, keys, newest) if kind == "triggers"
+                    new = (sealing.rotate_trigger(value, keys, newest)
+                           if kind in _DOCUMENT_KINDS
                            else sealing.rotate_token(value, keys, newest))
                 except InvalidToken:
                     unreadable.append(key)

@@ -1477,7 +1477,7 @@ class PostgresStore:
 
 def _sealed_kind(kind: str) -> str:
     """A kind of sealed value ``Store.sealed_batch`` knows (checked: it names a query)."""
-    if kind not in ("credentials", "error_stream", "triggers"):
+    if kind not in ("credentials", "error_stream", "triggers", "installations"):
         raise ValueError(f"no sealed values of kind {kind!r}")
     return kind
 

@@ -47,3 +47,11 @@ WHERE id > $1 AND position('"$sealed"'::bytea in "trigger") > 0 ORDER BY id LIMI
 
 -- name: rotate_triggers_set
 UPDATE executions SET "trigger" = $1 WHERE id = $2 AND "trigger" = $3;
+
+-- name: rotate_installations_batch
+-- Configured values of installations with a secret field (services/headless.py).
+SELECT id, config FROM installations
+WHERE id > $1 AND position('"$sealed"' in config) > 0 ORDER BY id LIMIT $2;
+
+-- name: rotate_installations_set
+UPDATE installations SET config = $1 WHERE id = $2 AND config = $3;

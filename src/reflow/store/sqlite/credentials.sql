@@ -47,3 +47,11 @@ WHERE id > ? AND instr(CAST("trigger" AS TEXT), '"$sealed"') > 0 ORDER BY id LIM
 
 -- name: rotate_triggers_set
 UPDATE executions SET "trigger" = ? WHERE id = ? AND "trigger" = ?;
+
+-- name: rotate_installations_batch
+-- Configured values of installations with a secret field (services/headless.py).
+SELECT id, config FROM installations
+WHERE id > ? AND instr(config, '"$sealed"') > 0 ORDER BY id LIMIT ?;
+
+-- name: rotate_installations_set
+UPDATE installations SET config = ? WHERE id = ? AND config = ?;

@@ -98,6 +98,8 @@ class RerunJobService:
         self.retention_ms = round(retention * 1000)
         # True while this process's worker has no room to spare for reruns.
         self.busy = busy
+        # Whether this process ever leased a job (only then has it one to give back).
+        self._leased = False
         # Wakes the runner (new work); set by Reflow to its periodic job's wake.
         self.wake: Callable[[], None] = lambda: None
         self._lock = asyncio.Lock()
@@ -199,6 +201,7 @@ class RerunJobService:
         async with self._lock:
             now = self.clock.now_ms()
             job = await self.store.claim_rerun_job(self.owner, now, now + self.lease_ms)
+            self._leased = self._leased or job is not None
             if job is None:
                 await self.store.purge_rerun_jobs(now - self.retention_ms, _PURGE_BATCH)
                 return 0
@@ -222,8 +225,10 @@ class RerunJobService:
 
     async def release(self) -> None:
         """Give back this process's job lease (a graceful stop): another runner takes it
-        at once."""
-        await self.store.release_rerun_jobs(self.owner)
+        at once. A process that never leased one writes nothing (its database may be
+        one it could not use, such as a schema behind the code)."""
+        if self._leased:
+            await self.store.release_rerun_jobs(self.owner)
 
     async def _room(self) -> bool:
         """Wait (briefly) until new runs have room: the queue holds at most a batch and

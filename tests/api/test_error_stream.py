@@ -297,7 +297,9 @@ def test_a_receiver_that_is_down_loses_nothing_and_gets_it_after_the_backoff(
     deliver(client, reflow)  # not due yet: the first retry is 30 s later
     assert len(receiver.received) == 1
     clock.advance(31)
-    assert deliver(client, reflow) == 1
+    # Moving the clock also wakes the app's own loop, which may deliver first: count
+    # what arrived, not what this round did.
+    deliver(client, reflow)
     assert len(receiver.received) == 2
     assert receiver.received[1].headers["x-reflow-attempt"] == "2"
     assert receiver.received[1].json == receiver.received[0].json
@@ -319,7 +321,8 @@ def test_while_a_receiver_is_down_its_teams_later_failures_wait_for_the_same_ret
     assert len(receiver.received) == 1  # the second waits for the first's retry time
     receiver.status = 200
     clock.advance(31)
-    assert deliver(client, reflow) == 2
+    deliver(client, reflow)  # or the app's loop, woken by the clock, did (as above)
+    assert len(receiver.received) == 3
     messages = sorted(r.json["error"]["message"] for r in receiver.received[1:])
     assert messages == ["order 1 is invalid", "order 2 is invalid"]
 
@@ -491,7 +494,7 @@ def test_a_restart_loses_no_notification(
     # A new process on the same database, once the receiver is back.
     with receiving(port) as receiver, serving_reflow(settings, clock) as (reflow, client):
         clock.advance(31)
-        assert deliver(client, reflow) == 1
+        deliver(client, reflow)  # or the app's loop, woken by the clock, did
         assert [r.headers["x-alloy-executionuuid"] for r in receiver.received] == [execution_id]
         assert verify(secret, receiver.received[0].headers["x-reflow-signature"],
                       receiver.received[0].body, clock.now_ms() / 1000)

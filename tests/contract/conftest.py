@@ -16,7 +16,6 @@ import pytest
 
 from pg_support import postgres_url, truncate_async
 from reflow.store.base import Store
-from reflow.store.migrate import upgrade
 from reflow.store.postgres import PostgresStore
 from reflow.store.sqlite import SqliteStore
 
@@ -24,14 +23,6 @@ __all__ = ["postgres_url"]  # the session database fixture the postgres backend 
 
 # Enough connections for the concurrency tests (two claimers, two purgers, group commits).
 POSTGRES_POOL_SIZE = 4
-
-
-@pytest.fixture(scope="session")
-def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A database built by the migrations once per session; each test gets a copy."""
-    path = tmp_path_factory.mktemp("template") / "x.db"
-    upgrade(f"sqlite:///{path}")
-    return path
 
 
 @asynccontextmanager

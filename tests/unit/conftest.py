@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from reflow.store.migrate import upgrade
 from reflow.store.sqlite import SqliteStore
 
 
@@ -18,20 +17,12 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(scope="session")
-def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A database built by the migrations once per session; each test gets a copy."""
-    path = tmp_path_factory.mktemp("template") / "unit.db"
-    upgrade(f"sqlite:///{path}")
-    return path
-
-
 @pytest.fixture
-async def store(migrated: Path, tmp_path: Path) -> AsyncIterator[SqliteStore]:
+async def store(migrated_sqlite: Path, tmp_path: Path) -> AsyncIterator[SqliteStore]:
     """A migrated, empty SQLite store, closed after the test."""
     path = tmp_path / "unit.db"
     # Copying beats migrating per test by two orders of magnitude on a busy disk.
-    shutil.copyfile(migrated, path)
+    shutil.copyfile(migrated_sqlite, path)
     opened = SqliteStore(str(path))
     try:
         yield opened

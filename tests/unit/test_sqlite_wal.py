@@ -42,10 +42,10 @@ _STEP = orjson.dumps({"items": ["x" * 60] * 20})  # ~1.3 KB, as a step's input a
 
 
 @pytest.fixture
-async def store(migrated: Path, tmp_path: Path) -> AsyncIterator[SqliteStore]:
+async def store(migrated_sqlite: Path, tmp_path: Path) -> AsyncIterator[SqliteStore]:
     """A migrated store running executions (so its checkpointer runs) with a 4 MiB limit."""
     path = tmp_path / "wal.db"
-    shutil.copyfile(migrated, path)
+    shutil.copyfile(migrated_sqlite, path)
     opened = SqliteStore(str(path), wal_limit=WAL_LIMIT)
     await opened.start_runner()
     try:

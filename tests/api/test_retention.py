@@ -88,7 +88,9 @@ def test_a_workflow_window_purges_its_executions_before_the_teams_window(
     short = run_finished(short_id, short_user)
     kept = run_finished(team_id, team_user)
     clock.advance(2 * 3600)
-    assert _purge(client, reflow) == 1
+    # Two hours also wake the app's own purge loop (hourly here), which may purge first:
+    # check what is left, not what this round deleted.
+    _purge(client, reflow)
     assert client.get(f"/logs/{short}").status_code == 404
     assert client.get(f"/logs/{kept}").status_code == 200
 

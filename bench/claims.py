@@ -7,6 +7,11 @@ the executions table (PostgreSQL is then vacuumed and analysed, as autovacuum wo
 done); then ``Store.claim_executions`` takes 8 at a time, ``--claims`` times, as a
 worker with 8 free slots would, and the median and p99 of a claim are printed. Every
 claim must take 8 executions of as many installations as the queue allows.
+
+The last queue also holds 100,000 waiting executions (a ``delay`` suspended them), each of
+its own installation, due later: they must cost the claim nothing (they are not in its
+index). Then they all come due, and the "wake waiting" job's statement
+(``Store.wake_waiting``, 1,000 at a time) queues them again: its rate is printed.
 """
 
 from __future__ import annotations
@@ -30,23 +35,28 @@ from reflow.store.migrate import upgrade
 from reflow.store.postgres import PostgresStore
 from reflow.store.sqlite import SqliteStore
 
-QUEUES = ((10_000, 1), (10_000, 100), (10_000, 10_000),
-          (100_000, 1), (100_000, 100), (100_000, 10_000))
+QUEUES = ((10_000, 1, 0), (10_000, 100, 0), (10_000, 10_000, 0),
+          (100_000, 1, 0), (100_000, 100, 0), (100_000, 10_000, 0), (10_000, 100, 100_000))
 SLOTS = 8
 _COLUMNS = ("id", "team_id", "workflow_id", "installation_id", "user_id", "version", "mode",
-            "trigger", "status", "created_at")
+            "trigger", "status", "created_at", "lease_expires")
+NOW = 10**13
+WAKE_BATCH = 1_000
 
 
-def _queued(count: int, installations: int) -> list[tuple[Any, ...]]:
+def _queued(count: int, installations: int, waiting: int = 0) -> list[tuple[Any, ...]]:
     # Installations take turns in insertion order, as a fanned-out event queues them.
+    # Waiting ones (ids after the queued) are each of their own installation, due later.
     return [(f"e{n:08d}", "t", "w", f"i{n % installations:06d}", "u", 1, "event", b"{}",
-             "queued", 1_000 + n) for n in range(count)]
+             "queued", 1_000 + n, None) for n in range(count)] + [
+            (f"w{n:08d}", "t", "w", f"h{n:06d}", "u", 1, "event", b"{}", "waiting",
+             1_000 + n, NOW + 3_600_000 + n) for n in range(waiting)]
 
 
 async def _claims(store: Store, claims: int, installations: int) -> list[float]:
     """Seconds per claim of SLOTS; each must take SLOTS of distinct installations where
     there are that many."""
-    now = 10**13
+    now = NOW
     took = []
     for _ in range(claims):
         start = time.perf_counter()
@@ -58,8 +68,24 @@ async def _claims(store: Store, claims: int, installations: int) -> list[float]:
     return took
 
 
+async def _wake_rate(store: Store, waiting: int) -> float:
+    """Waiting executions queued again per second once all are due."""
+    start, woken = time.perf_counter(), 0
+    while batch := await store.wake_waiting(NOW + 10**9, WAKE_BATCH):
+        woken += batch
+    if woken != waiting:
+        raise SystemExit(f"the wake job queued {woken} of {waiting} waiting executions")
+    return woken / (time.perf_counter() - start)
+
+
+async def _measured(store: Store, claims: int, installations: int, waiting: int
+                    ) -> tuple[list[float], float | None]:
+    took = await _claims(store, claims, installations)
+    return took, (await _wake_rate(store, waiting) if waiting else None)
+
+
 async def _on_sqlite(folder: Path, queue: list[tuple[Any, ...]], claims: int,
-                     installations: int) -> list[float]:
+                     installations: int, waiting: int) -> tuple[list[float], float | None]:
     path = folder / f"claims-{len(queue)}-{installations}.db"
     upgrade(f"sqlite:///{path}")
     with sqlite3.connect(path) as db:
@@ -68,13 +94,13 @@ async def _on_sqlite(folder: Path, queue: list[tuple[Any, ...]], claims: int,
                        f"VALUES ({', '.join('?' * len(_COLUMNS))})", queue)
     store = SqliteStore(str(path))
     try:
-        return await _claims(store, claims, installations)
+        return await _measured(store, claims, installations, waiting)
     finally:
         await store.close()
 
 
 async def _on_postgres(server: str, queue: list[tuple[Any, ...]], claims: int,
-                       installations: int) -> list[float]:
+                       installations: int, waiting: int) -> tuple[list[float], float | None]:
     async with scratch_database(server) as (_, name):
         url = scratch_url(server, name)
         await asyncio.to_thread(upgrade, url)
@@ -87,7 +113,7 @@ async def _on_postgres(server: str, queue: list[tuple[Any, ...]], claims: int,
             await db.close()
         store = PostgresStore(url, pool_size=2)
         try:
-            return await _claims(store, claims, installations)
+            return await _measured(store, claims, installations, waiting)
         finally:
             await store.close()
 
@@ -95,15 +121,21 @@ async def _on_postgres(server: str, queue: list[tuple[Any, ...]], claims: int,
 async def run(claims: int, postgres: str | None) -> None:
     print(f"claim of {SLOTS}                          median      p99", flush=True)
     with tempfile.TemporaryDirectory(prefix="reflow-bench-claims-") as folder:
-        for count, installations in QUEUES:
-            queue = _queued(count, installations)
+        for count, installations, waiting in QUEUES:
+            queue = _queued(count, installations, waiting)
             if postgres is None:
-                took = await _on_sqlite(Path(folder), queue, claims, installations)
+                took, rate = await _on_sqlite(Path(folder), queue, claims, installations,
+                                              waiting)
             else:
-                took = await _on_postgres(postgres, queue, claims, installations)
+                took, rate = await _on_postgres(postgres, queue, claims, installations,
+                                                waiting)
             median, p99 = (percentile(took, q) * 1000 for q in (0.5, 0.99))
-            print(f"{count:>7,} queued, {installations:>6,} installations  "
+            beside = f" + {waiting:,} waiting" if waiting else ""
+            print(f"{count:>7,} queued, {installations:>6,} installations{beside}  "
                   f"{median:6.2f} ms  {p99:6.2f} ms", flush=True)
+            if rate is not None:
+                print(f"  then all {waiting:,} due: queued again at {rate:,.0f}/s "
+                      f"({WAKE_BATCH:,} per statement)", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

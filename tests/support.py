@@ -30,6 +30,12 @@ import httpx
 import orjson
 from fastapi.testclient import TestClient
 
+from reflow.api import create_app
+from reflow.clock import ManualClock
+from reflow.services import Reflow
+from reflow.settings import Settings
+from reflow.store.migrate import upgrade
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 # The shop app's key in the examples: `make run` starts examples/shop.py with it and gives
 # the demo user a credential holding it (examples/README.md).
@@ -392,3 +398,19 @@ def receiving(port: int = 0) -> Iterator[Receiver]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@contextlib.contextmanager
+def serving_reflow(settings: Settings, clock: ManualClock) -> Iterator[tuple[Reflow, TestClient]]:
+    """A started Reflow on ``settings``' database and a client to it, closed on exit: a
+    process of its own, for tests that restart one on the same database."""
+    if settings.database_url.startswith("sqlite:///"):
+        upgrade(settings.database_url)
+    reflow = Reflow.open(settings, clock)
+    headers = {"authorization": f"bearer {TEST_KEY}", "x-api-version": API_VERSION}
+    with TestClient(create_app(reflow), headers=headers,
+                    raise_server_exceptions=False) as client:
+        portal = client.portal
+        assert portal is not None
+        portal.call(reflow.bootstrap)
+        yield reflow, client

@@ -89,7 +89,8 @@ class Waiters:
     async def until_finished(
         self, store: Store, team_id: str, execution_id: str, timeout: float
     ) -> None:
-        """Return when the execution has finished (or is gone), or at the deadline.
+        """Return when the execution has finished, waits (a delay), is gone, or at the
+        deadline.
 
         Polls with a growing interval (50 ms up to 1 s), so a lost hint costs at most that.
         """
@@ -102,7 +103,8 @@ class Waiters:
             try:
                 status = await store.execution_status(team_id, execution_id)
                 remaining = deadline - loop.time()
-                if status is None or ExecutionStatus(status).finished or remaining <= 0:
+                if (status is None or status == ExecutionStatus.WAITING
+                        or ExecutionStatus(status).finished or remaining <= 0):
                     return
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(future, min(interval, remaining))
@@ -145,9 +147,10 @@ class QueuedDispatch:
 
 
 async def finished_started(store: Store, team_id: str, execution_id: str) -> Started:
-    """``Started`` of an execution as stored: with its record when it has finished."""
+    """``Started`` of an execution as stored: with its record when it has finished or
+    waits."""
     record = await store.get_execution(team_id, execution_id)
-    if record is None or not record.finished:
+    if record is None or not (record.finished or record.status is ExecutionStatus.WAITING):
         return Started(execution_id)
     return Started(execution_id, record, record.output)
 

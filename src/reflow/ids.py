@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from datetime import UTC, datetime
 
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _INDEX = {c: i for i, c in enumerate(_ALPHABET)}
@@ -27,6 +28,21 @@ def _base62(number: int, width: int) -> str:
 def now_ms() -> int:
     """Wall-clock milliseconds since the epoch: how every timestamp is stored."""
     return time.time_ns() // 1_000_000
+
+
+def iso_ms(ms: int) -> str:
+    """A time in ms since the epoch as ISO 8601 UTC with milliseconds ("...T10:00:00.000Z")."""
+    moment = datetime.fromtimestamp(ms / 1000, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_iso_ms(text: str) -> int:
+    """ms since the epoch of an ISO 8601 time; one without an offset is UTC (ValueError
+    when ``text`` is no such time)."""
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return round(moment.timestamp() * 1000)
 
 
 def new_execution_id(now_ms: int | None = None) -> str:

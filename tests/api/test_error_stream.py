@@ -3,7 +3,6 @@ durable outbox, retried with backoff, never in an execution's way."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import time
@@ -13,21 +12,18 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from reflow.api import create_app
 from reflow.clock import ManualClock
 from reflow.domain.executions import ExecutionRecord, ExecutionStatus, TriggerMode
 from reflow.ids import new_execution_id, now_ms
 from reflow.services import Reflow
 from reflow.settings import Settings
-from reflow.store.migrate import upgrade
 from support import (
-    API_VERSION,
     ORDER_DATA,
     ORDER_SUMMARY,
-    TEST_KEY,
     Receiver,
     free_port,
     receiving,
+    serving_reflow,
     wait_finished,
 )
 
@@ -451,21 +447,6 @@ def test_an_execution_failed_by_the_resume_limit_is_posted_too(
 
 
 # -- restart ---------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def serving_reflow(settings: Settings, clock: ManualClock) -> Iterator[tuple[Reflow, TestClient]]:
-    """A started Reflow on ``settings``' database and a client to it, closed on exit."""
-    if settings.database_url.startswith("sqlite:///"):
-        upgrade(settings.database_url)
-    reflow = Reflow.open(settings, clock)
-    headers = {"authorization": f"bearer {TEST_KEY}", "x-api-version": API_VERSION}
-    with TestClient(create_app(reflow), headers=headers,
-                    raise_server_exceptions=False) as client:
-        portal = client.portal
-        assert portal is not None
-        portal.call(reflow.bootstrap)
-        yield reflow, client
 
 
 def install(client: TestClient, definition: dict[str, Any]) -> tuple[str, str]:

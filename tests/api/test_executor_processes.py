@@ -14,6 +14,7 @@ from collections.abc import Callable
 import pytest
 from fastapi.testclient import TestClient
 
+from reflow.clock import ManualClock
 from reflow.services import Reflow
 from reflow.settings import Settings
 from support import (
@@ -146,3 +147,31 @@ def test_a_burst_past_the_executors_capacity_runs_every_execution(
     execution_ids = client.portal.call(burst)  # type: ignore[union-attr]
     for execution_id in execution_ids:
         assert wait_finished(client, execution_id)["output"] == ORDER_OUTPUT
+
+
+def test_loops_and_delays_run_the_same_through_an_executor_process(
+    client: TestClient, reflow: Reflow, clock: ManualClock,
+    installed: Callable[..., tuple[str, str]],
+) -> None:
+    # The executor process reads the test's clock (an offset sent with each job).
+    workflow_id, user_id = installed({
+        "name": "Loop then wait", "trigger": {"type": "api"},
+        "blocks": [
+            {"id": "each", "type": "loop", "with": {"over": [1, 2, 3], "concurrency": 2,
+                                                    "blocks": [
+                {"id": "square", "type": "transform", "with": {"value": "{{ item * item }}"}},
+            ]}},
+            {"id": "wait", "type": "delay", "with": {"for": "2h"}},
+            {"id": "done", "type": "respond", "with": {"body": "{{ each.square }}"}},
+        ]})
+    started = client.post("/run/workflow", params={"wait": 30}, json={
+        "workflowId": workflow_id, "userId": user_id, "data": {}})
+    assert started.status_code == 202 and started.json()["status"] == "waiting"
+    execution_id = started.json()["executionId"]
+    clock.advance(7200)
+    assert client.portal is not None
+    client.portal.call(reflow.periodic.run_once, "wake waiting")
+    done = wait_finished(client, execution_id, timeout=30)
+    assert done["status"] == "succeeded" and done["output"] == [1, 4, 9]
+    assert sorted((s["blockId"], s["item"]) for s in done["steps"] if s["item"]) == [
+        ("square", "0"), ("square", "1"), ("square", "2")]

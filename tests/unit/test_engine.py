@@ -557,3 +557,60 @@ async def test_resume_after_a_recorded_false_filter_runs_nothing_more(
     done = await harness.resume(compiled, record)
     assert done.status is ExecutionStatus.SUCCEEDED
     assert effect.calls == []
+
+
+# -- loops and delays ----------------------------------------------------------------------
+
+LOOPING = workflow(
+    {"id": "each", "type": "loop", "with": {"over": "{{ trigger.data.items }}",
+                                            "blocks": [
+        {"id": "call", "type": "effect", "with": {"value": "{{ item * 100 }}"}},
+    ]}},
+    {"id": "done", "type": "respond", "with": {"body": "{{ each.call }}"}},
+)
+
+
+def item_step(seq: int, block_id: str, item: str, output: Any) -> StepRecord:
+    step = succeeded_step(seq, block_id, output)
+    step.item = item
+    return step
+
+
+async def test_a_resumed_loop_does_not_repeat_its_finished_items(
+    harness: Harness, store: CountingStore
+) -> None:
+    effect = Effect()
+    # Items 0 and 1 were called before the crash (their recorded outputs differ from what
+    # a fresh call gives, to show which is used); item 2 was not.
+    record = running_record({"items": [1, 2, 3]}, steps=[
+        item_step(1, "call", "0", 7), item_step(2, "call", "1", 8)])
+    await store.insert_execution(record)
+    done = await harness.resume(compile_doc(LOOPING, effect), record)
+    assert done.status is ExecutionStatus.SUCCEEDED
+    assert [(params["value"], ctx.idempotency_key.rsplit(":", 2)[1:])
+            for params, ctx in effect.calls] == [(300, ["call", "2"])]
+    assert orjson.loads(done.output or b"null") == [7, 8, 300]
+
+
+async def test_a_loop_with_no_items_outputs_an_empty_list(harness: Harness) -> None:
+    done = await harness.run(compile_doc(LOOPING, Effect()), {"items": []})
+    assert done.status is ExecutionStatus.SUCCEEDED
+    assert output_of(done.steps[0]) == []
+
+
+async def test_a_loop_over_too_many_items_fails_its_step(harness: Harness) -> None:
+    done = await harness.run(compile_doc(LOOPING, Effect()), {"items": list(range(10_001))})
+    assert done.status is ExecutionStatus.FAILED
+    assert "at most 10000" in error_of(done)["message"]
+
+
+async def test_a_delay_suspends_the_execution_as_waiting_with_its_wake_time(
+    harness: Harness,
+) -> None:
+    compiled = compile_doc(workflow({"id": "wait", "type": "delay", "with": {"for": "90s"}}))
+    before = now_ms()
+    done = await harness.run(compiled)
+    assert done.status is ExecutionStatus.WAITING and done.stopped_at is None
+    assert done.lease_owner is None
+    assert done.wake_at is not None and before + 90_000 <= done.wake_at <= now_ms() + 90_000
+    assert steps_of(done) == [(0, "wait", "waiting")]

@@ -289,6 +289,9 @@ class ResultItem(BaseModel):
     reused: bool
     error: str | None = None
     truncated: bool | None = None
+    item: str | None = Field(default=None, description=(
+        "inside loops: the item's index in each enclosing loop, outermost first (\"3\", "
+        "\"3.0\"); absent outside loops"))
 
 
 class InputItem(BaseModel):
@@ -296,6 +299,7 @@ class InputItem(BaseModel):
 
     connectorId: str
     data: Any
+    item: str | None = None
 
 
 class LogItem(BaseModel):
@@ -327,6 +331,7 @@ class StepDetail(BaseModel):
 
     seq: int
     blockId: str
+    item: str | None = Field(description="inside loops: the item path (\"3\", \"3.0\")")
     status: StepStatus
     attempts: int
     startedAt: str

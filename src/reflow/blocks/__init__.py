@@ -7,13 +7,14 @@ from functools import cache
 from importlib.metadata import entry_points
 
 from reflow.blocks.base import Block, BlockContext, Outcome
+from reflow.blocks.flow import Delay, Loop
 from reflow.blocks.http import Http
 from reflow.blocks.pure import Branch, Fail, Filter, Respond, Transform
 from reflow.domain.definitions import BlockSpec
 
 __all__ = ["Block", "BlockContext", "Outcome", "block_specs", "load_blocks"]
 
-BUILTIN: tuple[type[Block], ...] = (Http, Transform, Branch, Filter, Respond, Fail)
+BUILTIN: tuple[type[Block], ...] = (Http, Transform, Branch, Filter, Respond, Fail, Loop, Delay)
 
 
 @cache

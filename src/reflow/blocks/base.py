@@ -30,6 +30,22 @@ class BlockContext:
     # After a target refused an OAuth credential (401): the app's binding renewed by the
     # serving process (refreshed token, or ``unavailable`` saying why); None: no renewal.
     renew_credential: Callable[[str], Awaitable[Mapping[str, Any]]] | None = None
+    # Now on the serving process's clock (ms since epoch; injected in tests): what a
+    # ``delay`` counts from.
+    now: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Iteration:
+    """What a ``loop`` asks of the step loop: run the child list ``arm`` once per item."""
+
+    items: list[Any]
+    arm: str = "blocks"
+    # Items run at once (lanes); each lane takes the next item when its own is done.
+    concurrency: int = 1
+    # True: a failed item is kept in the output (with ``error``) and the others go on;
+    # False: it stops new items and fails the loop.
+    collect: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +59,12 @@ class Outcome:
     stop: bool = False
     # Set by `respond`: the HTTP status the execution answers with.
     respond_status: int | None = None
+    # Set by `loop`: the engine runs the child list per item; the step's output becomes
+    # the items' outputs.
+    iterate: Iteration | None = None
+    # Set by `delay`: the execution waits until this time (ms since epoch); the step is
+    # recorded as waiting with this output, and succeeds when the time has come.
+    suspend_until: int | None = None
 
 
 class Block(Protocol):

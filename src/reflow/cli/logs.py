@@ -122,7 +122,8 @@ def logs_show(execution_id: str, as_json: bool) -> None:
     ])
     for step in record.steps:
         click.echo("")
-        click.echo(f"step {step.seq}: {step.block_id}  {step.status.value}  "
+        where = step.block_id if step.item is None else f"{step.block_id}[{step.item}]"
+        click.echo(f"step {step.seq}: {where}  {step.status.value}  "
                    f"attempts {step.attempts}{'  reused' if step.reused else ''}")
         _echo_fields([("  input", step.input), ("  output", step.output),
                       *([("  error", step.error)] if step.error else [])])

@@ -241,6 +241,9 @@ class BlockSpec:
     required: frozenset[str] = frozenset()
     optional: frozenset[str] = frozenset()
     child_lists: frozenset[str] = frozenset()
+    # Checks the block's own parameters as written (literal values; a template is only
+    # known when it runs): ``(key, reason)`` for each problem, listed with the others.
+    check: Callable[[Mapping[str, Any]], list[tuple[str, str]]] | None = None
 
     @property
     def allowed(self) -> frozenset[str]:
@@ -884,6 +887,9 @@ class _Validator:
             for key in child_keys
         }
         own = {key: item for key, item in params.items() if key not in spec.child_lists}
+        if spec.check is not None:
+            self.problems.extend(Problem(_key_path(path, key), reason)
+                                 for key, reason in spec.check(own))
         if self._check_params is not None:
             self.problems.extend(self._check_params(own, path))
         return own, children

@@ -29,10 +29,12 @@ _FINISHED = frozenset(
 
 
 class StepStatus(StrEnum):
-    """How one block's run ended (steps are recorded when they finish)."""
+    """How one block's run ended (steps are recorded when they finish), or ``waiting``: a
+    ``delay`` whose time has not come (the step is written again when it resumes)."""
 
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    WAITING = "waiting"
 
 
 class TriggerMode(StrEnum):
@@ -61,6 +63,14 @@ class StepRecord:
     error: str | None = None
     reused: bool = False
     truncated: bool = False
+    # The item's index in each enclosing loop, outermost first ("3", "3.0"); None outside
+    # loops. A step is keyed by (block_id, item): its path in the workflow.
+    item: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str | None]:
+        """Where in the workflow this step ran: its block and item path."""
+        return self.block_id, self.item
 
 
 @dataclass(slots=True)
@@ -89,6 +99,9 @@ class ExecutionRecord:
     resumes: int = 0
     # A cancel arrived while it ran: it stops before its next block.
     cancel_requested: bool = False
+    # When a waiting execution is due (ms since epoch); stored in lease_expires, since a
+    # waiting execution has no lease (migration 0016).
+    wake_at: int | None = None
     steps: list[StepRecord] = field(default_factory=list)
     reruns: list[str] = field(default_factory=list)
 

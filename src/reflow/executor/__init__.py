@@ -25,6 +25,7 @@ from reflow.domain.executions import ExecutionRecord, ExecutionStatus, StepRecor
 from reflow.engine import Engine, Recorder, RunState
 from reflow.engine.compiled import CompiledWorkflow
 from reflow.errors import LeaseLost
+from reflow.ids import now_ms
 from reflow.store.base import Store
 
 
@@ -105,9 +106,12 @@ class JobBook:
         return self.clock.now_ms() + self.lease_ms
 
     def _lease(self, record: ExecutionRecord) -> None:
-        # Every commit carries the lease: this process's while it runs, none once finished.
+        # Every commit carries the lease: this process's while it runs, none once finished;
+        # a waiting execution has none either, its wake time in its place (migration 0016).
         if record.finished:
             record.lease_owner = record.lease_expires = None
+        elif record.status is ExecutionStatus.WAITING:
+            record.lease_owner, record.lease_expires = None, record.wake_at
         else:
             record.lease_owner, record.lease_expires = self.owner, self.lease_until()
 
@@ -201,7 +205,8 @@ class InProcessExecutor:
                             idempotency_key=job.idempotency_key)
         state = self.engine.new_state(recorder, job.workflow, job.trigger, job.recorded,
                                       env=job.env, credentials=job.credentials,
-                                      config=job.config, config_secrets=job.config_secrets)
+                                      config=job.config, config_secrets=job.config_secrets,
+                                      clock_offset=self.book.clock.now_ms() - now_ms())
         state.cancel_requested = job.record.cancel_requested
         state.renew = functools.partial(self.book.renew, job.record)
         execution_id = job.record.id

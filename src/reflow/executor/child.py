@@ -158,7 +158,7 @@ class Child:
         (_, meta, key, source, trigger, unwritten, recorded, persisted, env,
          credentials, config, config_secrets) = message
         (execution_id, team_id, workflow_id, installation_id, user_id, version, mode,
-         created_at, started_at, rerun_of, resumes, cancel_requested) = meta
+         created_at, started_at, rerun_of, resumes, cancel_requested, clock_offset) = meta
         record = ExecutionRecord(
             id=execution_id, team_id=team_id, workflow_id=workflow_id,
             installation_id=installation_id, user_id=user_id, version=version,
@@ -170,7 +170,7 @@ class Child:
         task = asyncio.get_running_loop().create_task(
             self._execute(record, (key[0], key[1]), source, trigger,
                           [step_from_wire(s) for s in recorded], persisted, env,
-                          credentials, config, tuple(config_secrets)),
+                          credentials, config, tuple(config_secrets), clock_offset),
             name=f"execution {execution_id}",
         )
         self._tasks.add(task)
@@ -181,6 +181,7 @@ class Child:
         trigger: Any, recorded: list[Any], persisted: bool,
         env: Mapping[str, Any] | None, credentials: Mapping[str, Any] | None,
         config: Mapping[str, Any] | None = None, config_secrets: tuple[str, ...] = (),
+        clock_offset: int = 0,
     ) -> None:
         execution_id = record.id
         error: str | None = None
@@ -190,7 +191,8 @@ class Child:
             recorder = Recorder(WriteThrough(self.save), record, persisted=persisted)
             state = self.engine.new_state(recorder, workflow, trigger, recorded, env=env,
                                           credentials=credentials, config=config,
-                                          config_secrets=config_secrets)
+                                          config_secrets=config_secrets,
+                                          clock_offset=clock_offset)
             state.cancel_requested = record.cancel_requested
             state.renew = functools.partial(self.renew, execution_id)
             self._states[execution_id] = state

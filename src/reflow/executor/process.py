@@ -231,7 +231,8 @@ class ProcessExecutor:
                 sent.popitem(last=False)
         meta = [record.id, record.team_id, record.workflow_id, record.installation_id,
                 record.user_id, record.version, record.mode.value, record.created_at,
-                record.started_at, record.rerun_of, record.resumes, record.cancel_requested]
+                record.started_at, record.rerun_of, record.resumes, record.cancel_requested,
+                self.book.clock.now_ms() - now_ms()]
         executor.jobs[record.id] = job
         self._where[record.id] = executor
         assert executor.channel is not None

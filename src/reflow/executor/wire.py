@@ -143,19 +143,19 @@ def _bytes(text: str | None) -> bytes | None:
 def step_to_wire(s: StepRecord) -> list[Any]:
     """A step as plain values."""
     return [s.seq, s.block_id, s.status.value, s.attempts, s.started_at, s.stopped_at,
-            s.input.decode(), _text(s.output), s.error, s.reused, s.truncated]
+            s.input.decode(), _text(s.output), s.error, s.reused, s.truncated, s.item]
 
 
 def step_from_wire(t: list[Any]) -> StepRecord:
     """The step ``step_to_wire`` gave."""
     return StepRecord(t[0], t[1], StepStatus(t[2]), t[3], t[4], t[5], t[6].encode(),
-                      _bytes(t[7]), t[8], bool(t[9]), bool(t[10]))
+                      _bytes(t[7]), t[8], bool(t[9]), bool(t[10]), t[11])
 
 
 def progress_to_wire(e: ExecutionRecord) -> list[Any]:
     """The fields of an execution that running it changes."""
     return [e.status.value, e.started_at, e.stopped_at, _text(e.output), e.response_status,
-            _text(e.error)]
+            _text(e.error), e.wake_at]
 
 
 def apply_progress(e: ExecutionRecord, t: list[Any]) -> None:
@@ -163,3 +163,4 @@ def apply_progress(e: ExecutionRecord, t: list[Any]) -> None:
     e.status = ExecutionStatus(t[0])
     e.started_at, e.stopped_at, e.response_status = t[1], t[2], t[4]
     e.output, e.error = _bytes(t[3]), _bytes(t[5])
+    e.wake_at = t[6]

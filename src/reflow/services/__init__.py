@@ -132,11 +132,26 @@ class Reflow:
         self.periodic.add(RERUNS_PERIODIC, settings.worker_poll_interval, self.reruns.tick)
         self.reruns.wake = lambda: self.periodic.wake(RERUNS_PERIODIC)
         self.running = False  # this process runs executions (its worker is started)
+        # Executions a `delay` suspended are queued again when due, by whichever process
+        # looks first (docs/workflows.md "Loops and delays").
+        self.periodic.add("wake waiting", settings.worker_poll_interval, self.wake_waiting)
 
     def _scheduled(self) -> None:
         """Schedules fired queued executions: run them now if this process runs any."""
         if self.running:
             self.worker.wake()
+
+    async def wake_waiting(self) -> int:
+        """Queue the waiting executions whose time has come, and run them here if this
+        process runs executions; how many."""
+        woken, most = 0, 1000  # queued again per statement (a short write transaction)
+        while batch := await self.store.wake_waiting(self.clock.now_ms(), most):
+            woken += batch
+            if batch < most:
+                break
+        if woken:
+            self._scheduled()
+        return woken
 
     def _busy(self) -> bool:
         """This process runs executions and half its slots are taken: bulk reruns wait."""

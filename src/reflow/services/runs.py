@@ -22,7 +22,7 @@ from reflow.domain.executions import (
     error_json,
 )
 from reflow.domain.records import Installation, Team
-from reflow.engine.compiled import CompiledWorkflow
+from reflow.engine.compiled import CompiledBlock, CompiledWorkflow
 from reflow.errors import Conflict, InvalidRequest, NotFound
 from reflow.executor import Job
 from reflow.ids import execution_id_time_ms, new_execution_id, now_ms
@@ -59,7 +59,14 @@ class RerunOptions:
 def _reused_steps(
     source: ExecutionRecord, compiled: CompiledWorkflow, start_from: str
 ) -> list[StepRecord]:
-    """The source's steps before ``start_from``, copied for the new execution."""
+    """The source's steps to reuse for ``start_from``, copied for the new execution.
+
+    Steps are keyed by their path (block, item), so inside loops this works item by item:
+    ``failed`` reruns each failed step's block and what comes after it in the definition,
+    but not the other items of the loops around it (a loop around a failed item runs
+    again, replaying its other items: only the failed items' blocks run); a block id
+    reruns that block and what follows, in every item.
+    """
     if start_from == "start":
         return []
     if source.status is ExecutionStatus.SUCCEEDED and not source.steps:
@@ -68,29 +75,72 @@ def _reused_steps(
             f"from: the step data of execution {source.id} was not kept (its workflow's "
             "retention keepSteps is 'failed'); rerun it from 'start'"
         )
+    tree = _BlockTree(compiled.blocks)
     if start_from == "failed":
-        failed = [s for s in source.steps if s.status is StepStatus.FAILED]
-        if not failed:
+        failed = [s.key for s in source.steps if s.status is StepStatus.FAILED
+                  and s.block_id in tree.order]
+        # A loop failed by its failed items: the items are where to start.
+        starts = [key for key in failed
+                  if not any(key[0] in tree.loops[other] for other, _ in failed)]
+        if not starts:
             raise InvalidRequest(
                 f"from: execution {source.id} has no failed step; rerun it from 'start' "
                 "or from a block id"
             )
-        start = failed[0]
     else:
-        if not any(b.id == start_from for b in compiled.definition.iter_blocks()):
+        if start_from not in tree.order:
             raise InvalidRequest(
                 f"from: version {compiled.version} has no block {start_from!r}"
             )
-        ran = [s for s in source.steps if s.block_id == start_from]
-        if not ran:
+        if not any(s.block_id == start_from for s in source.steps):
             raise InvalidRequest(
                 f"from: block {start_from!r} did not run in execution {source.id}"
             )
-        start = ran[0]
-    known = {b.id for b in compiled.definition.iter_blocks()}
-    before = [s for s in source.steps if s.seq < start.seq and s.status is StepStatus.SUCCEEDED
-              and s.block_id in known]
-    return [replace(s, seq=i, reused=True) for i, s in enumerate(before)]
+        starts = [(start_from, None)]  # in every item
+    kept = [s for s in source.steps if s.status is StepStatus.SUCCEEDED
+            and s.block_id in tree.order and not any(tree.reruns(s.key, at) for at in starts)]
+    return [replace(s, seq=i, reused=True) for i, s in enumerate(kept)]
+
+
+StepKey = tuple[str, str | None]
+
+
+class _BlockTree:
+    """A version's blocks in definition order, with the loops each one is inside."""
+
+    def __init__(self, blocks: tuple[CompiledBlock, ...]) -> None:
+        self.order: dict[str, int] = {}
+        # The blocks around each block whose output is made of their children's (loops,
+        # unlike a branch, which only picks an arm), outermost first.
+        self.loops: dict[str, tuple[str, ...]] = {}
+        self._walk(blocks, ())
+
+    def _walk(self, blocks: tuple[CompiledBlock, ...], loops: tuple[str, ...]) -> None:
+        for block in blocks:
+            self.order[block.id] = len(self.order)
+            self.loops[block.id] = loops
+            iterates = getattr(block.block, "replay", None) is None
+            for arm in block.children.values():
+                self._walk(arm, (*loops, block.id) if iterates else loops)
+
+    def reruns(self, step: StepKey, start: StepKey) -> bool:
+        """Whether a rerun from ``start`` (a step, or a block in every item when its item
+        is None) runs ``step`` again rather than reusing it."""
+        (block, item), (first, first_item) = step, start
+        path = item.split(".") if item else []
+        if first_item is not None:
+            # Another item of a loop around both is not rerun (nor what it holds).
+            first_path = first_item.split(".")
+            shared = 0
+            for mine, theirs in zip(self.loops[block], self.loops[first], strict=False):
+                if mine != theirs:
+                    break
+                shared += 1
+            if path[:shared] != first_path[:shared]:
+                return False
+        if block in self.loops[first]:
+            return True  # a loop around the start: it runs again, replaying the rest
+        return self.order[block] >= self.order[first]
 
 
 def describe_duration(seconds: float) -> str:
@@ -447,7 +497,9 @@ class RunService:
         a finished one is a Conflict.
         """
         error = orjson.dumps(error_json("cancelled before it started", None))
-        record = await self.store.request_cancel(team.id, execution_id, now_ms(), error)
+        waiting = orjson.dumps(error_json("cancelled while it waited", None))
+        record = await self.store.request_cancel(team.id, execution_id, now_ms(), error,
+                                                 waiting)
         if record is None:
             raise self._missing(execution_id, team)
         if record.finished and record.status is not ExecutionStatus.CANCELLED:

@@ -265,11 +265,13 @@ class Store(Protocol):
         that took its execution over).
         """
     async def request_cancel(
-        self, team_id: str, execution_id: str, now: int, error: bytes
+        self, team_id: str, execution_id: str, now: int, error: bytes,
+        waiting_error: bytes | None = None,
     ) -> ExecutionRecord | None:
-        """Cancel a queued execution (status ``cancelled``, ``error`` stored) or set the
-        cancel flag of a running or waiting one, in one transaction; returns the execution
-        as it is afterwards (None when the team has no such execution)."""
+        """Cancel a queued or waiting execution (status ``cancelled``, ``error`` stored, or
+        ``waiting_error`` for a waiting one) or set the cancel flag of a running one, in one
+        transaction; returns the execution as it is afterwards (None when the team has no
+        such execution)."""
     async def cancel_requests(self, ids: Sequence[str]) -> list[str]:
         """The ids among ``ids`` whose cancel was requested."""
     async def claim_executions(
@@ -308,6 +310,11 @@ class Store(Protocol):
         """Raise StoreError unless the database answers and its schema is current."""
     async def queue_depth(self) -> int:
         """Queued executions, for /metrics."""
+    async def wake_waiting(self, now: int, limit: int) -> int:
+        """Queue again (and hint the workers) up to ``limit`` waiting executions whose wake
+        time is at or before ``now``, soonest first; how many."""
+    async def waiting(self) -> tuple[int, int | None]:
+        """How many executions wait, and the soonest wake time (ms) among them."""
     async def get_execution(self, team_id: str, execution_id: str) -> ExecutionRecord | None:
         """One execution with its steps and the ids of its reruns."""
     async def execution_status(self, team_id: str, execution_id: str) -> str | None:

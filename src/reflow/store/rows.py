@@ -112,6 +112,7 @@ def step_of(row: Row) -> StepRecord:
         error=row["error"],
         reused=bool(row["reused"]),
         truncated=bool(row["truncated"]),
+        item=row["item"],
     )
 
 
@@ -137,13 +138,14 @@ def execution_of(row: Row) -> ExecutionRecord:
         lease_expires=row["lease_expires"],
         resumes=row["resumes"],
         cancel_requested=bool(row["cancel_requested"]),
+        wake_at=row["lease_expires"] if row["status"] == "waiting" else None,
     )
 
 
 def step_params(execution_id: str, s: StepRecord) -> tuple[Any, ...]:
     return (
         execution_id, s.seq, s.block_id, s.status.value, s.attempts, s.started_at,
-        s.stopped_at, s.input, s.output, s.error, s.reused, s.truncated,
+        s.stopped_at, s.input, s.output, s.error, s.reused, s.truncated, s.item,
     )
 
 

@@ -174,15 +174,23 @@ executions = Table(
     Index("ix_executions_team_stopped", "team_id", "stopped_at", "created_at", "id",
           "user_id", "workflow_id"),
     # The claim's walk, installation by installation, each one's oldest first; claimable
-    # or not is read in the index (status, lease). Also counts the queue (migration 0013).
+    # or not is read in the index (status, lease). Also counts the queue (migrations 0013,
+    # 0016). Waiting executions are not in it: they wait in their own, by wake time.
     Index(
         "ix_executions_claim",
         "installation_id",
         "id",
         "status",
         "lease_expires",
-        sqlite_where=text("status IN ('queued', 'running', 'waiting')"),
-        postgresql_where=text("status IN ('queued', 'running', 'waiting')"),
+        sqlite_where=text("status IN ('queued', 'running')"),
+        postgresql_where=text("status IN ('queued', 'running')"),
+    ),
+    # A waiting execution's wake time is in lease_expires (it has no lease owner).
+    Index(
+        "ix_executions_waiting",
+        "lease_expires",
+        sqlite_where=text("status = 'waiting'"),
+        postgresql_where=text("status = 'waiting'"),
     ),
     Index(
         "ix_executions_rerun_of",
@@ -208,6 +216,8 @@ steps = Table(
     Column("error", Text),
     Column("reused", Boolean, nullable=False),
     Column("truncated", Boolean, nullable=False),
+    # The item's index in each enclosing loop ("3", "3.0"); NULL outside loops.
+    Column("item", Text),
     sqlite_with_rowid=False,
 )
 

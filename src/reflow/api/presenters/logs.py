@@ -116,6 +116,8 @@ def _result(execution_id: str, step: StepRecord) -> dict[str, Any]:
         item["error"] = step.error
     if step.truncated:
         item["truncated"] = True
+    if step.item is not None:
+        item["item"] = step.item
     return item
 
 
@@ -124,14 +126,22 @@ def log_item(execution: ExecutionRecord) -> dict[str, Any]:
     return {
         **summary(execution),
         "results": [_result(execution.id, s) for s in execution.steps],
-        "inputs": [{"connectorId": s.block_id, "data": _json(s.input)} for s in execution.steps],
+        "inputs": [_input(s) for s in execution.steps],
     }
+
+
+def _input(step: StepRecord) -> dict[str, Any]:
+    found = {"connectorId": step.block_id, "data": _json(step.input)}
+    if step.item is not None:
+        found["item"] = step.item
+    return found
 
 
 def _step(step: StepRecord) -> dict[str, Any]:
     return {
         "seq": step.seq,
         "blockId": step.block_id,
+        "item": step.item,
         "status": step.status.value,
         "attempts": step.attempts,
         "startedAt": iso(step.started_at),

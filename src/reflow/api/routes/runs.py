@@ -18,9 +18,11 @@ from reflow.services.runs import RerunOptions
 router = APIRouter(tags=["runs"], route_class=OrjsonRoute)
 
 MAX_WAIT = 300.0
-# With ``wait``, a run still going at the deadline answers 202 with ``status: running``.
+# With ``wait``, a run still going at the deadline answers 202 with ``status: running``
+# (``waiting`` when a delay suspended it).
 _STILL_RUNNING: Responses = {
-    202: {"model": RunStarted, "description": "with wait: still running at the deadline"},
+    202: {"model": RunStarted,
+          "description": "with wait: still running at the deadline, or waiting (a delay)"},
 }
 WaitQuery = Annotated[
     float | None,
@@ -33,9 +35,11 @@ def started_response(started: Started, wait: float | None) -> Response:
     if wait is None:
         return json_response({"message": "success", "executionId": started.execution_id})
     record = started.finished
-    if record is None:
+    if record is None or not record.finished:
+        # Still running at the deadline, or waiting (a delay): not finished either way.
+        status = "running" if record is None else record.status.value
         return json_response({"message": "success", "executionId": started.execution_id,
-                              "status": "running", "output": None, "error": None}, 202)
+                              "status": status, "output": None, "error": None}, 202)
     return json_response({
         "message": "success",
         "executionId": record.id,

@@ -659,13 +659,17 @@ class PostgresStore:
                                           finished=e.id if e.finished else None))
 
     async def request_cancel(
-        self, team_id: str, execution_id: str, now: int, error: bytes
+        self, team_id: str, execution_id: str, now: int, error: bytes,
+        waiting_error: bytes | None = None,
     ) -> ExecutionRecord | None:
-        """Cancel a queued execution, or flag a running one; the execution as it is now."""
+        """Cancel a queued or waiting execution, or flag a running one; the execution as it
+        is now."""
         if _has_nul((team_id, execution_id)):
             return None  # no id holds NUL (PostgreSQL text cannot)
         async with self._connection("request_cancel") as conn, conn.transaction():
             await conn.execute(Q["cancel_queued"], now, error, team_id, execution_id)
+            await conn.execute(Q["cancel_waiting"], now, waiting_error or error, team_id,
+                               execution_id)
             await conn.execute(Q["request_cancel"], team_id, execution_id)
         return await self.get_execution(team_id, execution_id)
 
@@ -780,6 +784,17 @@ class PostgresStore:
         """Queued executions (on the unfinished-executions partial index)."""
         row = await self._fetchrow("queue_depth")
         return int(row[0])
+
+    async def wake_waiting(self, now: int, limit: int) -> int:
+        """Queue again up to ``limit`` waiting executions whose wake time has come."""
+        async with self._connection("wake_waiting") as conn:
+            row = await conn.fetchrow(Q["wake_waiting"], now, limit)
+        return int(row["woken"])
+
+    async def waiting(self) -> tuple[int, int | None]:
+        """How many executions wait, and the soonest wake time (ms) among them."""
+        count, soonest = await self._fetchrow("waiting_count"), await self._fetchrow("next_wake")
+        return int(count[0]), soonest[0]
 
     async def get_execution(self, team_id: str, execution_id: str) -> ExecutionRecord | None:
         """One execution with steps and reruns."""

@@ -210,8 +210,12 @@ SELECT id FROM executions WHERE id = ANY($1::text[]) AND cancel_requested;
 -- name: insert_step
 INSERT INTO steps
     (execution_id, seq, block_id, status, attempts, started_at, stopped_at, input, output,
-     error, reused, truncated)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12);
+     error, reused, truncated, item)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+-- A waiting delay's step is written again, under its seq, when the delay resumes.
+ON CONFLICT (execution_id, seq) DO UPDATE SET
+    status = excluded.status, attempts = excluded.attempts,
+    stopped_at = excluded.stopped_at, output = excluded.output, error = excluded.error;
 
 -- name: claim_generic_plan
 -- In the claim's transaction: planning the claim costs about as much as running it
@@ -235,7 +239,7 @@ SET LOCAL plan_cache_mode = force_generic_plan;
 -- $1 owner, $2 lease until, $3 now, $4 limit, $5 cursor.
 WITH RECURSIVE claimable AS NOT MATERIALIZED (
     SELECT installation_id, id FROM executions
-    WHERE status IN ('queued', 'running', 'waiting')
+    WHERE status IN ('queued', 'running')
       AND (status = 'queued' OR lease_expires IS NULL OR lease_expires < $3)
 ), after_cursor AS (
     (SELECT installation_id, id, 1 AS pos FROM claimable WHERE installation_id > $5
@@ -279,7 +283,7 @@ WITH RECURSIVE claimable AS NOT MATERIALIZED (
         -- whose lease was released, lease_owner NULL, was stopped gracefully: no resume).
         resumes = e.resumes + (e.status = 'running' AND e.lease_owner IS NOT NULL)::int
     FROM locked AS l
-    WHERE e.id = l.id AND e.status IN ('queued', 'running', 'waiting')
+    WHERE e.id = l.id AND e.status IN ('queued', 'running')
       AND (e.status = 'queued' OR e.lease_expires IS NULL OR e.lease_expires < $3)
     RETURNING e.*, l.turn, l.pos
 )
@@ -333,7 +337,7 @@ ORDER BY id ASC LIMIT $4 OFFSET $5;
 
 -- name: steps_of_many
 SELECT execution_id, seq, block_id, status, attempts, started_at, stopped_at, input, output,
-       error, reused, truncated
+       error, reused, truncated, item
 FROM steps WHERE execution_id = ANY($1::text[])
 ORDER BY execution_id, seq;
 

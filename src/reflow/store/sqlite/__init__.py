@@ -711,11 +711,15 @@ class SqliteStore:
         await self._write_grouped(statements)
 
     async def request_cancel(
-        self, team_id: str, execution_id: str, now: int, error: bytes
+        self, team_id: str, execution_id: str, now: int, error: bytes,
+        waiting_error: bytes | None = None,
     ) -> ExecutionRecord | None:
-        """Cancel a queued execution, or flag a running one; the execution as it is now."""
+        """Cancel a queued or waiting execution, or flag a running one; the execution as it
+        is now."""
         with self._transaction() as db:
             db.execute(Q["cancel_queued"], (now, error, team_id, execution_id))
+            db.execute(Q["cancel_waiting"], (now, waiting_error or error, team_id,
+                                              execution_id))
             db.execute(Q["request_cancel"], (team_id, execution_id))
         return await self.get_execution(team_id, execution_id)
 
@@ -767,6 +771,16 @@ class SqliteStore:
         """Queued executions (on the unfinished-executions index)."""
         row = self._one("queue_depth", ())
         return int(row[0]) if row else 0
+
+    async def wake_waiting(self, now: int, limit: int) -> int:
+        """Queue again up to ``limit`` waiting executions whose wake time has come."""
+        with self._transaction() as db:
+            return db.execute(Q["wake_waiting"], (now, limit)).rowcount
+
+    async def waiting(self) -> tuple[int, int | None]:
+        """How many executions wait, and the soonest wake time (ms) among them."""
+        count, soonest = self._one("waiting_count", ()), self._one("next_wake", ())
+        return (int(count[0]) if count else 0), (soonest[0] if soonest else None)
 
     async def release_leases(self, owner: str, ids: Sequence[str]) -> int:
         """Give back this owner's leases (a graceful stop): claimable, no resume counted."""

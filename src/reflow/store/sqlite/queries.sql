@@ -174,8 +174,12 @@ WHERE id IN (SELECT value FROM json_each(?)) AND cancel_requested = 1;
 -- name: insert_step
 INSERT INTO steps
     (execution_id, seq, block_id, status, attempts, started_at, stopped_at, input, output,
-     error, reused, truncated)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+     error, reused, truncated, item)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+-- A waiting delay's step is written again, under its seq, when the delay resumes.
+ON CONFLICT (execution_id, seq) DO UPDATE SET
+    status = excluded.status, attempts = excluded.attempts,
+    stopped_at = excluded.stopped_at, output = excluded.output, error = excluded.error;
 
 -- name: claimable_executions
 -- Fair and bounded (docs/architecture.md "Claims"): up to ?2 installations with claimable
@@ -188,7 +192,7 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 WITH RECURSIVE
 claimable AS NOT MATERIALIZED (
     SELECT installation_id, id FROM executions INDEXED BY ix_executions_claim
-    WHERE status IN ('queued', 'running', 'waiting')
+    WHERE status IN ('queued', 'running')
       AND (status = 'queued' OR lease_expires IS NULL OR lease_expires < ?1)
 ),
 after_cursor(installation_id, pos) AS (
@@ -235,14 +239,14 @@ SELECT installation_id, id FROM turns ORDER BY turn, pos;
 UPDATE executions SET status = 'running', lease_owner = ?, lease_expires = ?,
     started_at = coalesce(started_at, ?),
     resumes = resumes + (status = 'running' AND lease_owner IS NOT NULL)
-WHERE id = ? AND status IN ('queued', 'running', 'waiting')
+WHERE id = ? AND status IN ('queued', 'running')
   AND (status = 'queued' OR lease_expires IS NULL OR lease_expires < ?);
 
 -- name: queue_depth
 -- The index's own condition repeated: SQLite uses a partial index only when the query
 -- implies it, and does not derive that from status = 'queued' alone.
 SELECT count(*) FROM executions
-WHERE status IN ('queued', 'running', 'waiting') AND status = 'queued';
+WHERE status IN ('queued', 'running') AND status = 'queued';
 
 -- name: renew_leases
 UPDATE executions SET lease_expires = ?
@@ -252,7 +256,7 @@ RETURNING id;
 -- name: expire_leases
 -- At the runner's start: whoever holds a lease is dead; claimable now, counted as resumed.
 UPDATE executions SET lease_expires = 0
-WHERE status IN ('queued', 'running', 'waiting') AND lease_owner IS NOT NULL;
+WHERE status IN ('queued', 'running') AND lease_owner IS NOT NULL;
 
 -- name: release_leases
 UPDATE executions SET lease_owner = NULL, lease_expires = NULL
@@ -274,7 +278,7 @@ SELECT status FROM executions WHERE team_id = ? AND id = ?;
 
 -- name: steps_of
 SELECT execution_id, seq, block_id, status, attempts, started_at, stopped_at, input, output,
-       error, reused, truncated
+       error, reused, truncated, item
 FROM steps WHERE execution_id = ? ORDER BY seq;
 
 -- name: reruns_of
@@ -308,7 +312,7 @@ ORDER BY id ASC LIMIT ? OFFSET ?;
 
 -- name: steps_of_many
 SELECT execution_id, seq, block_id, status, attempts, started_at, stopped_at, input, output,
-       error, reused, truncated
+       error, reused, truncated, item
 FROM steps WHERE execution_id IN (SELECT value FROM json_each(?))
 ORDER BY execution_id, seq;
 

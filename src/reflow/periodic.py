@@ -3,7 +3,9 @@
 Jobs (the retention purge, the scheduler's tick, the error-stream outbox) are registered
 by name; a failing run is logged and the job runs again at its next interval, so one bad
 tick never stops background work. Tests call ``run_once(name)`` after moving a
-``ManualClock`` rather than wait for a loop.
+``ManualClock`` rather than wait for a loop. A job never runs twice at once in a process:
+its loop and ``run_once`` take the job's lock, so a ``run_once`` that finds a run in
+progress waits for it and then runs, and what it returns was done after it was called.
 """
 
 from __future__ import annotations
@@ -36,12 +38,14 @@ class Periodic:
         self._jobs: dict[str, Job] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._wakes: dict[str, asyncio.Event] = {}
+        self._running: dict[str, asyncio.Lock] = {}  # held by the job's run in progress
 
     def add(self, name: str, interval: float, run: Callable[[], Awaitable[int]]) -> None:
         """Register a job (before ``start``); a name is registered once."""
         if name in self._jobs:
             raise ValueError(f"periodic job {name!r} is registered twice")
         self._jobs[name] = Job(name, interval, run)
+        self._running[name] = asyncio.Lock()
 
     @property
     def names(self) -> list[str]:
@@ -49,8 +53,13 @@ class Periodic:
         return list(self._jobs)
 
     async def run_once(self, name: str) -> int:
-        """Run one job now (tests, the CLI); what it returned."""
-        return await self._jobs[name].run()
+        """Run one job now (tests, the CLI), after the run in progress if any; what it
+        returned."""
+        return await self._run(self._jobs[name])
+
+    async def _run(self, job: Job) -> int:
+        async with self._running[job.name]:
+            return await job.run()
 
     def wake(self, name: str) -> None:
         """Run a started job now rather than at the end of its interval (new work)."""
@@ -78,7 +87,7 @@ class Periodic:
         while True:
             wake.clear()
             try:
-                done = await job.run()
+                done = await self._run(job)
                 if done:
                     log.debug("%s: %d", job.name, done)
             except Exception:

@@ -95,3 +95,42 @@ async def test_a_job_name_is_registered_once() -> None:
     with pytest.raises(ValueError, match="registered twice"):
         periodic.add("purge", 1, nothing)
     assert periodic.names == ["purge"]
+
+
+async def test_run_once_never_overlaps_the_loops_run_it_waits_for_it_then_runs_its_own(
+) -> None:
+    clock = ManualClock(0)
+    periodic = Periodic(clock)
+    gate = asyncio.Event()
+    events: list[str] = []
+
+    async def job() -> int:
+        events.append("start")
+        await gate.wait()
+        events.append("end")
+        return len(events)
+
+    periodic.add("purge", 60, job)
+    periodic.start()
+    try:
+        await asyncio.sleep(0.01)
+        assert events == ["start"]  # the loop's first run, held at the gate
+        explicit = asyncio.create_task(periodic.run_once("purge"))
+        await asyncio.sleep(0.01)
+        assert (events, explicit.done()) == (["start"], False)
+        gate.set()
+        assert await explicit == 4  # its own run, begun after the loop's had ended
+        assert events == ["start", "end", "start", "end"]
+        # The other way round: the loop, woken by the clock, waits for an explicit run.
+        gate.clear()
+        explicit = asyncio.create_task(periodic.run_once("purge"))
+        await asyncio.sleep(0.01)
+        clock.advance(60)
+        await asyncio.sleep(0.01)
+        assert events[4:] == ["start"]
+        gate.set()
+        assert await explicit == 6
+        await asyncio.sleep(0.01)
+        assert events[4:] == ["start", "end", "start", "end"]
+    finally:
+        await periodic.stop()

@@ -50,6 +50,10 @@ class Bootstrap:
     created: bool  # True when the database was new and the first team was made now
 
 
+# The retention purge's name in ``Reflow.periodic``.
+PURGE_PERIODIC = "retention purge"
+
+
 class Reflow:
     """One process's reflow: settings, store, engine, worker and the services over them."""
 
@@ -60,7 +64,7 @@ class Reflow:
         self.periodic = Periodic(self.clock)
         # Finished executions past their window (services/retention.py).
         self.retention = RetentionService(store, settings.log_retention, self.clock)
-        self.periodic.add("retention purge", settings.purge_interval, self.purge_once)
+        self.periodic.add(PURGE_PERIODIC, settings.purge_interval, self.retention.purge_once)
         self.keys = KeyService(store)
         self.teams = TeamService(store, self.keys, settings.expression_env)
         self.users = UserService(store)
@@ -217,8 +221,9 @@ class Reflow:
         await self.store.close()
 
     async def purge_once(self) -> int:
-        """Delete finished executions past their retention (services/retention.py)."""
-        return await self.retention.purge_once()
+        """Delete finished executions past their retention (services/retention.py), after
+        the periodic purge in progress if any; how many."""
+        return await self.periodic.run_once(PURGE_PERIODIC)
 
     async def bootstrap(self) -> Bootstrap:
         """Make the first team and key on a new database; find a key to show otherwise."""

@@ -173,8 +173,6 @@ class ErrorStreamService:
         self.clock = clock
         self.keys = keys
         self._http: HttpClients | None = None
-        # One delivery round at a time in this process (the periodic loop, run_once).
-        self._round = asyncio.Lock()
         self._next_purge = 0
         # Starts a delivery round now (Reflow wakes its periodic job).
         self.wake: Callable[[], None] = _nothing
@@ -245,30 +243,30 @@ class ErrorStreamService:
     async def deliver_due(self) -> int:
         """Deliver every notification due now (the periodic job); how many were delivered.
 
-        Rounds of at most REFLOW_ERROR_STREAM_CONCURRENCY POSTs, until none is due.
+        Rounds of at most REFLOW_ERROR_STREAM_CONCURRENCY POSTs, until none is due; one
+        call at a time in a process (Periodic).
         """
-        async with self._round:
-            delivered = 0
-            limit = self.settings.error_stream_concurrency
-            claim_ms = round((self.settings.error_stream_timeout + _CLAIM_MARGIN_SECONDS)
-                             * 1000)
-            while True:
-                now = self.clock.now_ms()
-                claimed = await self.store.claim_error_notifications(
-                    now, now + claim_ms, limit, PER_TEAM)
-                if claimed:
-                    results = await asyncio.gather(*(self._deliver(n) for n in claimed),
-                                                   return_exceptions=True)
-                    for n, result in zip(claimed, results, strict=True):
-                        if isinstance(result, BaseException):
-                            # E.g. the database failed: tried again once its claim lapses.
-                            log.error("error stream: the notification of execution %s "
-                                      "failed: %r", n.execution_id, result)
-                    delivered += sum(result is True for result in results)
-                if len(claimed) < limit:
-                    break
-            await self._purge()
-            return delivered
+        delivered = 0
+        limit = self.settings.error_stream_concurrency
+        claim_ms = round((self.settings.error_stream_timeout + _CLAIM_MARGIN_SECONDS)
+                         * 1000)
+        while True:
+            now = self.clock.now_ms()
+            claimed = await self.store.claim_error_notifications(
+                now, now + claim_ms, limit, PER_TEAM)
+            if claimed:
+                results = await asyncio.gather(*(self._deliver(n) for n in claimed),
+                                               return_exceptions=True)
+                for n, result in zip(claimed, results, strict=True):
+                    if isinstance(result, BaseException):
+                        # E.g. the database failed: tried again once its claim lapses.
+                        log.error("error stream: the notification of execution %s "
+                                  "failed: %r", n.execution_id, result)
+                delivered += sum(result is True for result in results)
+            if len(claimed) < limit:
+                break
+        await self._purge()
+        return delivered
 
     async def _deliver(self, notification: ErrorNotification) -> bool:
         """One attempt, settled in the store; True when delivered."""

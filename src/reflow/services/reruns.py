@@ -102,7 +102,6 @@ class RerunJobService:
         self._leased = False
         # Wakes the runner (new work); set by Reflow to its periodic job's wake.
         self.wake: Callable[[], None] = lambda: None
-        self._lock = asyncio.Lock()
         self._ready_at = 0.0  # monotonic time the next batch may start (the rate)
 
     # -- the API's operations --------------------------------------------------------------
@@ -197,31 +196,31 @@ class RerunJobService:
 
     async def tick(self) -> int:
         """One batch of the job this process holds (or may take): how many items it
-        recorded. Wakes itself while the job has more, so batches follow at the rate."""
-        async with self._lock:
-            now = self.clock.now_ms()
-            job = await self.store.claim_rerun_job(self.owner, now, now + self.lease_ms)
-            self._leased = self._leased or job is not None
-            if job is None:
-                await self.store.purge_rerun_jobs(now - self.retention_ms, _PURGE_BATCH)
-                return 0
-            if not await self._room():
-                self.wake()  # held back for new runs: look again at once after this tick
-                return 0
-            await self._pace()
-            items = await self.store.pending_rerun_items(job, KEY_PREFIX, self.batch)
-            results = await self._rerun(job, items)
-            if not results:
-                # Nothing recordable now (a transient store error): retry at the interval.
-                return 0
-            after = await self.store.finish_rerun_items(job.id, results, self.clock.now_ms())
-            self._ready_at = max(self._ready_at, time.monotonic()) + len(results) / self.rate
-            if after is not None and after.status is JobStatus.RUNNING:
-                self.wake()
-            elif after is not None:
-                log.info("rerun job %s %s: %d rerun, %d refused, %d cancelled", after.id,
-                         after.status.value, after.done, after.failed, after.cancelled)
-            return len(results)
+        recorded. Wakes itself while the job has more, so batches follow at the rate.
+        One tick at a time in a process (Periodic)."""
+        now = self.clock.now_ms()
+        job = await self.store.claim_rerun_job(self.owner, now, now + self.lease_ms)
+        self._leased = self._leased or job is not None
+        if job is None:
+            await self.store.purge_rerun_jobs(now - self.retention_ms, _PURGE_BATCH)
+            return 0
+        if not await self._room():
+            self.wake()  # held back for new runs: look again at once after this tick
+            return 0
+        await self._pace()
+        items = await self.store.pending_rerun_items(job, KEY_PREFIX, self.batch)
+        results = await self._rerun(job, items)
+        if not results:
+            # Nothing recordable now (a transient store error): retry at the interval.
+            return 0
+        after = await self.store.finish_rerun_items(job.id, results, self.clock.now_ms())
+        self._ready_at = max(self._ready_at, time.monotonic()) + len(results) / self.rate
+        if after is not None and after.status is JobStatus.RUNNING:
+            self.wake()
+        elif after is not None:
+            log.info("rerun job %s %s: %d rerun, %d refused, %d cancelled", after.id,
+                     after.status.value, after.done, after.failed, after.cancelled)
+        return len(results)
 
     async def release(self) -> None:
         """Give back this process's job lease (a graceful stop): another runner takes it

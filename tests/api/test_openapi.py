@@ -147,7 +147,7 @@ def test_block_schema_has_one_entry_per_registered_block_type(
 ) -> None:
     block = document["components"]["schemas"]["Block"]
     types = [entry["properties"]["type"]["const"] for entry in block["oneOf"]]
-    assert types == ["branch", "fail", "filter", "http", "respond", "transform"]
+    assert types == ["branch", "delay", "fail", "filter", "http", "loop", "respond", "transform"]
 
 
 # -- the definition schema against the validator -------------------------------------------

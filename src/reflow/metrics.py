@@ -53,6 +53,13 @@ STARTED = Counter(
 QUEUE_DEPTH = Gauge(
     "reflow_queue_depth", "Queued executions in the database, read at scrape time "
     "(NaN when the database did not answer).", registry=REGISTRY)
+WAITING = Gauge(
+    "reflow_waiting_executions", "Executions waiting for a delay's time, read at scrape "
+    "time (NaN when the database did not answer).", registry=REGISTRY)
+WAKE_OVERDUE = Gauge(
+    "reflow_waiting_overdue_seconds", "How long the soonest waiting execution is past its "
+    "wake time (0 when none is due): above a few seconds, nothing wakes them.",
+    registry=REGISTRY)
 CLAIM_LATENCY = Histogram(
     "reflow_claim_latency_seconds", "From a queued execution's commit to its claim by "
     "this process's worker.", registry=REGISTRY, buckets=LATENCY_BUCKETS)
@@ -150,16 +157,20 @@ def observe_pool(in_use: int, idle: int, maximum: int) -> None:
     POOL.labels("max").set(maximum)
 
 
-async def render(store: Store, running: int) -> bytes:
-    """The scrape: the gauges read now (queue depth, pool, running executions), then every
-    metric in Prometheus' text format."""
+async def render(store: Store, running: int, now: int) -> bytes:
+    """The scrape: the gauges read now (queue depth, waiting executions, pool, running
+    executions), then every metric in Prometheus' text format."""
     try:
         async with asyncio.timeout(QUEUE_DEPTH_TIMEOUT):
             QUEUE_DEPTH.set(await store.queue_depth())
+            waiting, soonest = await store.waiting()
+        WAITING.set(waiting)
+        WAKE_OVERDUE.set(max(0.0, (now - soonest) / 1000) if soonest is not None else 0.0)
     except (StoreError, TimeoutError) as exc:
         # The rest of the scrape is still worth having; /readyz reports the database.
         log.warning("queue depth for /metrics unavailable: %s", exc)
-        QUEUE_DEPTH.set(float("nan"))
+        for gauge in (QUEUE_DEPTH, WAITING, WAKE_OVERDUE):
+            gauge.set(float("nan"))
     pool_usage = getattr(store, "pool_usage", None)
     if pool_usage is not None:
         observe_pool(*pool_usage())

@@ -258,6 +258,7 @@ def test_a_delay_waits_without_a_worker_and_resumes_when_its_time_comes(
         ("before", "succeeded"), ("wait", "waiting")]
     assert not reflow.worker.running  # no slot held, nothing in memory
     assert client.portal.call(reflow.store.waiting)[0] == 1  # type: ignore[union-attr]
+    assert "reflow_waiting_executions 1.0" in client.get("/metrics").text
 
     clock.advance(HOUR - 60)
     wake(client, reflow)

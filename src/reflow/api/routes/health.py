@@ -52,5 +52,6 @@ def _unavailable(message: str) -> Response:
 @router.get("/metrics")
 async def prometheus_metrics(reflow: ReflowDep) -> Response:
     """This process's metrics in Prometheus' text format."""
-    body = await metrics.render(reflow.store, len(reflow.worker.running))
+    body = await metrics.render(reflow.store, len(reflow.worker.running),
+                                reflow.clock.now_ms())
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -279,6 +279,27 @@ def test_ship_order_with_unknown_sku_fails_and_logs_say_why(
     assert shipments(shop_url) == []
 
 
+def test_ship_paid_orders_ships_each_paid_order_and_a_rerun_ships_only_the_failed_one(
+    client: TestClient, install_example: Callable[..., tuple[str, str]], shop_url: str
+) -> None:
+    workflow_id, user_id = install_example("ship-paid-orders.yaml")
+    answer = run(client, workflow_id, user_id, {})
+    # 1001 ships; 1003's SKU is unknown: its item is collected and the run fails.
+    assert answer["status"] == "failed", answer
+    assert answer["error"]["blockId"] == "not_all_shipped"
+    assert "POSTER-XL" in answer["error"]["message"]
+    assert [s["orderId"] for s in shipments(shop_url)] == ["1001"]
+
+    assert shop_call(shop_url, "POST", "/warehouse/skus", {"sku": "POSTER-XL"})[0] == 201
+    rerun = client.post(f"/workflows/{workflow_id}/rerun/{answer['executionId']}",
+                        json={"from": "failed", "wait": 5})
+    assert rerun.status_code == 200, rerun.text
+    assert rerun.json()["status"] == "succeeded", rerun.json()
+    assert rerun.json()["output"] == {"shipped": ["1001", "1003"]}
+    # 1001's item was replayed from the log: it did not ship twice.
+    assert sorted(s["orderId"] for s in shipments(shop_url)) == ["1001", "1003"]
+
+
 def test_rerun_after_registering_the_sku_ships_the_failed_order(
     client: TestClient, install_example: Callable[..., tuple[str, str]], shop_url: str
 ) -> None:

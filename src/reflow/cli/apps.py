@@ -15,11 +15,10 @@ from reflow.cli.common import (
     json_option,
     team_option,
 )
-from reflow.cli.files import applied_app_json, echo_applied_apps, workflow_files
-from reflow.domain.apps import AppDeclaration, app_from_document
-from reflow.domain.definitions import parse_document
+from reflow.cli.files import applied_app_json, echo_applied_apps, read_files
+from reflow.domain.apps import app_from_document
 from reflow.domain.records import Team
-from reflow.errors import AppInvalid, DefinitionInvalid, Problem
+from reflow.errors import AppInvalid
 from reflow.services import Reflow
 from reflow.services.apps import AppliedApp
 from reflow.services.logs import iso
@@ -28,23 +27,6 @@ from reflow.services.logs import iso
 @click.group()
 def apps() -> None:
     """Apps: the third-party services users connect with their credentials."""
-
-
-def _read(paths: tuple[str, ...]) -> tuple[list[tuple[Path, AppDeclaration]], list[Problem]]:
-    """Every file named, each read as an app declaration (``kind`` optional)."""
-    found: list[tuple[Path, AppDeclaration]] = []
-    problems: list[Problem] = []
-    for path in workflow_files(paths):
-        content_type = "application/json" if path.suffix == ".json" else None
-        try:
-            found.append((path, app_from_document(parse_document(path.read_bytes(),
-                                                                 content_type))))
-        except DefinitionInvalid as exc:
-            problems.extend(Problem(f"{path}: {p.path}" if p.path else str(path), p.reason)
-                            for p in exc.problems)
-        except OSError as exc:
-            problems.append(Problem(str(path), f"cannot read it ({exc.strerror})"))
-    return found, problems
 
 
 @apps.command("apply")
@@ -66,7 +48,8 @@ def apps_apply(paths: tuple[str, ...], as_json: bool) -> None:
     Example:
       reflow apps apply examples/shop.app.yaml
     """
-    declared, problems = _read(paths)
+    # Every file is read as an app declaration (``kind`` optional here).
+    declared, problems = read_files(paths, app_from_document)
 
     async def store(reflow: Reflow, team: Team) -> list[tuple[Path, AppliedApp]]:
         return [(path, await reflow.apps.apply(team, app)) for path, app in declared]

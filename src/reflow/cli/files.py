@@ -10,9 +10,10 @@ workflows name is declared from the start.
 from __future__ import annotations
 
 import glob
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -32,6 +33,7 @@ from reflow.services.integrations import AppliedIntegration
 from reflow.services.workflows import Applied, definition_from_document
 
 _WORKFLOW_SUFFIXES = (".yaml", ".yml", ".json")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,29 +81,17 @@ def workflow_files(patterns: Sequence[str]) -> list[Path]:
     return files
 
 
-async def apply_files(
-    reflow: Reflow, team: Team, patterns: Sequence[str], *, workflows: bool = True
-) -> AppliedFiles:
-    """Store every valid file (idempotent), declarations first; the others' problems are
-    returned by path. Without ``workflows``, a workflow definition is a problem."""
-    definitions: list[tuple[Path, WorkflowDefinition]] = []
-    declarations: list[tuple[Path, IntegrationDeclaration]] = []
-    apps: list[tuple[Path, AppDeclaration]] = []
+def read_files(
+    patterns: Sequence[str], read: Callable[[Any], T]
+) -> tuple[list[tuple[Path, T]], list[Problem]]:
+    """Every file named, parsed (YAML, or JSON by its suffix) and given to ``read``; the
+    problems of the files that cannot be read or that ``read`` refuses, by path."""
+    found: list[tuple[Path, T]] = []
     problems: list[Problem] = []
     for path in workflow_files(patterns):
         content_type = "application/json" if path.suffix == ".json" else None
         try:
-            doc = parse_document(path.read_bytes(), content_type)
-            if declares_app(doc):
-                apps.append((path, app_from_document(doc)))
-            elif declares_integration(doc):
-                declarations.append((path, integration_from_document(doc)))
-            elif workflows:
-                definitions.append((path, definition_from_document(doc)))
-            else:
-                problems.append(Problem(str(path), "not an integration declaration (it has "
-                                        "no `kind: integration`); apply workflow "
-                                        "definitions with `reflow workflows apply`"))
+            found.append((path, read(parse_document(path.read_bytes(), content_type))))
         except DefinitionInvalid as exc:
             problems.extend(
                 Problem(f"{path}: {p.path}" if p.path else str(path), p.reason)
@@ -109,11 +99,36 @@ async def apply_files(
             )
         except OSError as exc:
             problems.append(Problem(str(path), f"cannot read it ({exc.strerror})"))
-    stored_apps = [(path, await reflow.apps.apply(team, app)) for path, app in apps]
-    declared = [DeclaredFile(path, await reflow.integrations.apply(team, declaration))
-                for path, declaration in declarations]
-    applied = [AppliedFile(path, definition, await reflow.workflows.apply(team, definition))
-               for path, definition in definitions]
+    return found, problems
+
+
+_Read = AppDeclaration | IntegrationDeclaration | WorkflowDefinition
+
+
+async def apply_files(
+    reflow: Reflow, team: Team, patterns: Sequence[str], *, workflows: bool = True
+) -> AppliedFiles:
+    """Store every valid file (idempotent), declarations first; the others' problems are
+    returned by path. Without ``workflows``, a workflow definition is a problem."""
+
+    def read(doc: Any) -> _Read:
+        if declares_app(doc):
+            return app_from_document(doc)
+        if declares_integration(doc):
+            return integration_from_document(doc)
+        if workflows:
+            return definition_from_document(doc)
+        raise DefinitionInvalid([Problem("", "not an integration declaration (it has no "
+                                             "`kind: integration`); apply workflow "
+                                             "definitions with `reflow workflows apply`")])
+
+    found, problems = read_files(patterns, read)
+    stored_apps = [(path, await reflow.apps.apply(team, doc)) for path, doc in found
+                   if isinstance(doc, AppDeclaration)]
+    declared = [DeclaredFile(path, await reflow.integrations.apply(team, doc))
+                for path, doc in found if isinstance(doc, IntegrationDeclaration)]
+    applied = [AppliedFile(path, doc, await reflow.workflows.apply(team, doc))
+               for path, doc in found if isinstance(doc, WorkflowDefinition)]
     return AppliedFiles(applied, declared, problems, stored_apps)
 
 

@@ -341,7 +341,8 @@ class HeadlessService:
         groups = await self.integrations.installations(team)
         ids = [i.id for g in groups for i, _ in g.installations]
         settings = await self.store.installation_settings(team.id, ids)
-        apps_of: dict[str, dict[str, str]] = {}
+        pins = [i for s in settings.values() for i in s.credential_ids]
+        apps_of = await self.store.credential_apps(team.id, pins) if pins else {}
         views = []
         for group in groups:
             form: list[FormBlock] = []
@@ -352,13 +353,10 @@ class HeadlessService:
                 form += _pending(workflow.id, compiled.definition,
                                  stored_values(stored.config if stored is not None else None))
                 pinned += stored.credential_ids if stored is not None else ()
-            if pinned and group.user_id not in apps_of:
-                apps_of[group.user_id] = {
-                    c.id: c.app for c in await self.store.list_credentials(team.id,
-                                                                           group.user_id)}
-            owned = apps_of.get(group.user_id, {})
-            views.append(InstallationView(group, tuple(form),
-                                          {owned[i]: i for i in pinned if i in owned}))
+            # Pins of this user's own credentials that still exist, by app.
+            by_app = {apps_of[i][1]: i for i in pinned
+                      if i in apps_of and apps_of[i][0] == group.user_id}
+            views.append(InstallationView(group, tuple(form), by_app))
         return views
 
     # -- install URL (K1) -----------------------------------------------------------------

@@ -500,6 +500,9 @@ class Store(Protocol):
         """Insert a credential."""
     async def list_credentials(self, team_id: str, user_id: str) -> list[CredentialRecord]:
         """The user's credentials, oldest first, each with its app's display name."""
+    async def credential_apps(self, team_id: str, ids: Sequence[str]
+                              ) -> dict[str, tuple[str, str]]:
+        """Of these credential ids, the team's: id -> (user id, app)."""
     async def delete_credential(self, team_id: str, user_id: str, credential_id: str) -> bool:
         """Delete one of the user's credentials; False when it has none of that id."""
     async def run_credentials(

@@ -1226,6 +1226,12 @@ class PostgresStore:
         return [rows.credential_of(r)
                 for r in await self._fetch("credentials_list", team_id, user_id)]
 
+    async def credential_apps(self, team_id: str, ids: Sequence[str]
+                              ) -> dict[str, tuple[str, str]]:
+        """Of these credential ids, the team's: id -> (user id, app)."""
+        return {r["id"]: (r["user_id"], r["app"])
+                for r in await self._fetch("credential_apps", team_id, list(ids))}
+
     async def delete_credential(self, team_id: str, user_id: str, credential_id: str) -> bool:
         """Delete one of the user's credentials."""
         if _has_nul((team_id, user_id, credential_id)):

@@ -13,6 +13,9 @@ FROM credentials AS c LEFT JOIN apps AS a ON a.team_id = c.team_id AND a.name = 
 WHERE c.team_id = $1 AND c.user_id = $2
 ORDER BY c.created_at, c.id;
 
+-- name: credential_apps
+SELECT id, user_id, app FROM credentials WHERE team_id = $1 AND id = ANY($2::text[]);
+
 -- name: credentials_delete
 DELETE FROM credentials WHERE team_id = $1 AND user_id = $2 AND id = $3;
 

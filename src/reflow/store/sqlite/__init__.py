@@ -1229,6 +1229,12 @@ class SqliteStore:
         return [rows.credential_of(r)
                 for r in self._all("credentials_list", (team_id, user_id))]
 
+    async def credential_apps(self, team_id: str, ids: Sequence[str]
+                              ) -> dict[str, tuple[str, str]]:
+        """Of these credential ids, the team's: id -> (user id, app)."""
+        return {r["id"]: (r["user_id"], r["app"])
+                for r in self._all("credential_apps", (team_id, orjson.dumps(list(ids))))}
+
     async def delete_credential(self, team_id: str, user_id: str, credential_id: str) -> bool:
         """Delete one of the user's credentials."""
         with self._transaction() as db:

@@ -13,6 +13,10 @@ FROM credentials AS c LEFT JOIN apps AS a ON a.team_id = c.team_id AND a.name = 
 WHERE c.team_id = ? AND c.user_id = ?
 ORDER BY c.created_at, c.id;
 
+-- name: credential_apps
+SELECT id, user_id, app FROM credentials
+WHERE team_id = ? AND id IN (SELECT value FROM json_each(?));
+
 -- name: credentials_delete
 DELETE FROM credentials WHERE team_id = ? AND user_id = ? AND id = ?;
 

@@ -211,6 +211,21 @@ def test_deleting_a_credential_removes_it_and_a_second_delete_is_404(
     assert credential_id in again.json()["message"]
 
 
+def test_deleting_a_user_deletes_its_credentials_with_it(
+    client: TestClient, reflow: Reflow, make_user: Callable[..., str]
+) -> None:
+    declare(client, SHOP_APP)
+    gone, kept = make_user(), make_user()
+    create(client, gone, "shop", {"apiKey": API_KEY})
+    other = create(client, kept, "shop", {"apiKey": API_KEY})
+    assert client.delete(f"/users/{gone}").status_code == 200
+    assert client.portal is not None
+    [team] = client.portal.call(reflow.store.list_teams)
+    assert client.portal.call(reflow.store.list_credentials, team.id, gone) == []
+    assert [c.id for c in client.portal.call(reflow.store.list_credentials, team.id,
+                                             kept)] == [other]
+
+
 def test_another_users_credential_cannot_be_deleted_through_this_user(
     client: TestClient, make_user: Callable[..., str]
 ) -> None:

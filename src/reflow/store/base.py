@@ -202,8 +202,9 @@ class Store(Protocol):
         """Store a live user's username and full name; False when there is no such live
         user; a username another live user holds raises Conflict."""
     async def delete_user(self, team_id: str, user_id: str, now: int) -> bool:
-        """Mark a live user deleted and deactivate its installations, in one transaction;
-        its rows and executions stay. False when there was no such live user."""
+        """Mark a live user deleted, deactivate its installations and delete its
+        credentials and pending OAuth states, in one transaction; its row and executions
+        stay. False when there was no such live user."""
     async def deactivate_user_installations(self, team_id: str, user_id: str, now: int) -> int:
         """Deactivate every active installation of a user; how many were active."""
     async def delete_user_executions(self, team_id: str, user_id: str) -> int:

@@ -524,6 +524,8 @@ class PostgresStore:
             if _count(await conn.execute(Q["delete_user"], now, team_id, user_id)) == 0:
                 return False
             await conn.execute(Q["deactivate_user_installations"], now, team_id, user_id)
+            await conn.execute(Q["credentials_delete_of_user"], team_id, user_id)
+            await conn.execute(Q["oauth_states_delete_of_user"], team_id, user_id)
         return True
 
     async def deactivate_user_installations(self, team_id: str, user_id: str, now: int) -> int:

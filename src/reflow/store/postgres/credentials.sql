@@ -16,6 +16,13 @@ ORDER BY c.created_at, c.id;
 -- name: credential_apps
 SELECT id, user_id, app FROM credentials WHERE team_id = $1 AND id = ANY($2::text[]);
 
+-- name: credentials_delete_of_user
+-- A deleted user's secrets go with it (its pending OAuth states too).
+DELETE FROM credentials WHERE team_id = $1 AND user_id = $2;
+
+-- name: oauth_states_delete_of_user
+DELETE FROM oauth_states WHERE team_id = $1 AND user_id = $2;
+
 -- name: credentials_delete
 DELETE FROM credentials WHERE team_id = $1 AND user_id = $2 AND id = $3;
 

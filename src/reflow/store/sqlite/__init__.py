@@ -566,6 +566,8 @@ class SqliteStore:
             if db.execute(Q["delete_user"], (now, team_id, user_id)).rowcount == 0:
                 return False
             db.execute(Q["deactivate_user_installations"], (now, team_id, user_id))
+            db.execute(Q["credentials_delete_of_user"], (team_id, user_id))
+            db.execute(Q["oauth_states_delete_of_user"], (team_id, user_id))
         return True
 
     async def deactivate_user_installations(self, team_id: str, user_id: str, now: int) -> int:

@@ -17,6 +17,13 @@ ORDER BY c.created_at, c.id;
 SELECT id, user_id, app FROM credentials
 WHERE team_id = ? AND id IN (SELECT value FROM json_each(?));
 
+-- name: credentials_delete_of_user
+-- A deleted user's secrets go with it (its pending OAuth states too).
+DELETE FROM credentials WHERE team_id = ? AND user_id = ?;
+
+-- name: oauth_states_delete_of_user
+DELETE FROM oauth_states WHERE team_id = ? AND user_id = ?;
+
 -- name: credentials_delete
 DELETE FROM credentials WHERE team_id = ? AND user_id = ? AND id = ?;
 

@@ -1,6 +1,7 @@
 """Retention benchmark (issue 9): purge rate, runs while a purge runs, a simulated month.
 
     python -m bench.retention [--postgres URL] [--purge N] [--per-day N] [--days N]
+                              [--purges-per-day N]
 
 1. Purge rate: N expired executions (3 steps each) inserted directly, then
    ``RetentionService.purge`` at full speed (as ``reflow purge``): executions/s.
@@ -8,11 +9,14 @@
    time) for a few seconds alone, then again while the background purge (its share of
    the time, as the periodic job) deletes N expired executions: the ratio.
 3. A simulated month: each day ``--per-day`` executions (3 steps, ~1 KB of payloads)
-   inserted directly with the day's times, the clock moved a day, the purge run; the
-   database size printed each day. The window is 7 days, so from day 8 on a day's inserts
-   replace a purged day's. PostgreSQL: a plain VACUUM of executions and steps stands in
-   for autovacuum after each day (a simulated day lasts seconds; a real one lasts 24 h,
-   far beyond autovacuum's 1-minute nap with migration 0015's per-table settings).
+   inserted directly with the day's times in ``--purges-per-day`` slices (24: hourly),
+   the clock moved past each slice and the purge run, as the periodic job does (every
+   60 s for real); the database size printed each day. The window is 7 days, so from
+   day 8 on a day's inserts replace a purged day's. ``--purges-per-day 1`` inserts a
+   whole day before each purge: the files then hold eight days at the peak. PostgreSQL:
+   a plain VACUUM of executions and steps stands in for autovacuum whenever the rows
+   purged since the last one reach 2 % of those kept (migration 0015's per-table
+   threshold; a simulated day lasts seconds, far less than autovacuum's 1-minute nap).
 Figures are printed, never asserted.
 """
 
@@ -118,6 +122,26 @@ async def _size(url: str) -> int:
         await conn.close()
 
 
+async def _parts(url: str) -> str:
+    """PostgreSQL: where the bytes are (heap, indexes, TOAST) per table; SQLite: ''."""
+    if url.startswith("sqlite"):
+        return ""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        parts = []
+        for table in ("executions", "steps"):
+            heap, indexes, total = await conn.fetchrow(
+                "SELECT pg_relation_size($1), pg_indexes_size($1), "
+                "pg_total_relation_size($1)", table)
+            parts.append(f"{table} {heap / 2**20:.1f}+{indexes / 2**20:.1f}"
+                         f"+{(total - heap - indexes) / 2**20:.1f}")
+        return "  (heap+indexes+TOAST MiB: " + ", ".join(parts) + ")"
+    finally:
+        await conn.close()
+
+
 async def _vacuum(url: str) -> None:
     if url.startswith("sqlite"):
         return
@@ -210,22 +234,33 @@ async def runs_during_purge(url: str, count: int, seconds: float) -> tuple[float
         await reflow.close()
 
 
-async def month(url: str, per_day: int, days: int) -> list[tuple[int, int, int]]:
+async def month(url: str, per_day: int, days: int, purges: int = 24
+                ) -> list[tuple[int, int, int]]:
     """(day, executions purged that day, database bytes after it) for each day."""
     clock = ManualClock(1_767_225_600_000)  # 2026-01-01
     reflow = await _open(url, clock)
     sizes = []
+    slice_ms, per_slice = DAY_MS // purges, per_day // purges
+    kept = unvacuumed = 0
     try:
         team = (await reflow.keys.create_first_team("bench")) or await reflow.keys.team(None)
         service = RetentionService(reflow.store, 7 * 86_400.0, clock)
         for day in range(1, days + 1):
-            await _insert(url, team.id, per_day, clock.now_ms(), DAY_MS, day * per_day)
-            clock.advance(86_400)
-            report = await service.purge()
-            await _vacuum(url)
-            sizes.append((day, report.executions, await _size(url)))
-            print(f"day {day:2}: purged {report.executions:>9,}  database "
-                  f"{sizes[-1][2] / 2**20:8.1f} MiB", flush=True)
+            purged = 0
+            for n in range(purges):
+                await _insert(url, team.id, per_slice, clock.now_ms(), slice_ms,
+                              (day * purges + n) * per_slice)
+                clock.advance(slice_ms / 1000)
+                report = await service.purge()
+                kept += per_slice - report.executions
+                purged += report.executions
+                unvacuumed += report.executions
+                if unvacuumed and unvacuumed >= 0.02 * kept:
+                    await _vacuum(url)
+                    unvacuumed = 0
+            sizes.append((day, purged, await _size(url)))
+            print(f"day {day:2}: purged {purged:>9,}  database "
+                  f"{sizes[-1][2] / 2**20:8.1f} MiB{await _parts(url)}", flush=True)
     finally:
         await reflow.close()
     return sizes
@@ -242,6 +277,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--per-day", type=int, default=1_000_000,
                         help="executions a simulated day (scale down and extrapolate)")
     parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--purges-per-day", type=int, default=24,
+                        help="purges a simulated day (the month's inserts come in as many "
+                        "slices)")
     parser.add_argument("--seconds", type=float, default=5.0, help="each runs' measure")
     parser.add_argument("--skip", action="append", default=[],
                         choices=["rate", "runs", "month"])
@@ -259,7 +297,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"{args.purge:,} expired executions ({during / alone:.0%})")
         if "month" not in args.skip:
             url = _fresh(args.postgres, folder)
-            sizes = asyncio.run(month(url, args.per_day, args.days))
+            sizes = asyncio.run(month(url, args.per_day, args.days, args.purges_per_day))
             if len(sizes) >= 8:
                 base = sizes[6][2]
                 worst = max(abs(s - base) / base for _, _, s in sizes[7:])

@@ -1,4 +1,5 @@
-"""The retention purge gives the file's pages back (SQLite, incremental vacuum)."""
+"""The retention purge gives the file's surplus pages back (SQLite, incremental vacuum)
+and reuses the rest."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ async def test_purging_old_executions_shrinks_the_database_file(store: SqliteSto
         await store.insert_execution(record)
     before, _ = _pages(store.path)
     assert await store.purge_executions(now_ms() - 86_400_000, 500) == 60
+    assert await store.give_back_space(256) > 0  # over a quarter of the file is free
     after, free = _pages(store.path)
     assert after < before / 2, (before, after)
     assert free < 10
@@ -60,3 +62,27 @@ async def test_the_file_stops_growing_once_the_purge_keeps_pace(store: SqliteSto
         sizes.append(_pages(store.path)[0])
     assert max(sizes[2:]) <= sizes[2] * 1.05, sizes  # flat once two days are kept
     assert sizes[2] > sizes[0]  # it did grow while the window filled
+
+
+async def test_a_purge_keeps_a_small_surplus_of_free_pages_for_the_next_inserts(
+    store: SqliteStore,
+) -> None:
+    now = now_ms()
+    bulky = b'"' + b"x" * 8_000 + b'"'
+
+    async def insert(at: int, count: int) -> None:
+        for n in range(count):
+            record = replace(queued_record(None), id=new_execution_id(at + n),
+                             status=ExecutionStatus.SUCCEEDED, stopped_at=at + n,
+                             output=bulky)
+            await store.insert_execution(record)
+
+    await insert(now - 30 * 86_400_000, 30)
+    await insert(now, 120)
+    assert await store.purge_executions(now - 86_400_000, 500) == 30
+    before, free = _pages(store.path)
+    assert 0 < free * 4 < before  # a fifth of the file: not worth giving back
+    assert await store.give_back_space(256) == 0
+    await insert(now + 1_000, 30)  # as many as were purged: they take the free pages
+    after, _ = _pages(store.path)
+    assert after - before < free // 10, (before, after, free)

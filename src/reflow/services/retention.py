@@ -32,6 +32,13 @@ BATCH = 1000
 # The background purge works at most this share of the time: after a batch that took t,
 # it waits t * (1 - share) / share, so runs keep at least the rest.
 BACKGROUND_SHARE = 0.2
+# After a purge, at most this many freed pages (SQLite: 8 MiB) are given back to the file
+# system, a step of this many per statement, and only while over a quarter of the file is
+# free: the rest stay on the free list for the next inserts, which would take the space
+# again within the window. Giving a page back costs more than deleting its rows (SQLite
+# searches its free list for each), so a backlog's surplus is returned over many runs.
+GIVE_BACK_PAGES = 2048
+GIVE_BACK_STEP = 256
 # The step pass reads completions at least this old, so one committed a little after its
 # stop time was taken is never skipped.
 STEPS_LAG_MS = 60_000
@@ -71,6 +78,7 @@ class PurgeReport:
 
     executions: int = 0
     steps_dropped: int = 0  # executions whose step data was dropped
+    pages_given_back: int = 0  # SQLite: free pages returned to the file system
     passes: list[tuple[PurgePass, int]] = field(default_factory=list)
 
 
@@ -180,8 +188,7 @@ class RetentionService:
                 progress(step, done)
             if done < batch:
                 break
-            elapsed = time.perf_counter() - started
-            await asyncio.sleep(elapsed * (1 - share) / share if share < 1 else 0)
+            await _pause(started, share)
         if step.kind is PassKind.STEPS:
             await self.store.set_steps_cursor(step.team_id, step.workflow_id or "",
                                               _cutoff(step))
@@ -219,7 +226,21 @@ class RetentionService:
                 report.steps_dropped += done
             else:
                 report.executions += done
+        if not dry_run:
+            report.pages_given_back = await self._give_back(share)
         return report
+
+    async def _give_back(self, share: float) -> int:
+        """Return part of the free space the purge left (see GIVE_BACK_PAGES)."""
+        given = 0
+        while given < GIVE_BACK_PAGES:
+            started = time.perf_counter()
+            done = await self.store.give_back_space(GIVE_BACK_STEP)
+            given += done
+            if done < GIVE_BACK_STEP:
+                break
+            await _pause(started, share)
+        return given
 
     async def purge_once(self) -> int:
         """The background job: apply every rule, pausing between batches; how many
@@ -231,6 +252,13 @@ class RetentionService:
             log.info("purged %d executions past their retention, dropped the steps of %d "
                      "succeeded ones", report.executions, report.steps_dropped)
         return report.executions
+
+
+async def _pause(started: float, share: float) -> None:
+    """After work begun at ``started`` (perf_counter), wait so that it took ``share`` of
+    the time; yield at least."""
+    elapsed = time.perf_counter() - started
+    await asyncio.sleep(elapsed * (1 - share) / share if share < 1 else 0)
 
 
 def _cutoff(step: PurgePass) -> int:

@@ -377,6 +377,10 @@ class Store(Protocol):
         """How many executions drop_succeeded_steps would strip."""
     async def set_steps_cursor(self, team_id: str, workflow_id: str, until: int) -> None:
         """Record that the step pass went up to ``until``."""
+    async def give_back_space(self, pages: int) -> int:
+        """After a purge: give up to ``pages`` of the space it freed back to the file
+        system, when the store holds more free space than the next inserts reuse soon
+        (SQLite); how many pages."""
 
     # Integrations, and installations deleted and revived (W6). A deleted installation is
     # invisible to get_installation, get_installation_by_id, list_installations and

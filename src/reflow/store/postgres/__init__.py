@@ -963,6 +963,10 @@ class PostgresStore:
         """Record how far the step pass went."""
         await self._execute("retention_steps_cursor", until, team_id, workflow_id)
 
+    async def give_back_space(self, pages: int) -> int:
+        """Nothing: (auto)vacuum makes deleted rows' space reusable in place."""
+        return 0
+
     # -- error stream (services/error_stream.py) -------------------------------------------
 
     async def get_error_stream(self, team_id: str) -> ErrorStreamSetting | None:

@@ -851,7 +851,8 @@ class SqliteStore:
 
     def _purge_ids(self, batch: str, params: Sequence[Any]) -> int:
         """Delete the executions query ``batch`` selects (ids only), their steps and keys,
-        in one transaction; then give up to 256 freed pages back to the file system."""
+        in one transaction. The pages they free stay on the free list for the next
+        inserts (give_back_space returns a surplus)."""
         with self._transaction() as db:
             ids = [r[0] for r in db.execute(Q[batch], params)]
             if not ids:
@@ -860,11 +861,18 @@ class SqliteStore:
             for name in ("delete_steps_of_many", "delete_idempotency_keys_of_many",
                          "delete_executions_many"):
                 db.execute(Q[name], (encoded,))
-        # Bounded, so one call never holds the loop long; the pages it leaves on the
-        # free list are reused by the next inserts, so the file stops growing either way.
-        # executescript: execute() steps this pragma once, which frees a single page.
-        self._db.executescript("PRAGMA incremental_vacuum(256);")
         return len(ids)
+
+    async def give_back_space(self, pages: int) -> int:
+        """Give up to ``pages`` free pages back to the file system when more than a quarter
+        of the file is free; how many it gave back."""
+        page_count, free = (self._db.execute(f"PRAGMA {name}").fetchone()[0]
+                            for name in ("page_count", "freelist_count"))
+        if free * 4 <= page_count:
+            return 0  # the next inserts reuse them: giving them back would be undone
+        # executescript: execute() steps this pragma once, which frees a single page.
+        self._db.executescript(f"PRAGMA incremental_vacuum({int(pages)});")
+        return int(page_count - self._db.execute("PRAGMA page_count").fetchone()[0])
 
     # -- retention (services/retention.py, retention.sql) ----------------------------------
 

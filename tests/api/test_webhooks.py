@@ -378,6 +378,24 @@ def test_respond_with_a_failing_workflow_answers_500_with_the_execution(
     assert wait_finished(client, body["executionId"])["status"] == "failed"
 
 
+def test_respond_answers_before_a_delay_and_202_when_the_delay_comes_first(
+    client: TestClient, hooked: Callable[..., tuple[str, str, str]],
+) -> None:
+    wait = {"id": "later", "type": "delay", "with": {"for": "1h"}}
+    answer = {"id": "done", "type": "respond", "with": {"status": 200, "body": {"ok": True}}}
+    _, _, answered = hooked(hook(respond=True) | {"name": "Answer then wait",
+                                                  "blocks": [answer, wait]})
+    response = call(client, answered, json={})
+    assert response.status_code == 200 and response.json() == {"ok": True}
+    execution = client.get(f"/logs/{response.headers['x-reflow-execution-id']}").json()
+    assert execution["data"]["status"] == "waiting"
+    _, _, waits = hooked(hook(respond=True) | {"name": "Wait then answer",
+                                               "blocks": [wait, answer]})
+    response = call(client, waits, json={})
+    assert response.status_code == 202, response.text
+    assert "waiting" in response.json()["message"]
+
+
 def test_respond_still_running_at_its_timeout_answers_202(
     client: TestClient, hooked: Callable[..., tuple[str, str, str]], slow_target: SlowTarget,
 ) -> None:

@@ -100,6 +100,9 @@ def webhook_answer(received: Received) -> Response:
         return json_response({"message": f"accepted: still running after "
                                          f"{received.wait:g} s",
                               "executionId": execution_id}, 202, headers)
+    if record.response_status is None and record.status is ExecutionStatus.WAITING:
+        return json_response({"message": "accepted: waiting (a delay) before answering",
+                              "executionId": execution_id}, 202, headers)
     if record.response_status is None:
         return json_response({"message": f"execution {execution_id} {record.status.value} "
                                          "before answering", "executionId": execution_id},

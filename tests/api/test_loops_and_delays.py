@@ -274,6 +274,20 @@ def test_a_delay_waits_without_a_worker_and_resumes_when_its_time_comes(
     assert [s["blockId"] for s in done["steps"]] == ["before", "wait", "after", "done"]
 
 
+def test_a_run_waited_for_answers_202_waiting_with_what_it_responded_before_the_delay(
+    client: TestClient, installed: Callable[..., tuple[str, str]],
+) -> None:
+    workflow_id, user_id = installed({
+        "name": "Answer, then follow up", "trigger": {"type": "api"},
+        "blocks": [{"id": "ack", "type": "respond", "with": {"body": {"queued": True}}},
+                   {"id": "later", "type": "delay", "with": {"for": "1d"}}]})
+    response = client.post("/run/workflow?wait=10", json={
+        "workflowId": workflow_id, "userId": user_id, "data": {}})
+    assert response.status_code == 202
+    assert response.json()["status"] == "waiting"
+    assert response.json()["output"] == {"queued": True}
+
+
 def test_a_rerun_from_a_block_after_a_delay_does_not_wait_again(
     client: TestClient, reflow: Reflow, clock: ManualClock,
     installed: Callable[..., tuple[str, str]],

@@ -35,11 +35,15 @@ def started_response(started: Started, wait: float | None) -> Response:
     if wait is None:
         return json_response({"message": "success", "executionId": started.execution_id})
     record = started.finished
-    if record is None or not record.finished:
-        # Still running at the deadline, or waiting (a delay): not finished either way.
-        status = "running" if record is None else record.status.value
+    if record is None:
         return json_response({"message": "success", "executionId": started.execution_id,
-                              "status": status, "output": None, "error": None}, 202)
+                              "status": "running", "output": None, "error": None}, 202)
+    if not record.finished:
+        # Waiting (a delay): with what a respond block before it answered, if one did.
+        return json_response({
+            "message": "success", "executionId": record.id, "status": record.status.value,
+            "output": orjson.Fragment(started.output_json) if started.output_json else None,
+            "error": None}, 202)
     return json_response({
         "message": "success",
         "executionId": record.id,

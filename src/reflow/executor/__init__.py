@@ -78,8 +78,12 @@ class Executor(Protocol):
 class JobBook:
     """Commits what running jobs report, under this process's lease."""
 
-    def __init__(self, store: Store, owner: str, lease_seconds: float,
-                 clock: Clock | None = None) -> None:
+    def __init__(
+        self, store: Store, owner: str, lease_seconds: float, clock: Clock | None = None,
+        *, on_failed: Callable[[], None] = lambda: None,
+        renew: Callable[[ExecutionRecord, str, Mapping[str, Any]],
+                        Awaitable[Mapping[str, Any]]] | None = None,
+    ) -> None:
         self.store = store
         self.owner = owner
         self.clock: Clock = clock or SystemClock()
@@ -87,11 +91,10 @@ class JobBook:
         # Executions whose lease another worker took over: nothing of theirs is written.
         self.lost: set[str] = set()
         # Called after a failed execution is committed (Reflow wakes the error stream).
-        self.on_failed: Callable[[], None] = _nothing
+        self.on_failed = on_failed
         # Renews an OAuth binding a target refused, for a job running here or in an
-        # executor process (Reflow sets CredentialService.renew).
-        self.renew: Callable[[ExecutionRecord, str, Mapping[str, Any]],
-                             Awaitable[Mapping[str, Any]]] = _cannot_renew
+        # executor process (Reflow gives CredentialService.renew).
+        self.renew = renew or _cannot_renew
 
     def lose(self, execution_id: str) -> None:
         """Refuse every later write of this execution (its lease is someone else's now)."""
@@ -149,9 +152,6 @@ class JobBook:
             job.written_below = max((s.seq + 1 for s in record.steps), default=0)
             job.persisted = True
 
-
-def _nothing() -> None:
-    """No one to tell."""
 
 
 async def _cannot_renew(record: ExecutionRecord, app: str, used: Mapping[str, Any]

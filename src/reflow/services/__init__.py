@@ -76,8 +76,16 @@ class Reflow:
         # (docs/credentials.md "OAuth").
         oauth_env = {name: value.get_secret_value()
                      for name, value in settings.oauth_env.items()}
+        # Failures and credential notifications go to the team's error stream, delivered
+        # by its periodic job: woken at once when one is committed here.
+        self.error_stream = ErrorStreamService(
+            store, self.workflows, settings, self.clock, settings.secret_keyring(),
+            wake=lambda: self.periodic.wake("error stream"))
+        self.periodic.add("error stream", settings.error_stream_interval,
+                          self.error_stream.deliver_due)
         self.oauth = OAuthService(store, self.users, self.apps, settings,
-                                  settings.secret_keyring(), self.clock, oauth_env)
+                                  settings.secret_keyring(), self.clock, oauth_env,
+                                  notified=self.error_stream.failure_committed)
         self.credentials = CredentialService(store, self.users, self.apps,
                                              settings.secret_keyring(), self.clock,
                                              oauth=self.oauth)
@@ -86,9 +94,10 @@ class Reflow:
         self.headless = HeadlessService(store, self.workflows, self.integrations,
                                         settings.secret_keyring(), self.clock,
                                         public_url=settings.public_base_url)
-        book = JobBook(store, new_owner(), settings.lease_seconds, self.clock)
         # A target's 401 to an OAuth token: renewed here, where the database is.
-        book.renew = self.credentials.renew
+        book = JobBook(store, new_owner(), settings.lease_seconds, self.clock,
+                       on_failed=self.error_stream.failure_committed,
+                       renew=self.credentials.renew)
         # The engine runs in supervised executor processes, or here when there are none.
         self.engine: Engine | None = None
         executor: Executor
@@ -112,14 +121,6 @@ class Reflow:
         self.logs = LogService(store, self.workflows, self.clock)
         self.webhooks = WebhookService(store, self.workflows, self.runs, self.teams,
                                        public_url=settings.public_base_url, clock=self.clock)
-        self.error_stream = ErrorStreamService(store, self.workflows, settings, self.clock,
-                                               settings.secret_keyring())
-        self.periodic.add("error stream", settings.error_stream_interval,
-                          self.error_stream.deliver_due)
-        # A failure committed here is delivered now, not at the next interval.
-        self.error_stream.wake = lambda: self.periodic.wake("error stream")
-        book.on_failed = self.error_stream.failure_committed
-        self.oauth.notified = self.error_stream.failure_committed
         # Schedule triggers: every process runs the scheduler; the claims make a due
         # time fire once however many do (docs/schedules.md).
         self.scheduler = Scheduler(store, self.workflows, self.clock,

@@ -166,6 +166,7 @@ class ErrorStreamService:
         settings: Settings,
         clock: Clock,
         keys: MultiFernet | None,
+        wake: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
         self.workflows = workflows
@@ -175,7 +176,7 @@ class ErrorStreamService:
         self._http: HttpClients | None = None
         self._next_purge = 0
         # Starts a delivery round now (Reflow wakes its periodic job).
-        self.wake: Callable[[], None] = _nothing
+        self.wake = wake
         self._wake_at: float | None = None  # loop time of the wake scheduled, if any
         self._woken_at = float("-inf")
 
@@ -408,9 +409,6 @@ class ErrorStreamService:
             http, self._http = self._http, None
             await http.aclose()
 
-
-def _nothing() -> None:
-    """No one to wake."""
 
 
 def _connection_failure(exc: BaseException) -> str:

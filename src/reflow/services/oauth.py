@@ -137,7 +137,8 @@ class OAuthService:
 
     def __init__(self, store: Store, users: UserService, apps: AppService, settings: Settings,
                  keys: MultiFernet | None, clock: Clock,
-                 environ: Mapping[str, str]) -> None:
+                 environ: Mapping[str, str],
+                 notified: Callable[[], None] = lambda: None) -> None:
         self.store = store
         self.users = users
         self.apps = apps
@@ -149,7 +150,7 @@ class OAuthService:
         self.environ = environ
         self._http: HttpClients | None = None
         # Called after a credential notification is committed (Reflow wakes the stream).
-        self.notified: Callable[[], None] = _nothing
+        self.notified = notified
 
     # -- the team's redirect URL ------------------------------------------------------------
 
@@ -621,6 +622,3 @@ def _outcome(redirect: str | None, success: bool, message: str, query: dict[str,
     return CallbackResult(f"{redirect}{separator}{urlencode(params)}", success, message,
                           credential_id)
 
-
-def _nothing() -> None:
-    """No one to wake."""

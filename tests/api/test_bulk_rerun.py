@@ -14,8 +14,11 @@ from fastapi.testclient import TestClient
 
 import reflow.services.reruns as reruns_module
 from reflow.clock import ManualClock
+from reflow.dispatch import Started
+from reflow.errors import NotFound
 from reflow.services import Reflow
 from reflow.services.reruns import PERIODIC_NAME
+from reflow.services.runs import RerunOptions
 from reflow.settings import Settings
 
 # `check` fails unless trigger.data.ok (its message names the order); `prep` runs first.
@@ -165,6 +168,26 @@ def test_bulk_rerun_records_why_an_execution_was_refused(
     assert all("not active" in r["error"] and "newExecutionId" not in r
                for r in job["results"])
     assert _reruns_of(client, failed[0]) == []
+
+
+def test_a_batch_rerun_answers_in_order_and_a_key_stored_meanwhile_gives_back_its_run(
+    client: TestClient, reflow: Reflow, failed_runs: tuple[str, str, list[str]]
+) -> None:
+    """RunService.rerun_many skips the key lookup (the runner's pending items made it):
+    a key stored meanwhile is found by its insert, and no second execution is made."""
+    _, _, failed = failed_runs
+    portal = client.portal
+    assert portal is not None
+    team = portal.call(reflow.keys.team, None)
+    batch = [(failed[0], "job-key-0"), ("0" * 20, "job-key-x"), (failed[1], "job-key-1")]
+    first = portal.call(reflow.runs.rerun_many, team, batch, RerunOptions())
+    assert isinstance(first[0], Started) and isinstance(first[2], Started)
+    assert isinstance(first[1], NotFound) and "not found" in first[1].message
+    again = portal.call(reflow.runs.rerun_many, team, batch[:1], RerunOptions())
+    assert isinstance(again[0], Started)
+    assert again[0].execution_id == first[0].execution_id
+    assert _reruns_of(client, failed[0]) == [first[0].execution_id]
+    assert _reruns_of(client, failed[1]) == [first[2].execution_id]
 
 
 INVALID: list[tuple[dict[str, Any], str]] = [

@@ -8,10 +8,11 @@ import asyncio
 
 import orjson
 import pytest
-from test_store import T0, Catalogue, add_catalogue
+from test_store import T0, Catalogue, add_catalogue, make_step, make_user
 from test_store import cat as cat  # the fixture
 
 from reflow.domain.executions import ExecutionStatus, error_json
+from reflow.domain.records import Installation
 from reflow.domain.reruns import (
     KEY_PREFIX,
     ItemResult,
@@ -22,7 +23,7 @@ from reflow.domain.reruns import (
     RerunJobOptions,
     job_key,
 )
-from reflow.ids import new_execution_id
+from reflow.ids import new_execution_id, new_object_id
 from reflow.store.base import Store
 
 pytestmark = pytest.mark.anyio
@@ -138,9 +139,45 @@ async def test_pending_items_carry_the_execution_their_key_already_made(
     made = cat.execution(rerun_of=source)
     await store.insert_execution(made, job_key(job.id, source))
     pending = await store.pending_rerun_items(job, KEY_PREFIX, 10)
-    assert [(p.execution_id, p.workflow_id, p.made) for p in pending] == [
-        (source, cat.workflow.id, made.id), ("purged", None, None)]
+    assert [(p.execution_id, p.made) for p in pending] == [
+        (source, made.id), ("purged", None)]
     assert len(await store.pending_rerun_items(job, KEY_PREFIX, 1)) == 1
+
+
+async def test_a_batch_of_sources_reads_the_teams_executions_with_steps_only_when_asked(
+    store: Store, cat: Catalogue
+) -> None:
+    first = cat.execution(status=ExecutionStatus.FAILED, steps=[make_step(0), make_step(1)])
+    second = cat.execution(status=ExecutionStatus.FAILED)
+    for record in (first, second):
+        await store.insert_execution(record)
+    other = await add_catalogue(store, "globex")
+    foreign = other.execution()
+    await store.insert_execution(foreign)
+    asked = [second.id, "purged", first.id, foreign.id]
+
+    bare = await store.get_executions(cat.team.id, asked, steps=False)
+    assert sorted(e.id for e in bare) == sorted([first.id, second.id])
+    assert all(e.steps == [] for e in bare)
+    assert {e.id: e.trigger for e in bare}[first.id] == first.trigger
+    full = {e.id: e for e in await store.get_executions(cat.team.id, asked, steps=True)}
+    assert [s.block_id for s in full[first.id].steps] == ["block0", "block1"]
+    assert await store.get_executions(cat.team.id, [], steps=True) == []
+
+
+async def test_a_batch_of_installations_leaves_out_deleted_and_other_teams_ones(
+    store: Store, cat: Catalogue
+) -> None:
+    bob = make_user(cat.team, "bob@example.com")
+    await store.create_user(bob)
+    deleted = Installation(new_object_id(), cat.team.id, cat.workflow.id, bob.id, 1, True,
+                           T0, T0)
+    await store.save_installation(deleted)
+    assert await store.delete_installation(cat.team.id, deleted.id, T0 + 1)
+    other = await add_catalogue(store, "globex")
+    asked = [cat.installation.id, deleted.id, other.installation.id, "missing"]
+    assert await store.get_installations(cat.team.id, asked) == [cat.installation]
+    assert await store.get_installations(cat.team.id, []) == []
 
 
 async def test_results_are_counted_and_the_last_one_ends_the_job(

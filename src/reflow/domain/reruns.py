@@ -147,11 +147,10 @@ class RerunItem:
 
 @dataclass(frozen=True, slots=True)
 class PendingItem:
-    """An item a runner is about to rerun: its source's workflow (None once purged), and
-    the execution this job already made for it (a run interrupted before it recorded)."""
+    """An item a runner is about to rerun, and the execution this job already made for it
+    (a run interrupted before it recorded)."""
 
     execution_id: str
-    workflow_id: str | None
     made: str | None
 
 

@@ -4,14 +4,17 @@ result per execution (docs/api.md "Bulk rerun").
 A job's list is resolved once, when it is created: its items are inserted with the job
 in one transaction. A runner (the periodic job ``rerun jobs`` of every started process)
 leases one job at a time, like a worker leases an execution, and reruns its pending
-items in batches through ``RunService.rerun``, each with an idempotency key derived from
-(job, execution): the key is stored in the transaction that inserts the new execution,
-so a runner that dies between a rerun and recording it finds that execution by its key
-on resume and records it, instead of rerunning the source a second time.
+items in batches through ``RunService.rerun_many`` (the semantics of ``rerun``, with the
+sources read a chunk at a time), each with an idempotency key derived from (job,
+execution): the key is stored in the transaction that inserts the new execution, so a
+runner that dies between a rerun and recording it finds that execution by its key on
+resume (the pending items' query reads it) and records it, instead of rerunning the
+source a second time.
 
 New runs come first: a batch starts only while the queue holds less than a batch, and,
-in a process that runs executions, while at least half its worker's slots are free.
-A batch is a tenth of REFLOW_RERUN_RATE; batches are spaced to keep to that rate.
+in a process that runs executions, each chunk only while at least half its worker's
+slots are free. A batch is a tenth of REFLOW_RERUN_RATE, started in chunks of 8 spaced
+evenly to keep to that rate, so new runs' requests are served between chunks.
 """
 
 from __future__ import annotations
@@ -60,8 +63,17 @@ _COUNT_CAP = 1_000_000
 # How long a runner waits for room (new runs first) before it ends its tick.
 _ROOM_WAIT_SECONDS = 1.0
 _ROOM_POLL_SECONDS = 0.01
-# Reruns started together within a batch (their inserts share a group commit).
+# How often a batch looks for free worker slots between chunks (an in-memory test).
+_SLOT_POLL_SECONDS = 0.002
+# How late a chunk may start and still keep to the rate (catching up, not bursting).
+_PACE_SLACK_SECONDS = 0.01
+# How late the event loop may wake the runner before its pace drops (other work waits).
+_LAG_SECONDS = 0.003
+# Reruns read and started together within a batch (their inserts share a group commit);
+# small enough that a chunk's synchronous reads hold new runs' requests back little.
 _CHUNK = 8
+# Chunks whose reruns are being started at once (each waits for its group commit).
+_CHUNKS_IN_FLIGHT = 8
 # Ended jobs deleted per tick once past the retention window.
 _PURGE_BATCH = 100
 
@@ -102,7 +114,10 @@ class RerunJobService:
         self._leased = False
         # Wakes the runner (new work); set by Reflow to its periodic job's wake.
         self.wake: Callable[[], None] = lambda: None
-        self._ready_at = 0.0  # monotonic time the next batch may start (the rate)
+        self._ready_at = 0.0  # monotonic time the next chunk may start (the rate)
+        # The rate now: the configured one while the event loop keeps time, less while it
+        # lags (new runs' requests are waiting): reruns take the room new runs leave.
+        self._pace = rate
 
     # -- the API's operations --------------------------------------------------------------
 
@@ -207,14 +222,12 @@ class RerunJobService:
         if not await self._room():
             self.wake()  # held back for new runs: look again at once after this tick
             return 0
-        await self._pace()
         items = await self.store.pending_rerun_items(job, KEY_PREFIX, self.batch)
         results = await self._rerun(job, items)
         if not results:
             # Nothing recordable now (a transient store error): retry at the interval.
             return 0
         after = await self.store.finish_rerun_items(job.id, results, self.clock.now_ms())
-        self._ready_at = max(self._ready_at, time.monotonic()) + len(results) / self.rate
         if after is not None and after.status is JobStatus.RUNNING:
             self.wake()
         elif after is not None:
@@ -240,41 +253,87 @@ class RerunJobService:
                 return False
             await asyncio.sleep(_ROOM_POLL_SECONDS)
 
-    async def _pace(self) -> None:
-        """Hold the batch until the rate allows it (real time: a rate, not a schedule)."""
-        delay = self._ready_at - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-
     async def _rerun(self, job: RerunJob, items: list[PendingItem]) -> list[ItemResult]:
-        """Rerun the items (together, so their inserts share group commits); those already
-        rerun by this job before a restart are recorded as they are."""
+        """Rerun the items in chunks (``RunService.rerun_many``: a few queries and one
+        group commit each), started at the rate and overlapping (a chunk need not wait for
+        the commit of the one before: on PostgreSQL that wait is most of its time); those
+        already rerun by this job before a restart are recorded as they are, and only the
+        others are rerun, with no key lookup of their own: the pending items' query found
+        none of their keys stored."""
         team = await self.store.get_team(job.team_id)
         if team is None:
             return [ItemResult(i.execution_id, error="the team was deleted") for i in items]
         options = RerunOptions(job.options.start_from, job.options.version)
-        outcomes: list[ItemResult | None] = []
-        # A few at a time: each rerun's reads are synchronous on SQLite, and a whole batch
-        # at once would hold the event loop (and new runs' requests) for tens of ms.
-        for start in range(0, len(items), _CHUNK):
-            outcomes.extend(await asyncio.gather(*(
-                self._rerun_one(team, job, options, item)
-                for item in items[start:start + _CHUNK])))
-        return [o for o in outcomes if o is not None]
+        results = [ItemResult(i.execution_id, i.made) for i in items if i.made is not None]
+        todo = [(i.execution_id, job_key(job.id, i.execution_id))
+                for i in items if i.made is None]
+        room = asyncio.Semaphore(_CHUNKS_IN_FLIGHT)
+        chunks: list[asyncio.Task[list[ItemResult]]] = []
+        for start in range(0, len(todo), _CHUNK):
+            chunk = todo[start:start + _CHUNK]
+            await room.acquire()
+            if not await self._turn(len(chunk)):
+                room.release()
+                break  # the rest wait for the next tick
+            chunks.append(asyncio.create_task(
+                self._rerun_chunk(job, team, chunk, options, room)))
+        for outcome in await asyncio.gather(*chunks, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome  # once every chunk has ended: what they made is recorded later
+            results.extend(outcome)
+        return results
 
-    async def _rerun_one(
-        self, team: Team, job: RerunJob, options: RerunOptions, item: PendingItem
-    ) -> ItemResult | None:
-        if item.made is not None:
-            return ItemResult(item.execution_id, item.made)
+    async def _rerun_chunk(
+        self, job: RerunJob, team: Team, chunk: list[tuple[str, str]], options: RerunOptions,
+        room: asyncio.Semaphore,
+    ) -> list[ItemResult]:
+        """Rerun a chunk (its place in ``room`` given back once its reruns are started);
+        what to record for each item (nothing for one the database failed: it stays
+        pending)."""
         try:
-            started = await self.runs.rerun(
-                team, item.workflow_id or job.filter.workflow_id or "", item.execution_id,
-                None, options=options, idempotency_key=job_key(job.id, item.execution_id))
+            outcomes = await self.runs.rerun_many(team, chunk, options)
         except StoreError as exc:
-            # The database, not the execution: leave it pending for the next tick.
-            log.warning("rerun job %s: %s stays pending: %s", job.id, item.execution_id, exc)
-            return None
-        except ReflowError as exc:
-            return ItemResult(item.execution_id, error=exc.message)
-        return ItemResult(item.execution_id, started.execution_id)
+            # The database, not the executions: they stay pending for the next tick.
+            log.warning("rerun job %s: %d executions stay pending: %s", job.id, len(chunk),
+                        exc)
+            return []
+        finally:
+            room.release()
+        results = []
+        for (execution_id, _), outcome in zip(chunk, outcomes, strict=True):
+            if isinstance(outcome, StoreError):
+                log.warning("rerun job %s: %s stays pending: %s", job.id, execution_id,
+                            outcome)
+            elif isinstance(outcome, ReflowError):
+                results.append(ItemResult(execution_id, error=outcome.message))
+            else:
+                results.append(ItemResult(execution_id, outcome.execution_id))
+        return results
+
+    async def _turn(self, count: int) -> bool:
+        """Wait until the rate allows ``count`` more reruns (real time: a rate, not a
+        schedule) and this process's worker has half its slots free: chunks follow each
+        other evenly, and new runs' requests are served between them. False when the
+        worker stays that busy for a second.
+
+        New runs first: an event loop that wakes the runner late is busy with other work,
+        so the pace drops by a fifth each time (to a twentieth of the rate at least) and
+        climbs back by a fiftieth of the rate with each chunk on time."""
+        deadline = time.monotonic() + _ROOM_WAIT_SECONDS
+        while True:
+            delay = max(0.0, self._ready_at - time.monotonic())
+            woken = time.monotonic() + delay
+            await asyncio.sleep(delay)
+            if time.monotonic() - woken > _LAG_SECONDS:
+                self._pace = max(self.rate / 20, self._pace * 0.8)
+            else:
+                self._pace = min(self.rate, self._pace + self.rate / 50)
+            if not self.busy():
+                break
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(_SLOT_POLL_SECONDS)
+        # A chunk a little late (the timer) does not lower the rate.
+        self._ready_at = max(self._ready_at, time.monotonic() - _PACE_SLACK_SECONDS) + (
+            count / self._pace)
+        return True

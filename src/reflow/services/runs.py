@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,7 @@ from reflow.domain.executions import (
 )
 from reflow.domain.records import Installation, Team
 from reflow.engine.compiled import CompiledBlock, CompiledWorkflow
-from reflow.errors import Conflict, InvalidRequest, NotFound
+from reflow.errors import Conflict, InvalidRequest, NotFound, ReflowError
 from reflow.executor import Job
 from reflow.ids import execution_id_time_ms, new_execution_id, now_ms
 from reflow.services.credentials import Bindings, CredentialService
@@ -310,6 +311,65 @@ class RunService:
             earlier = await self._keyed(team, idempotency_key, record, wait)
             if earlier is not None:
                 return earlier
+        return await self._start_rerun(team, record, wait, idempotency_key)
+
+    async def rerun_many(
+        self, team: Team, reruns: Sequence[tuple[str, str]], options: RerunOptions
+    ) -> list[Started | ReflowError]:
+        """``rerun`` of each (execution id, idempotency key) on its own workflow, for any
+        user, without waiting: what each one started, or why it was refused, in order.
+
+        The sources and their installations are read with one query each for the whole
+        batch (and each workflow once), and the new executions are submitted together, so
+        the store's group commit inserts them in one transaction. The keys are not looked
+        up first: the caller knows them unused (a bulk job reads its own with its pending
+        items); a key stored meanwhile gives back its execution, as in ``rerun``.
+        """
+        ids = [execution_id for execution_id, _ in reruns]
+        sources = {s.id: s for s in await self.store.get_executions(
+            team.id, ids, steps=options.start_from != "start")}
+        installations = {i.id: i for i in await self.store.get_installations(
+            team.id, sorted({s.installation_id for s in sources.values()}))}
+        targets: dict[str, Target | ReflowError] = {}
+        for workflow_id in sorted({s.workflow_id for s in sources.values()}):
+            try:
+                targets[workflow_id] = await self.workflows.resolve(
+                    team, workflow_id, None, deleted=True)
+            except ReflowError as exc:
+                targets[workflow_id] = exc
+        records: list[ExecutionRecord | ReflowError] = []
+        for execution_id, _ in reruns:
+            source = sources.get(execution_id)
+            if source is None:
+                records.append(self._missing(execution_id, team))
+                continue
+            target = targets[source.workflow_id]
+            if isinstance(target, ReflowError):
+                records.append(target)
+                continue
+            try:
+                records.append(await self._rerun_of(
+                    team, target, source, installations.get(source.installation_id), options))
+            except ReflowError as exc:
+                records.append(exc)
+        started = iter(await asyncio.gather(*(
+            self._start_rerun(team, record, None, key)
+            for record, (_, key) in zip(records, reruns, strict=True)
+            if isinstance(record, ExecutionRecord)), return_exceptions=True))
+        outcomes: list[Started | ReflowError] = []
+        for record in records:
+            outcome = record if isinstance(record, ReflowError) else next(started)
+            if not isinstance(outcome, Started | ReflowError):
+                raise outcome  # a bug, not a refusal
+            outcomes.append(outcome)
+        return outcomes
+
+    async def _start_rerun(
+        self, team: Team, record: ExecutionRecord, wait: float | None,
+        idempotency_key: str | None,
+    ) -> Started:
+        """Submit a rerun's new execution; when its key was stored meanwhile (the same
+        request twice at once), the execution that key made."""
         # Opened before anything is stored: a key since removed is a 409, not a new run.
         trigger = sealing.open_trigger(record.trigger, self.sealing_keys)
         compiled = await self.workflows.compiled(team.id, record.workflow_id, record.version)
@@ -359,6 +419,16 @@ class RunService:
             raise self._missing(execution_id, team)
         # A deleted installation's execution is found (to say why it cannot rerun).
         target = await self.workflows.resolve(team, workflow_ref, user_ref, deleted=True)
+        installation = await self.store.get_installation_by_id(team.id, source.installation_id)
+        return await self._rerun_of(team, target, source, installation, options)
+
+    async def _rerun_of(
+        self, team: Team, target: Target, source: ExecutionRecord,
+        installation: Installation | None, options: RerunOptions,
+    ) -> ExecutionRecord:
+        """The new execution rerunning ``source`` (asked for through ``target``, running on
+        ``installation``, its source's live one), or why it cannot be made."""
+        execution_id = source.id
         same_workflow = (
             target.installation.id == source.installation_id
             if target.via_installation and target.installation is not None
@@ -371,7 +441,7 @@ class RunService:
                 f"execution {execution_id} is still {source.status.value}; "
                 "rerun it once it has finished"
             )
-        installation = await self._rerun_installation(team, target, source)
+        installation = self._rerun_installation(target, source, installation)
         version = await self._rerun_version(target, source, installation, options.version)
         compiled = await self.workflows.compiled(team.id, source.workflow_id, version)
         trigger = (source.trigger if options.data is None
@@ -383,13 +453,12 @@ class RunService:
         record.steps = _reused_steps(source, compiled, options.start_from)
         return record
 
-    async def _rerun_installation(
-        self, team: Team, target: Target, source: ExecutionRecord
+    def _rerun_installation(
+        self, target: Target, source: ExecutionRecord, installation: Installation | None
     ) -> Installation:
         """The installation a rerun runs on: the source's, which must be live and active
         (a deactivated installation runs nothing; a deleted one, W6, until reinstalled:
         activating it again revives the same installation)."""
-        installation = await self.store.get_installation_by_id(team.id, source.installation_id)
         name = target.workflow.name
         if installation is None:
             raise Conflict(

@@ -239,6 +239,10 @@ class Store(Protocol):
         self, team_id: str, installation_id: str
     ) -> Installation | None:
         """An installation by its own id."""
+    async def get_installations(
+        self, team_id: str, installation_ids: Sequence[str]
+    ) -> list[Installation]:
+        """The team's live installations among these ids, in no particular order."""
     async def list_installations(
         self, team_id: str, *, user_id: str | None = None, workflow_id: str | None = None
     ) -> list[Installation]:
@@ -318,6 +322,11 @@ class Store(Protocol):
         """How many executions wait, and the soonest wake time (ms) among them."""
     async def get_execution(self, team_id: str, execution_id: str) -> ExecutionRecord | None:
         """One execution with its steps and the ids of its reruns."""
+    async def get_executions(
+        self, team_id: str, execution_ids: Sequence[str], *, steps: bool
+    ) -> list[ExecutionRecord]:
+        """The team's executions among these ids, in no particular order; with their steps
+        and the ids of their reruns only when ``steps`` (a batch of bulk rerun sources)."""
     async def execution_status(self, team_id: str, execution_id: str) -> str | None:
         """Just the status (for waiting on a run)."""
     async def list_executions(self, query: ExecutionQuery) -> list[ExecutionRecord]:
@@ -622,8 +631,8 @@ class Store(Protocol):
     async def pending_rerun_items(
         self, job: RerunJob, key_prefix: str, limit: int
     ) -> list[PendingItem]:
-        """The job's next pending items in order, each with its source's workflow and
-        the execution stored under idempotency key ``key_prefix + execution id``."""
+        """The job's next pending items in order, each with the execution stored under
+        idempotency key ``key_prefix + job id + ":" + execution id``."""
     async def finish_rerun_items(
         self, job_id: str, results: Sequence[ItemResult], now: int
     ) -> RerunJob | None:

@@ -611,6 +611,13 @@ class PostgresStore:
         row = await self._fetchrow("get_installation_by_id", team_id, installation_id)
         return rows.installation_of(row) if row else None
 
+    async def get_installations(
+        self, team_id: str, installation_ids: Sequence[str]
+    ) -> list[Installation]:
+        """Live installations by id."""
+        found = await self._fetch("get_installations", team_id, list(installation_ids))
+        return [rows.installation_of(r) for r in found]
+
     async def list_installations(
         self, team_id: str, *, user_id: str | None = None, workflow_id: str | None = None
     ) -> list[Installation]:
@@ -807,6 +814,15 @@ class PostgresStore:
             if row is None:
                 return None
             return (await self._with_steps(conn, [rows.execution_of(row)]))[0]
+
+    async def get_executions(
+        self, team_id: str, execution_ids: Sequence[str], *, steps: bool
+    ) -> list[ExecutionRecord]:
+        """Executions by id (with steps and reruns when ``steps``)."""
+        async with self._connection("get_executions") as conn:
+            found = [rows.execution_of(r) for r in await conn.fetch(
+                Q["get_executions"], team_id, list(execution_ids))]
+            return await self._with_steps(conn, found) if steps else found
 
     async def execution_status(self, team_id: str, execution_id: str) -> str | None:
         """Just the status."""
@@ -1467,13 +1483,14 @@ class PostgresStore:
         """The job's next pending items."""
         found = await self._fetch("reruns_items_pending", job.id, job.team_id,
                                   f"{key_prefix}{job.id}:", limit)
-        return [PendingItem(r[0], r[1], r[2]) for r in found]
+        return [PendingItem(r[0], r[1]) for r in found]
 
     async def finish_rerun_items(
         self, job_id: str, results: Sequence[ItemResult], now: int
     ) -> RerunJob | None:
         """Record results, recount, end the job when nothing is pending."""
         async with self._connection("reruns_item_finish") as conn, conn.transaction():
+            await conn.execute(Q["reruns_job_lock"], job_id)
             await conn.execute(
                 Q["reruns_item_finish"], job_id, [r.execution_id for r in results],
                 [r.state.value for r in results], [r.new_execution_id for r in results],

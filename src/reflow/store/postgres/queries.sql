@@ -141,6 +141,10 @@ FROM installations WHERE team_id = $1 AND workflow_id = $2 AND user_id = $3
 SELECT id, team_id, workflow_id, user_id, installed_version, active, installed_at, updated_at
 FROM installations WHERE team_id = $1 AND id = $2 AND deleted_at IS NULL;
 
+-- name: get_installations
+SELECT id, team_id, workflow_id, user_id, installed_version, active, installed_at, updated_at
+FROM installations WHERE team_id = $1 AND id = ANY($2::text[]) AND deleted_at IS NULL;
+
 -- name: list_installations
 SELECT id, team_id, workflow_id, user_id, installed_version, active, installed_at, updated_at
 FROM installations
@@ -303,6 +307,9 @@ RETURNING id;
 
 -- name: get_execution
 SELECT * FROM executions WHERE team_id = $1 AND id = $2;
+
+-- name: get_executions
+SELECT * FROM executions WHERE team_id = $1 AND id = ANY($2::text[]);
 
 -- name: execution_status
 SELECT status FROM executions WHERE team_id = $1 AND id = $2;

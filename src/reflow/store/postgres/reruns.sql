@@ -59,16 +59,19 @@ WHERE id = (
 RETURNING *;
 
 -- name: reruns_items_pending
--- The next pending items, each with its source's workflow (NULL once purged) and the
--- execution this job already made for it (its idempotency key is stored in the same
--- transaction as that execution).
-SELECT i.execution_id, e.workflow_id, k.execution_id AS made
+-- The next pending items, each with the execution this job already made for it (its
+-- idempotency key is stored in the same transaction as that execution).
+SELECT i.execution_id, k.execution_id AS made
 FROM rerun_job_items AS i
-LEFT JOIN executions AS e ON e.id = i.execution_id
 LEFT JOIN idempotency_keys AS k ON k.team_id = $2 AND k.key = $3 || i.execution_id
 WHERE i.job_id = $1 AND i.state = 'pending'
 ORDER BY i.seq
 LIMIT $4;
+
+-- name: reruns_job_lock
+-- The job's row first, as a cancel takes it (its UPDATE) before the items: recording
+-- results in the other order deadlocked against a cancel.
+SELECT 1 FROM rerun_jobs WHERE id = $1 FOR UPDATE;
 
 -- name: reruns_item_finish
 UPDATE rerun_job_items AS i SET state = r.state, new_execution_id = r.new_id, error = r.error

@@ -659,6 +659,14 @@ class SqliteStore:
         row = self._one("get_installation_by_id", (team_id, installation_id))
         return rows.installation_of(row) if row else None
 
+    async def get_installations(
+        self, team_id: str, installation_ids: Sequence[str]
+    ) -> list[Installation]:
+        """Live installations by id."""
+        found = self._all("get_installations",
+                          (team_id, orjson.dumps(list(installation_ids)).decode()))
+        return [rows.installation_of(r) for r in found]
+
     async def list_installations(
         self, team_id: str, *, user_id: str | None = None, workflow_id: str | None = None
     ) -> list[Installation]:
@@ -806,6 +814,14 @@ class SqliteStore:
         if row is None:
             return None
         return self._with_steps([rows.execution_of(row)])[0]
+
+    async def get_executions(
+        self, team_id: str, execution_ids: Sequence[str], *, steps: bool
+    ) -> list[ExecutionRecord]:
+        """Executions by id (with steps and reruns when ``steps``)."""
+        found = [rows.execution_of(r) for r in self._all(
+            "get_executions", (team_id, orjson.dumps(list(execution_ids)).decode()))]
+        return self._with_steps(found) if steps else found
 
     async def execution_status(self, team_id: str, execution_id: str) -> str | None:
         """Just the status."""
@@ -1477,7 +1493,7 @@ class SqliteStore:
         """The job's next pending items."""
         found = self._all("reruns_items_pending",
                           (job.id, job.team_id, f"{key_prefix}{job.id}:", limit))
-        return [PendingItem(r[0], r[1], r[2]) for r in found]
+        return [PendingItem(r[0], r[1]) for r in found]
 
     async def finish_rerun_items(
         self, job_id: str, results: Sequence[ItemResult], now: int

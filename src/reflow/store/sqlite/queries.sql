@@ -129,6 +129,11 @@ FROM installations WHERE team_id = ? AND workflow_id = ? AND user_id = ?
 SELECT id, team_id, workflow_id, user_id, installed_version, active, installed_at, updated_at
 FROM installations WHERE team_id = ? AND id = ? AND deleted_at IS NULL;
 
+-- name: get_installations
+SELECT id, team_id, workflow_id, user_id, installed_version, active, installed_at, updated_at
+FROM installations
+WHERE team_id = ? AND id IN (SELECT value FROM json_each(?)) AND deleted_at IS NULL;
+
 -- name: list_installations
 SELECT id, team_id, workflow_id, user_id, installed_version, active, installed_at, updated_at
 FROM installations
@@ -269,6 +274,11 @@ SELECT ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM teams);
 
 -- name: get_execution
 SELECT * FROM executions WHERE team_id = ? AND id = ?;
+
+-- name: get_executions
+-- By id (CROSS JOIN keeps that order): the planner would rather scan the team's index.
+SELECT e.* FROM json_each(?2) AS ids CROSS JOIN executions AS e ON e.id = ids.value
+WHERE e.team_id = ?1;
 
 -- name: get_execution_any_team
 SELECT * FROM executions WHERE id = ?;

@@ -174,5 +174,7 @@ async def render(store: Store, running: int, now: int) -> bytes:
     pool_usage = getattr(store, "pool_usage", None)
     if pool_usage is not None:
         observe_pool(*pool_usage())
+    else:
+        POOL.clear()  # SQLite: no pool (even if an earlier store in this process had one)
     RUNNING.set(running)
     return generate_latest(REGISTRY)

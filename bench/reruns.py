@@ -131,9 +131,11 @@ def _latency(label: str, values: list[float]) -> float:
     return p99
 
 
-async def measure(folder: Path, failed: int, database_url: str | None) -> int:
+async def measure(folder: Path, failed: int, database_url: str | None,
+                  rate: int | None = None) -> int:
     """Start a server, fail ``failed`` runs, rerun them all in one job; 1 if off target."""
-    server = Server(folder, database_url=database_url)
+    server = Server(folder, database_url=database_url,
+                    settings={"REFLOW_RERUN_RATE": str(rate)} if rate else {})
     await server.start()
     try:
         async with Connection("127.0.0.1", server.port, HEADERS) as conn:
@@ -173,9 +175,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="failed executions to rerun (10,000, a job's maximum)")
     parser.add_argument("--postgres", default=None, metavar="URL",
                         help="run on this (empty, migrated) PostgreSQL database")
+    parser.add_argument("--rate", type=int, default=None,
+                        help="the server's REFLOW_RERUN_RATE (its default when not given)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="reflow-bench-reruns-") as folder:
-        result: int = event_loop_runner()(measure(Path(folder), args.failed, args.postgres))
+        result: int = event_loop_runner()(measure(Path(folder), args.failed, args.postgres,
+                                                  args.rate))
     return result
 
 

@@ -62,6 +62,8 @@ class Server:
     name: str = "server"  # of the log file; one per process sharing ``folder``
     # Processes sharing a database must share the key that seals trigger secrets.
     secret_key: str = field(default_factory=fresh_secret_key)
+    # More REFLOW_* settings (the caller's own environment's are not passed on).
+    settings: dict[str, str] = field(default_factory=dict)
 
     @property
     def db_path(self) -> Path:
@@ -101,6 +103,7 @@ class Server:
         })
         if self.executor_processes is not None:
             env["REFLOW_EXECUTOR_PROCESSES"] = str(self.executor_processes)
+        env.update(self.settings)
         return env
 
     async def start(self) -> None:

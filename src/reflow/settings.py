@@ -107,7 +107,7 @@ class Settings(BaseSettings):
     error_stream_max_age: float = Field(default=parse_duration("24h"), gt=0)
     # Bulk rerun jobs (docs/api.md "Bulk rerun"): reruns per second one process starts at
     # most, in batches of a tenth of that; new runs go first whatever the rate.
-    rerun_rate: float = Field(default=2000.0, ge=1, le=100_000)
+    rerun_rate: float = Field(default=1200.0, ge=1, le=100_000)
     http_allow_networks: Annotated[
         tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...], NoDecode
     ] = ()

@@ -159,8 +159,11 @@ class Reflow:
         return woken
 
     def _busy(self) -> bool:
-        """This process runs executions and half its slots are taken: bulk reruns wait."""
-        return self.running and 2 * len(self.worker.running) >= self.worker.concurrency
+        """This process runs executions and an eighth of its slots are taken: bulk reruns
+        wait. A new run then queues behind a few reruns at most in the executor processes
+        (with half the slots, new runs' p99 during a job was 3.6x idle; with an eighth,
+        2-2.9x: bench.reruns, docs/benchmarks.md)."""
+        return self.running and 8 * len(self.worker.running) >= self.worker.concurrency
 
     async def _prepare(self, record: ExecutionRecord) -> Job:
         # The worker is built before the run service it needs; resolve it late.

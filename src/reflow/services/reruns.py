@@ -12,7 +12,7 @@ resume (the pending items' query reads it) and records it, instead of rerunning 
 source a second time.
 
 New runs come first: a batch starts only while the queue holds less than a batch, and,
-in a process that runs executions, each chunk only while at least half its worker's
+in a process that runs executions, each chunk only while at least seven eighths of its worker's
 slots are free. A batch is a tenth of REFLOW_RERUN_RATE, started in chunks of 8 spaced
 evenly to keep to that rate, so new runs' requests are served between chunks.
 """
@@ -244,7 +244,7 @@ class RerunJobService:
 
     async def _room(self) -> bool:
         """Wait (briefly) until new runs have room: the queue holds at most a batch and
-        this process's worker has half its slots free."""
+        this process's worker has seven eighths of its slots free."""
         deadline = time.monotonic() + _ROOM_WAIT_SECONDS
         while True:
             if not self.busy() and await self.store.queue_depth() <= self.batch:
@@ -312,7 +312,7 @@ class RerunJobService:
 
     async def _turn(self, count: int) -> bool:
         """Wait until the rate allows ``count`` more reruns (real time: a rate, not a
-        schedule) and this process's worker has half its slots free: chunks follow each
+        schedule) and this process's worker has seven eighths of its slots free: chunks follow each
         other evenly, and new runs' requests are served between them. False when the
         worker stays that busy for a second.
 

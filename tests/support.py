@@ -9,6 +9,7 @@ whichever of the several conftest modules pytest loaded last.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import importlib.util
 import json
@@ -414,3 +415,15 @@ def serving_reflow(settings: Settings, clock: ManualClock) -> Iterator[tuple[Ref
         assert portal is not None
         portal.call(reflow.bootstrap)
         yield reflow, client
+
+
+def sqlite_serve_env(folder: Path, key: str) -> dict[str, str]:
+    """The environment of a real ``reflow serve`` on a SQLite file in ``folder`` that
+    accepts ``key`` and may call targets on 127.0.0.1."""
+    return {
+        "REFLOW_DATABASE_URL": f"sqlite:///{folder / 'reflow.db'}",
+        "REFLOW_BOOTSTRAP_KEY": key,
+        "REFLOW_HTTP_ALLOW_NETWORKS": "127.0.0.0/8",
+        "REFLOW_DEV_KEY_FILE": str(folder / "dev-key"),
+        "REFLOW_SECRET_KEY": base64.urlsafe_b64encode(bytes(range(32))).decode(),
+    }

@@ -6,7 +6,6 @@ that was recorded as finished before the crash may run again after it.
 
 from __future__ import annotations
 
-import base64
 import signal
 import sqlite3
 import subprocess
@@ -26,6 +25,7 @@ from support import (
     json_handler,
     serving,
     side_effect_workflow,
+    sqlite_serve_env,
     start_serve,
     stop_serve,
     wait_all_finished,
@@ -39,12 +39,6 @@ RUNS = 120
 
 
 @pytest.fixture
-def counter() -> CallCounter:
-    """Calls per Idempotency-Key seen by the side-effect target."""
-    return CallCounter()
-
-
-@pytest.fixture
 def target(counter: CallCounter) -> Iterator[str]:
     """The side-effect target on 127.0.0.1, slow enough that the kill lands mid-call."""
     with serving(json_handler(counter.handler(0.02))) as base:
@@ -52,13 +46,7 @@ def target(counter: CallCounter) -> Iterator[str]:
 
 
 def _start(tmp: Path, port: int, workflow: Path, log: IO[bytes]) -> subprocess.Popen[bytes]:
-    env = {
-        "REFLOW_DATABASE_URL": f"sqlite:///{tmp / 'reflow.db'}",
-        "REFLOW_BOOTSTRAP_KEY": KEY,
-        "REFLOW_HTTP_ALLOW_NETWORKS": "127.0.0.0/8",
-        "REFLOW_DEV_KEY_FILE": str(tmp / "dev-key"),
-        "REFLOW_SECRET_KEY": base64.urlsafe_b64encode(bytes(range(32))).decode(),
-    }
+    env = sqlite_serve_env(tmp, KEY)
     return start_serve(["--apply", str(workflow), "--demo-user", "crash@example.com"],
                        env, port, log)
 

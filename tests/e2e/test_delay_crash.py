@@ -4,7 +4,6 @@ item's call is sent twice (docs/workflows.md "Loops and delays")."""
 
 from __future__ import annotations
 
-import base64
 import json
 import signal
 import time
@@ -19,6 +18,7 @@ from support import (
     free_port,
     json_handler,
     serving,
+    sqlite_serve_env,
     start_serve,
     stop_serve,
     wait_all_finished,
@@ -30,12 +30,6 @@ KEY = "rf_e2e_key_0123456789abcdef"
 HEADERS = {"authorization": f"bearer {KEY}", "x-api-version": "2025-09"}
 RUNS = 20
 DELAY_S = 2
-
-
-@pytest.fixture
-def counter() -> CallCounter:
-    """Calls per Idempotency-Key seen by the target."""
-    return CallCounter()
 
 
 @pytest.fixture
@@ -66,13 +60,7 @@ def test_a_kill_during_delays_loses_no_execution_and_repeats_no_call(
     _workflow(workflow, target)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {
-        "REFLOW_DATABASE_URL": f"sqlite:///{tmp_path / 'reflow.db'}",
-        "REFLOW_BOOTSTRAP_KEY": KEY,
-        "REFLOW_HTTP_ALLOW_NETWORKS": "127.0.0.0/8",
-        "REFLOW_DEV_KEY_FILE": str(tmp_path / "dev-key"),
-        "REFLOW_SECRET_KEY": base64.urlsafe_b64encode(bytes(range(32))).decode(),
-    }
+    env = sqlite_serve_env(tmp_path, KEY)
     args = ["--apply", str(workflow), "--demo-user", "drip@example.com"]
     with (tmp_path / "serve.log").open("wb") as log:
         server = start_serve(args, env, port, log)

@@ -49,12 +49,6 @@ LEASE_SECONDS = 3
 
 
 @pytest.fixture
-def counter() -> CallCounter:
-    """Calls per Idempotency-Key seen by the side-effect target."""
-    return CallCounter()
-
-
-@pytest.fixture
 def target(counter: CallCounter) -> Iterator[str]:
     """The counting target on 127.0.0.1, slow enough that the killed worker holds calls."""
     with serving(json_handler(counter.handler(0.05))) as base:

@@ -36,3 +36,10 @@ def statement_runs(
             end += 1
         yield name, [params for _, params in statements[index:end]]
         index = end
+
+
+def sealed_kind(kind: str) -> str:
+    """A kind of sealed value ``Store.sealed_batch`` knows (checked: it names a query)."""
+    if kind not in ("credentials", "error_stream", "triggers", "installations"):
+        raise ValueError(f"no sealed values of kind {kind!r}")
+    return kind

@@ -1,0 +1,34 @@
+"""PostgreSQL store: integrations (services/integrations.py, integrations.sql)."""
+
+from __future__ import annotations
+
+from reflow.domain.records import Integration
+from reflow.store import rows
+from reflow.store.postgres._base import Q, _PostgresBase
+
+
+class IntegrationsMixin(_PostgresBase):
+    """Integrations (services/integrations.py, integrations.sql)."""
+
+    async def save_integration(self, integration: Integration) -> Integration:
+        """Insert or update (by name) an integration; as stored."""
+        i = integration
+        async with self._connection("integrations_upsert") as conn, conn.transaction():
+            row = await conn.fetchrow(Q["integrations_upsert"], i.id, i.team_id, i.name, i.app,
+                                      i.description, i.icon, i.created_at, i.updated_at)
+        return rows.integration_of(row)
+
+    async def ensure_integration(self, integration: Integration) -> None:
+        """Insert an integration unless its name is taken."""
+        i = integration
+        await self._execute("integrations_insert_default", i.id, i.team_id, i.name, i.app,
+                            i.description, i.icon, i.created_at, i.updated_at)
+
+    async def get_integration(self, team_id: str, id_or_name: str) -> Integration | None:
+        """An integration by id or name (the id wins)."""
+        row = await self._fetchrow("integrations_get", team_id, id_or_name)
+        return rows.integration_of(row) if row else None
+
+    async def list_integrations(self, team_id: str) -> list[Integration]:
+        """A team's integrations."""
+        return [rows.integration_of(r) for r in await self._fetch("integrations_list", team_id)]

@@ -30,8 +30,11 @@ log = logging.getLogger(__name__)
 # Executions per batch: one short transaction each (a few ms on SQLite).
 BATCH = 1000
 # The background purge works at most this share of the time: after a batch that took t,
-# it waits t * (1 - share) / share, so runs keep at least the rest.
-BACKGROUND_SHARE = 0.2
+# it waits t * (1 - share) / share, so runs keep at least the rest. A tenth: runs kept
+# 87-90 % of their rate during a purge of 1,000,000, against 72-73 % with a fifth (the
+# batch's WAL checkpoint takes its own share of the machine); it still purges several
+# thousand a second on SQLite, more than a worker runs (docs/benchmarks.md "Retention").
+BACKGROUND_SHARE = 0.1
 # After a purge, at most this many freed pages (SQLite: 8 MiB) are given back to the file
 # system, a step of this many per statement, and only while over a quarter of the file is
 # free: the rest stay on the free list for the next inserts, which would take the space

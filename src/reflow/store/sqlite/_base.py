@@ -194,17 +194,18 @@ class _Checkpointer(threading.Thread):
             return self._interval
         self._restarting.set()
         try:
-            busy, frames, _ = db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            busy, restarted, _ = db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
         finally:
             self._restarting.clear()
         if not busy:
-            self._restarted_at, self._backoff = frames, 0
+            self._restarted_at, self._backoff = restarted, 0
             self._reset_pending = True
             return wait
         if not self._backoff:
+            # The size the passive look saw: the busy RESTART's own count may be of a WAL
+            # the writer has just begun again from its start.
             log.warning("the WAL holds %d MiB and cannot start over: a reader keeps an old "
-                        "snapshot open (a long query, or another process)",
-                        frames * frame_bytes >> 20)
+                        "snapshot open (a long query, or another process)", size >> 20)
         self._backoff = min(2 * self._backoff or 1, _MAX_RESTART_BACKOFF)
         self._skip = self._backoff
         return self._interval

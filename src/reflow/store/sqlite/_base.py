@@ -416,7 +416,9 @@ class _SqliteBase:
             raise StoreError(problem)
 
     def _expire_leases(self) -> int:
-        """Every lease's expiry to now: their owners died (the runner lock says so)."""
+        """Every lease's expiry to now, executions' and bulk rerun jobs': their owners died
+        (the runner lock says so). How many executions."""
+        self._execute("expire_rerun_job_leases")
         return self._execute("expire_leases").rowcount
 
     def _purge_ids(self, batch: str, params: Sequence[Any]) -> int:

@@ -263,6 +263,11 @@ RETURNING id;
 UPDATE executions SET lease_expires = 0
 WHERE status IN ('queued', 'running') AND lease_owner IS NOT NULL;
 
+-- name: expire_rerun_job_leases
+-- The same for bulk rerun jobs: the new runner takes a dead one's job at once.
+UPDATE rerun_jobs SET lease_expires = 0
+WHERE status IN ('queued', 'running') AND lease_owner IS NOT NULL;
+
 -- name: release_leases
 UPDATE executions SET lease_owner = NULL, lease_expires = NULL
 WHERE id IN (SELECT value FROM json_each(?)) AND lease_owner = ?

@@ -417,6 +417,12 @@ def serving_reflow(settings: Settings, clock: ManualClock) -> Iterator[tuple[Ref
         yield reflow, client
 
 
+# The API key a test's real ``reflow serve`` is started with (REFLOW_BOOTSTRAP_KEY) and
+# the headers that send it.
+SERVE_KEY = "rf_e2e_key_0123456789abcdef"
+SERVE_HEADERS = {"authorization": f"bearer {SERVE_KEY}", "x-api-version": "2025-09"}
+
+
 def sqlite_serve_env(folder: Path, key: str) -> dict[str, str]:
     """The environment of a real ``reflow serve`` on a SQLite file in ``folder`` that
     accepts ``key`` and may call targets on 127.0.0.1."""
@@ -427,3 +433,39 @@ def sqlite_serve_env(folder: Path, key: str) -> dict[str, str]:
         "REFLOW_DEV_KEY_FILE": str(folder / "dev-key"),
         "REFLOW_SECRET_KEY": base64.urlsafe_b64encode(bytes(range(32))).decode(),
     }
+
+
+@dataclass
+class SqliteServe:
+    """A real ``reflow serve ARGS`` on a SQLite file in ``folder`` (``sqlite_serve_env``
+    plus ``env``), for tests that kill it and start it again on the same file and port;
+    its stderr goes to ``folder``/serve.log."""
+
+    folder: Path
+    args: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=lambda: free_port())
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base(self) -> str:
+        """Its base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start it and wait (bounded) until it answers."""
+        with (self.folder / "serve.log").open("ab") as log:
+            self.process = start_serve(
+                self.args, {**sqlite_serve_env(self.folder, SERVE_KEY), **self.env},
+                self.port, log)
+
+    def kill(self) -> None:
+        """SIGKILL: it dies without a chance to release or finish anything."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        """Stop it gracefully."""
+        assert self.process is not None
+        stop_serve(self.process)

@@ -5,38 +5,19 @@ the job continues at once and ends with every execution rerun exactly once (docs
 from __future__ import annotations
 
 import json
-import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from support import (
-    CallCounter,
-    free_port,
-    json_handler,
-    serving,
-    sqlite_serve_env,
-    start_serve,
-    stop_serve,
-    wait_all_finished,
-)
+from support import SERVE_HEADERS, CallCounter, SqliteServe, wait_all_finished
 
 pytestmark = pytest.mark.e2e
 
-KEY = "rf_e2e_key_0123456789abcdef"
-HEADERS = {"authorization": f"bearer {KEY}", "x-api-version": "2025-09"}
 FAILED = 60
 RATE = 20  # reruns/s: the job takes about three seconds, so the kill lands part way
-
-
-@pytest.fixture
-def target(counter: CallCounter) -> Iterator[str]:
-    with serving(json_handler(counter.handler(0))) as base:
-        yield base
 
 
 def _workflow(path: Path, target: str) -> None:
@@ -54,7 +35,7 @@ def _workflow(path: Path, target: str) -> None:
 
 
 def _job(base: str, job_id: str) -> Any:
-    response = httpx.get(f"{base}/reruns/{job_id}", headers=HEADERS, params={"limit": 1000})
+    response = httpx.get(f"{base}/reruns/{job_id}", headers=SERVE_HEADERS, params={"limit": 1000})
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -76,41 +57,38 @@ def test_a_bulk_job_killed_part_way_resumes_and_reruns_each_execution_once(
 ) -> None:
     workflow = tmp_path / "flaky.json"
     _workflow(workflow, target)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {**sqlite_serve_env(tmp_path, KEY), "REFLOW_RERUN_RATE": str(RATE)}
-    args = ["--apply", str(workflow), "--demo-user", "sync@example.com"]
-    with (tmp_path / "serve.log").open("wb") as log:
-        server = start_serve(args, env, port, log)
-        failed = []
-        for n in range(FAILED):
-            response = httpx.post(f"{base}/run/workflow?wait=10", headers=HEADERS, json={
-                "workflowName": "Flaky sync", "userId": "sync@example.com", "data": {"n": n}})
-            assert response.status_code == 200, response.text
-            assert response.json()["status"] == "failed", response.text
-            failed.append(response.json()["executionId"])
-        first = httpx.get(f"{base}/logs/{failed[0]}", headers=HEADERS).json()["data"]
-        created = httpx.post(f"{base}/reruns", headers=HEADERS, json={
-            "filter": {"workflowId": first["workflowId"], "status": "failed", "since": "1h"}})
-        assert created.status_code == 200, created.text
-        job_id = created.json()["jobId"]
-        assert created.json()["total"] == FAILED
+    serve = SqliteServe(tmp_path, ["--apply", str(workflow), "--demo-user", "sync@example.com"],
+                        {"REFLOW_RERUN_RATE": str(RATE)})
+    serve.start()
+    base = serve.base
+    failed = []
+    for n in range(FAILED):
+        response = httpx.post(f"{base}/run/workflow?wait=10", headers=SERVE_HEADERS, json={
+            "workflowName": "Flaky sync", "userId": "sync@example.com", "data": {"n": n}})
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "failed", response.text
+        failed.append(response.json()["executionId"])
+    first = httpx.get(f"{base}/logs/{failed[0]}", headers=SERVE_HEADERS).json()["data"]
+    created = httpx.post(f"{base}/reruns", headers=SERVE_HEADERS, json={
+        "filter": {"workflowId": first["workflowId"], "status": "failed", "since": "1h"}})
+    assert created.status_code == 200, created.text
+    job_id = created.json()["jobId"]
+    assert created.json()["total"] == FAILED
 
-        part_way = _wait_job(base, job_id, FAILED // 6, timeout=30)
-        server.send_signal(signal.SIGKILL)
-        server.wait(10)
-        assert part_way["done"] < FAILED, "the job ended before the kill: raise FAILED"
+    part_way = _wait_job(base, job_id, FAILED // 6, timeout=30)
+    serve.kill()
+    assert part_way["done"] < FAILED, "the job ended before the kill: raise FAILED"
 
-        server = start_serve(args, env, port, log)
-        try:
-            # The new process takes the dead one's job at once (no lease to wait out).
-            job = _wait_job(base, job_id, FAILED, timeout=20)
-            reruns = [r["newExecutionId"] for r in job["results"]]
-            wait_all_finished(base, HEADERS, reruns, timeout=30)
-            sources = {s: httpx.get(f"{base}/logs/{s}", headers=HEADERS).json()["data"]
-                       for s in failed}
-        finally:
-            stop_serve(server)
+    serve.start()
+    try:
+        # The new process takes the dead one's job at once (no lease to wait out).
+        job = _wait_job(base, job_id, FAILED, timeout=20)
+        reruns = [r["newExecutionId"] for r in job["results"]]
+        wait_all_finished(base, SERVE_HEADERS, reruns, timeout=30)
+        sources = {s: httpx.get(f"{base}/logs/{s}", headers=SERVE_HEADERS).json()["data"]
+                   for s in failed}
+    finally:
+        serve.stop()
     assert (job["status"], job["done"], job["failed"], job["pending"]) == ("done", FAILED, 0, 0)
     assert {r["executionId"] for r in job["results"]} == set(failed)
     assert len(set(reruns)) == FAILED

@@ -11,7 +11,6 @@ import sqlite3
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
@@ -20,10 +19,10 @@ import httpx
 import pytest
 
 from support import (
+    SERVE_HEADERS,
+    SERVE_KEY,
     CallCounter,
     free_port,
-    json_handler,
-    serving,
     side_effect_workflow,
     sqlite_serve_env,
     start_serve,
@@ -33,20 +32,17 @@ from support import (
 
 pytestmark = pytest.mark.e2e
 
-KEY = "rf_e2e_key_0123456789abcdef"
-HEADERS = {"authorization": f"bearer {KEY}", "x-api-version": "2025-09"}
 RUNS = 120
 
 
 @pytest.fixture
-def target(counter: CallCounter) -> Iterator[str]:
-    """The side-effect target on 127.0.0.1, slow enough that the kill lands mid-call."""
-    with serving(json_handler(counter.handler(0.02))) as base:
-        yield base
+def target_delay() -> float:
+    """The target answers slow enough that the kill lands mid-call."""
+    return 0.02
 
 
 def _start(tmp: Path, port: int, workflow: Path, log: IO[bytes]) -> subprocess.Popen[bytes]:
-    env = sqlite_serve_env(tmp, KEY)
+    env = sqlite_serve_env(tmp, SERVE_KEY)
     return start_serve(["--apply", str(workflow), "--demo-user", "crash@example.com"],
                        env, port, log)
 
@@ -67,7 +63,8 @@ def _load_until_killed(base: str, server: subprocess.Popen[bytes]) -> list[str]:
     def run(n: int) -> None:
         body = {"workflowName": "Crash test", "userId": "crash@example.com", "data": {"n": n}}
         try:
-            response = httpx.post(f"{base}/run/workflow", json=body, headers=HEADERS, timeout=5)
+            response = httpx.post(f"{base}/run/workflow", json=body, headers=SERVE_HEADERS,
+                                  timeout=5)
         except httpx.TransportError:
             return  # not acknowledged: the server died first
         if response.status_code == 200:
@@ -103,7 +100,7 @@ def test_killed_server_resumes_every_acknowledged_execution_without_repeating_st
 
     server = _start(tmp_path, port, workflow, log)
     try:
-        details = wait_all_finished(base, HEADERS, acknowledged, 60)
+        details = wait_all_finished(base, SERVE_HEADERS, acknowledged, 60)
     finally:
         stop_serve(server)
 

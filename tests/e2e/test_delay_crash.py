@@ -5,37 +5,18 @@ item's call is sent twice (docs/workflows.md "Loops and delays")."""
 from __future__ import annotations
 
 import json
-import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from support import (
-    CallCounter,
-    free_port,
-    json_handler,
-    serving,
-    sqlite_serve_env,
-    start_serve,
-    stop_serve,
-    wait_all_finished,
-)
+from support import SERVE_HEADERS, CallCounter, SqliteServe, wait_all_finished
 
 pytestmark = pytest.mark.e2e
 
-KEY = "rf_e2e_key_0123456789abcdef"
-HEADERS = {"authorization": f"bearer {KEY}", "x-api-version": "2025-09"}
 RUNS = 20
 DELAY_S = 2
-
-
-@pytest.fixture
-def target(counter: CallCounter) -> Iterator[str]:
-    with serving(json_handler(counter.handler(0))) as base:
-        yield base
 
 
 def _workflow(path: Path, target: str) -> None:
@@ -58,31 +39,26 @@ def test_a_kill_during_delays_loses_no_execution_and_repeats_no_call(
 ) -> None:
     workflow = tmp_path / "drip.json"
     _workflow(workflow, target)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = sqlite_serve_env(tmp_path, KEY)
-    args = ["--apply", str(workflow), "--demo-user", "drip@example.com"]
-    with (tmp_path / "serve.log").open("wb") as log:
-        server = start_serve(args, env, port, log)
-        ids = []
-        for _ in range(RUNS):
-            response = httpx.post(f"{base}/run/workflow", headers=HEADERS, json={
-                "workflowName": "Drip", "userId": "drip@example.com", "data": {}})
-            assert response.status_code == 200, response.text
-            ids.append(response.json()["executionId"])
-        # Every execution reaches its delays, then the process dies without warning.
-        deadline = time.monotonic() + 30
-        while counter.total() < RUNS * 3:
-            assert time.monotonic() < deadline, "the first calls did not all go out"
-            time.sleep(0.05)
-        server.send_signal(signal.SIGKILL)
-        server.wait(10)
+    serve = SqliteServe(tmp_path, ["--apply", str(workflow), "--demo-user", "drip@example.com"])
+    serve.start()
+    ids = []
+    for _ in range(RUNS):
+        response = httpx.post(f"{serve.base}/run/workflow", headers=SERVE_HEADERS, json={
+            "workflowName": "Drip", "userId": "drip@example.com", "data": {}})
+        assert response.status_code == 200, response.text
+        ids.append(response.json()["executionId"])
+    # Every execution reaches its delays, then the process dies without warning.
+    deadline = time.monotonic() + 30
+    while counter.total() < RUNS * 3:
+        assert time.monotonic() < deadline, "the first calls did not all go out"
+        time.sleep(0.05)
+    serve.kill()
 
-        server = start_serve(args, env, port, log)
-        try:
-            details = wait_all_finished(base, HEADERS, ids, timeout=60)
-        finally:
-            stop_serve(server)
+    serve.start()
+    try:
+        details = wait_all_finished(serve.base, SERVE_HEADERS, ids, timeout=60)
+    finally:
+        serve.stop()
     assert {d["status"] for d in details.values()} == {"succeeded"}
     for detail in details.values():
         steps = {(s["blockId"], s["item"]): s for s in detail["steps"]}

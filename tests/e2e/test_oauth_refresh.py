@@ -32,6 +32,8 @@ from oauth_provider import CLIENT_ID, CLIENT_SECRET, FakeProvider, oauth_provide
 from pg_support import truncate
 from reflow.sealing import keyring
 from support import (
+    SERVE_HEADERS,
+    SERVE_KEY,
     Receiver,
     free_port,
     receiving,
@@ -43,8 +45,6 @@ from support import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
-KEY = "rf_e2e_key_0123456789abcdef"
-HEADERS = {"authorization": f"bearer {KEY}", "x-api-version": "2025-09"}
 SECRET_KEY = base64.urlsafe_b64encode(bytes(range(32))).decode()
 USER = "ann@example.com"
 WORKFLOW = "Read my CRM contact"
@@ -88,7 +88,7 @@ class Deployment:
                  "with": {"body": {"name": "{{ me.body.name }}"}}}]}))
         env = {
             "REFLOW_DATABASE_URL": database_url,
-            "REFLOW_BOOTSTRAP_KEY": KEY,
+            "REFLOW_BOOTSTRAP_KEY": SERVE_KEY,
             "REFLOW_SECRET_KEY": SECRET_KEY,
             "REFLOW_HTTP_ALLOW_NETWORKS": "127.0.0.0/8",
             "REFLOW_PUBLIC_URL": self.base,
@@ -121,7 +121,7 @@ class Deployment:
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         """An API call with the key; its JSON answer (asserting a 2xx)."""
-        response = httpx.request(method, f"{self.base}{path}", headers=HEADERS, timeout=15,
+        response = httpx.request(method, f"{self.base}{path}", headers=SERVE_HEADERS, timeout=15,
                                  **kwargs)
         assert response.is_success, (method, path, response.status_code, response.text)
         return response.json()
@@ -159,7 +159,7 @@ class Deployment:
 
     def finished(self, ids: list[str]) -> dict[str, Any]:
         """Each execution's detail once final (bounded)."""
-        return wait_all_finished(self.base, HEADERS, ids, 20)
+        return wait_all_finished(self.base, SERVE_HEADERS, ids, 20)
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_crash_resume import HEADERS, _start
+from test_crash_resume import _start
 
-from support import free_port, wait_all_finished
+from support import SERVE_HEADERS, free_port, wait_all_finished
 
 pytestmark = pytest.mark.e2e
 
@@ -43,16 +43,17 @@ def test_a_run_that_crashes_its_executor_ends_failed_while_serve_keeps_answering
     request.addfinalizer(log.close)
     server = _start(tmp_path, port, _workflows(tmp_path / "workflows"), log)
     try:
-        poison = httpx.post(f"{base}/run/workflow", headers=HEADERS, json={
+        poison = httpx.post(f"{base}/run/workflow", headers=SERVE_HEADERS, json={
             "workflowName": "Poison", "userId": "crash@example.com", "data": {}})
         assert poison.status_code == 200, poison.text
         for n in range(5):  # answered while the executor crashes and is replaced
-            steady = httpx.post(f"{base}/run/workflow", params={"wait": 30}, headers=HEADERS,
+            steady = httpx.post(f"{base}/run/workflow", params={"wait": 30}, headers=SERVE_HEADERS,
                                 json={"workflowName": "Steady", "userId": "crash@example.com",
                                       "data": {"n": n}}, timeout=35)
             assert steady.status_code == 200, steady.text
             assert steady.json()["output"] == {"twice": n * 2}
-        [failed] = wait_all_finished(base, HEADERS, [poison.json()["executionId"]], 60).values()
+        [failed] = wait_all_finished(base, SERVE_HEADERS, [poison.json()["executionId"]],
+                                     60).values()
         assert failed["status"] == "failed"
         assert "stopped its executor process 3 times" in failed["error"]["message"]
         assert "SIGSEGV" in failed["error"]["message"]

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -27,10 +26,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pg_support import truncate
 from support import (
+    SERVE_HEADERS,
+    SERVE_KEY,
     CallCounter,
     free_port,
-    json_handler,
-    serving,
     side_effect_workflow,
     start_serve,
     start_worker,
@@ -40,25 +39,21 @@ from support import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
-KEY = "rf_e2e_key_0123456789abcdef"
-HEADERS = {"authorization": f"bearer {KEY}", "x-api-version": "2025-09"}
 RUNS = 150
 WORKERS = 3
 LEASE_SECONDS = 3
 
 
-
 @pytest.fixture
-def target(counter: CallCounter) -> Iterator[str]:
-    """The counting target on 127.0.0.1, slow enough that the killed worker holds calls."""
-    with serving(json_handler(counter.handler(0.05))) as base:
-        yield base
+def target_delay() -> float:
+    """The target answers slow enough that the killed worker holds calls."""
+    return 0.05
 
 
 def _env(database_url: str, tmp: Path) -> dict[str, str]:
     return {
         "REFLOW_DATABASE_URL": database_url,
-        "REFLOW_BOOTSTRAP_KEY": KEY,
+        "REFLOW_BOOTSTRAP_KEY": SERVE_KEY,
         "REFLOW_HTTP_ALLOW_NETWORKS": "127.0.0.0/8",
         "REFLOW_DEV_KEY_FILE": str(tmp / "dev-key"),
         "REFLOW_SECRET_KEY": base64.urlsafe_b64encode(bytes(range(32))).decode(),
@@ -80,7 +75,7 @@ def _load_and_kill(
 
     def run(n: int) -> None:
         body = {"workflowName": "Scale test", "userId": "scale@example.com", "data": {"n": n}}
-        response = httpx.post(f"{base}/run/workflow", json=body, headers=HEADERS, timeout=10)
+        response = httpx.post(f"{base}/run/workflow", json=body, headers=SERVE_HEADERS, timeout=10)
         assert response.status_code == 200, response.text
         with lock:
             acknowledged.append(response.json()["executionId"])
@@ -178,10 +173,10 @@ def test_a_killed_worker_loses_nothing_and_repeats_only_a_call_in_flight(
         acknowledged, victim, held = _load_and_kill(base, postgres_url, candidates, counter)
         survivors = [p for p in workers if p is not candidates[victim]]
         assert len(acknowledged) == RUNS
-        details = wait_all_finished(base, HEADERS, acknowledged, 60 + LEASE_SECONDS)
+        details = wait_all_finished(base, SERVE_HEADERS, acknowledged, 60 + LEASE_SECONDS)
 
         # An API-only process answers ?wait= once a worker committed the end (a NOTIFY).
-        waited = httpx.post(f"{base}/run/workflow", params={"wait": 10}, headers=HEADERS,
+        waited = httpx.post(f"{base}/run/workflow", params={"wait": 10}, headers=SERVE_HEADERS,
                             json={"workflowName": "Scale test", "userId": "scale@example.com",
                                   "data": {"n": 1000}}, timeout=15)
         assert waited.status_code == 200, waited.text

@@ -65,6 +65,11 @@ def test_dry_run_lists_what_would_be_rerun_and_reruns_nothing(
     assert listed["executions"][0]["error"] == "check: order not ok"
     text = run("rerun", "--since", "1h", "--dry-run").stdout
     assert ids[0] in text and "2 executions would be rerun" in text
+    # 80 columns: each distinct error once below the table, with its count.
+    assert "      2  check: order not ok" in text
+    run.env["COLUMNS"] = "160"  # a wide console: the error in a column of its own
+    wide = run("rerun", "--since", "1h", "--dry-run").stdout
+    assert "│ check: order not ok" in wide and "errors, by" not in wide
     assert all(run.json("logs", "show", i)["reruns"] == [] for i in ids)
 
 

@@ -25,6 +25,10 @@ from reflow.store.backends import is_postgres
 
 # How often the command reads the job's progress.
 _POLL_SECONDS = 0.2
+# The dry run's table has an error column from this console width on.
+_ERROR_COLUMN_FROM = 120
+# Distinct error messages the dry run lists below a narrow table.
+_DISTINCT_ERRORS = 10
 # How long, once every item is recorded, it waits for the new executions it runs itself.
 _FINISH_SECONDS = 60.0
 
@@ -76,19 +80,30 @@ async def _dry_run(reflow: Reflow, team: Team, request: BulkRequest, console: Co
             {"executionId": s.id, "workflowId": s.workflow_id, "userId": s.user_id,
              "createdAt": iso(s.created_at), "error": _message(s.error)} for s in sources]})
         return
+    # The ids and times take about 80 columns: a narrower console gets the errors below
+    # the table, each distinct message once with its count, instead of a sliver column.
+    with_errors = console.width >= _ERROR_COLUMN_FROM
     table = Table(title="would rerun", title_justify="left")
     for column in ("executionId", "created (UTC)", "userId"):
         table.add_column(column, no_wrap=True)
-    table.add_column("error")
+    if with_errors:
+        table.add_column("error", min_width=30)
     for s in sources:
         created = (iso(s.created_at) or "")[:19].replace("T", " ")
-        table.add_row(s.id, created, s.user_id, _message(s.error))
+        table.add_row(s.id, created, s.user_id, *([_message(s.error)] if with_errors else []))
     console.print(table)
+    if not with_errors and sources:
+        errors = Counter(_message(s.error) for s in sources)
+        console.print("errors, by how many executions failed with each:")
+        for message, times in errors.most_common(_DISTINCT_ERRORS):
+            console.print(f"{times:>7,}  {message}", highlight=False)
+        if len(errors) > _DISTINCT_ERRORS:
+            console.print(f"         ({len(errors) - _DISTINCT_ERRORS:,} more distinct errors)")
     if count > len(sources):
         console.print(f"{count:,} executions match: more than a job takes "
                       f"({len(sources):,}); narrow --since/--until or add filters")
     else:
-        console.print(f"{count} executions would be rerun")
+        console.print(f"{count:,} execution{'' if count == 1 else 's'} would be rerun")
 
 
 async def _follow(reflow: Reflow, team: Team, job: RerunJob, console: Console,

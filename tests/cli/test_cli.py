@@ -332,6 +332,27 @@ def test_users_create_and_workflows_activate_print_their_ids(reflow_cli: Cli) ->
     assert "already taken" in taken.stderr
 
 
+def test_a_users_copy_is_deactivated_upgraded_and_removed_from_the_cli(ready: Cli) -> None:
+    off = ready.json("workflows", "deactivate", "Order summary", "--user", "demo")
+    assert off["active"] is False
+    refused = ready("run", "Order summary", "--user", "demo", "--data", DATA, code=5)
+    assert "is not active for this user" in refused.stderr
+    assert ready.json("workflows", "activate", "Order summary", "--user", "demo")["active"]
+
+    fixed = ORDER_SUMMARY_YAML.replace("$sum(trigger.data.values)",
+                                       "$sum(trigger.data.values) * 2")
+    ready("workflows", "apply", str(ready.write("order.yaml", fixed)))
+    assert _run_finished(ready)["output"] == OUTPUT  # still version 1
+    upgraded = ready.json("workflows", "upgrade", "Order summary", "--user", "demo")
+    assert upgraded["installedVersion"] == 2
+    assert _run_finished(ready)["output"] == {**OUTPUT, "total": 10}
+
+    removed = ready.json("workflows", "remove", "Order summary", "--user", "demo")
+    assert removed == {"installationId": upgraded["installationId"], "deleted": True}
+    ready("run", "Order summary", "--user", "demo", "--data", DATA, code=4)
+    ready("workflows", "remove", "Order summary", "--user", "demo", code=4)
+
+
 # -- run, logs, rerun ------------------------------------------------------------------------
 
 
@@ -471,7 +492,8 @@ COMMANDS = [
     ("db", "upgrade"), ("keys", "create"), ("keys", "list"), ("keys", "revoke"),
     ("teams", "create"), ("teams", "list"), ("teams", "env"),
     ("users", "create"), ("workflows", "apply"), ("workflows", "list"),
-    ("workflows", "activate"), ("run",), ("rerun",), ("logs", "list"), ("logs", "show"),
+    ("workflows", "activate"), ("workflows", "deactivate"), ("workflows", "upgrade"),
+    ("workflows", "remove"), ("run",), ("rerun",), ("logs", "list"), ("logs", "show"),
     ("serve",),
 ]
 

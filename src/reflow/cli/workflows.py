@@ -16,6 +16,7 @@ from reflow.cli.common import (
     team_option,
 )
 from reflow.cli.files import apply_files, echo_applied
+from reflow.domain.records import Installation
 from reflow.errors import DefinitionInvalid
 from reflow.services.logs import iso
 
@@ -87,6 +88,75 @@ def workflows_activate(workflow: str, user_ref: str, as_json: bool) -> None:
     installation = _session(
         lambda reflow, team: reflow.workflows.activate(team, user_ref, workflow)
     )
+    _echo_installation(installation, as_json=as_json)
+
+
+@workflows.command("deactivate")
+@click.argument("workflow")
+@click.option("--user", "user_ref", required=True, help="User id or username.")
+@team_option
+@database_option
+@json_option
+def workflows_deactivate(workflow: str, user_ref: str, as_json: bool) -> None:
+    """Stop a user's copy from running: its runs, events, webhooks and schedules are
+    refused or skipped until `reflow workflows activate` turns it back on (Alloy W5).
+
+    \b
+    Example:
+      reflow workflows deactivate "Order summary" --user jane@example.com
+    """
+    installation = _session(
+        lambda reflow, team: reflow.workflows.deactivate(team, user_ref, workflow)
+    )
+    _echo_installation(installation, as_json=as_json)
+
+
+@workflows.command("upgrade")
+@click.argument("workflow")
+@click.option("--user", "user_ref", required=True, help="User id or username.")
+@team_option
+@database_option
+@json_option
+def workflows_upgrade(workflow: str, user_ref: str, as_json: bool) -> None:
+    """Move a user's copy to the workflow's latest version (Alloy W7): after a fix,
+    before `reflow rerun ... --version latest` or new runs.
+
+    \b
+    Example:
+      reflow workflows upgrade "Order summary" --user jane@example.com
+    """
+    installation = _session(
+        lambda reflow, team: reflow.workflows.upgrade(team, user_ref, workflow)
+    )
+    _echo_installation(installation, as_json=as_json)
+
+
+@workflows.command("remove")
+@click.argument("workflow")
+@click.option("--user", "user_ref", required=True, help="User id or username.")
+@team_option
+@database_option
+@json_option
+def workflows_remove(workflow: str, user_ref: str, as_json: bool) -> None:
+    """Delete a user's copy (Alloy W6): it runs nothing more and leaves their workflows;
+    its executions and logs stay. Exits 5 while one of its executions is unfinished;
+    `reflow workflows activate` installs it again.
+
+    \b
+    Example:
+      reflow workflows remove "Order summary" --user jane@example.com
+    """
+    installation = _session(
+        lambda reflow, team: reflow.workflows.delete(team, workflow, user_ref)
+    )
+    if as_json:
+        _echo_json({"installationId": installation.id, "deleted": True})
+    else:
+        click.echo(f"removed {installation.id} (workflow {installation.workflow_id}, "
+                   f"user {installation.user_id}); its logs stay")
+
+
+def _echo_installation(installation: Installation, *, as_json: bool) -> None:
     fields = {"installationId": installation.id, "workflowId": installation.workflow_id,
               "userId": installation.user_id,
               "installedVersion": installation.installed_version,

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -23,7 +25,8 @@ from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import pg_support
-from reflow.store.migrate import asyncpg_url, upgrade
+from reflow.errors import SettingsError
+from reflow.store.migrate import asyncpg_url, upgrade, upgrade_apart
 from reflow.store.revisions import head_revision
 from reflow.store.schema import metadata
 
@@ -191,3 +194,21 @@ def test_migrated_database_uses_wal_and_incremental_auto_vacuum(migrated: Path) 
     with closing(sqlite3.connect(migrated)) as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert db.execute("PRAGMA auto_vacuum").fetchone() == (SQLITE_AUTO_VACUUM_INCREMENTAL,)
+
+
+def test_serve_migrates_in_a_child_and_keeps_alembic_and_sqlalchemy_out(tmp_path: Path) -> None:
+    """``upgrade_apart`` (what `reflow serve` runs): the steps applied, then none; a bad
+    folder is the same SettingsError as in-process; the serving modules never load
+    Alembic or SQLAlchemy (about 30 MiB of a long-running process)."""
+    url = f"sqlite:///{tmp_path / 'apart.db'}"
+    applied = upgrade_apart(url)
+    assert applied[0] == "-> 0001, initial schema"
+    assert f"-> {head_revision()}, " in applied[-1]
+    assert upgrade_apart(url) == []
+    with pytest.raises(SettingsError, match="does not exist"):
+        upgrade_apart(f"sqlite:///{tmp_path / 'missing' / 'x.db'}")
+    probe = ("import sys, reflow.cli, reflow.cli.serve; "
+             "print(sorted(m for m in ('alembic', 'sqlalchemy') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert loaded == "[]"

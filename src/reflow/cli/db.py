@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 import click
 
@@ -16,7 +15,6 @@ from reflow.cli.common import (
     json_option,
 )
 from reflow.services import Bootstrap, Reflow
-from reflow.store import migrate
 
 
 @click.group()
@@ -25,28 +23,12 @@ def db() -> None:
 
 
 def _migrate(database_url: str) -> list[str]:
-    """Run the migrations; returns what alembic applied (empty when already up to date)."""
-    # migrate.upgrade() reports nothing; alembic logs each step it runs, so listen to that.
-    applied: list[str] = []
+    """Run the migrations here; what alembic applied (empty when already up to date)."""
+    # Alembic and SQLAlchemy only here: a serving process migrates in a child process
+    # (cli/serve.py) and so never loads them (about 30 MiB).
+    from reflow.store.migrate import upgrade_reporting
 
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            message = record.getMessage()
-            if message.startswith("Running upgrade"):
-                applied.append(message.removeprefix("Running upgrade").strip())
-
-    logger = logging.getLogger("alembic.runtime.migration")
-    handler, level, propagate = Collect(), logger.level, logger.propagate
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    try:
-        migrate.upgrade(database_url)
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        logger.propagate = propagate
-    return applied
+    return upgrade_reporting(database_url)
 
 
 @db.command("upgrade")

@@ -12,8 +12,8 @@ import click
 import uvloop
 
 from reflow.cli.common import _settings, _shown_url, database_option, setting_option
-from reflow.cli.db import _migrate
 from reflow.cli.runtime import _serve, _work
+from reflow.store.migrate import upgrade_apart
 
 log = logging.getLogger("reflow.serve")
 
@@ -57,7 +57,7 @@ def serve(apply_paths: tuple[str, ...], demo_user: str | None,
     settings = _settings()
     settings.require_secret_key()
     _configure_logging()
-    applied = _migrate(settings.database_url)
+    applied = upgrade_apart(settings.database_url)
     log.info("database %s: %s", _shown_url(settings.database_url),
              ("migrated " + "; ".join(applied)) if applied else "schema up to date")
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

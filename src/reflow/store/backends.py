@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from reflow.settings import Settings
 from reflow.store.base import Store
-from reflow.store.migrate import check_folder
-from reflow.store.sqlite import SqliteStore
+from reflow.store.sqlite import SqliteStore, check_folder
 
 
 def is_postgres(database_url: str) -> bool:

@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import errno
-import os
-import tempfile
-from pathlib import Path
+import json
+import logging
+import subprocess
+import sys
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Connection, create_engine, event, text
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import create_async_engine
-
-from reflow.errors import SettingsError
+from reflow.errors import SettingsError, StoreError
 from reflow.store.revisions import MIGRATIONS
-from reflow.store.sqlite import create_private
+from reflow.store.sqlite import check_folder, create_private
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+    from sqlalchemy.engine import Engine
+
+# Alembic and SQLAlchemy (about 30 MiB) are imported by the functions that migrate, not
+# by this module: a serving process imports it and migrates apart (upgrade_apart).
 
 # The advisory lock every `reflow db upgrade` on PostgreSQL takes first (a fixed 64-bit
 # key, "reflowdb" in ASCII): a second host migrating at the same time waits for the first,
@@ -27,6 +28,8 @@ MIGRATION_LOCK_KEY = 0x7265_666C_6F77_6462
 
 
 def _engine(database_url: str) -> Engine:
+    from sqlalchemy import create_engine, event
+
     engine = create_engine(database_url)
     if engine.dialect.name == "sqlite":
 
@@ -37,34 +40,6 @@ def _engine(database_url: str) -> Engine:
             dbapi_connection.execute("PRAGMA journal_mode = WAL")
 
     return engine
-
-
-def check_folder(path: str) -> None:
-    """Refuse, as one SettingsError line, a database whose folder is missing or read-only.
-
-    SQLite writes beside the file (its -wal and -shm files), so the folder must be
-    writable even when the database exists. A probe file tells, even for root, whom
-    permission bits do not stop but a read-only mount or an immutable folder does.
-    """
-    folder = Path(path).parent
-    verb = "use" if os.path.exists(path) else "create"
-    problem = f"REFLOW_DATABASE_URL: cannot {verb} the database at {path}: directory {folder}"
-    if not folder.is_dir():
-        reason = "is not a directory" if folder.exists() else "does not exist"
-        raise SettingsError(f"{problem} {reason}")
-    try:
-        tempfile.TemporaryFile(dir=folder).close()
-    except OSError as exc:
-        read_only = exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
-        raise SettingsError(f"{problem} {'is read-only' if read_only else 'is unusable'} "
-                            f"({exc.strerror})") from None
-    try:
-        os.close(os.open(path, os.O_RDWR))
-    except FileNotFoundError:
-        pass  # a new database: the folder can take it
-    except OSError as exc:
-        raise SettingsError(f"REFLOW_DATABASE_URL: cannot open the database at {path} for "
-                            f"writing ({exc.strerror})") from None
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:
@@ -92,8 +67,67 @@ def upgrade(database_url: str, revision: str = "head") -> None:
         engine.dispose()
 
 
+def upgrade_reporting(database_url: str) -> list[str]:
+    """``upgrade`` to head, answering what alembic applied (empty when already up to
+    date): alembic reports each step only to its log, so listen to that."""
+    applied: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            message = record.getMessage()
+            if message.startswith("Running upgrade"):
+                applied.append(message.removeprefix("Running upgrade").strip())
+
+    logger = logging.getLogger("alembic.runtime.migration")
+    handler, level, propagate = Collect(), logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        upgrade(database_url)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+    return applied
+
+
+def upgrade_apart(database_url: str) -> list[str]:
+    """``upgrade_reporting`` in a child process (``python -m reflow.store.migrate``, the
+    URL on its stdin, never in its arguments): Alembic and SQLAlchemy, about 30 MiB, are
+    loaded there and go with it instead of staying in a long-running process that never
+    needs them again. A SettingsError there is raised here; anything else ends the child
+    with its traceback on stderr and raises StoreError here."""
+    child = subprocess.run([sys.executable, "-m", "reflow.store.migrate"],
+                           input=database_url.encode(), stdout=subprocess.PIPE, check=False)
+    try:
+        answer = json.loads(child.stdout)
+    except ValueError:
+        answer = {}
+    if child.returncode == 0 and "applied" in answer:
+        return [str(step) for step in answer["applied"]]
+    if "settings" in answer:
+        raise SettingsError(str(answer["settings"]))
+    raise StoreError(f"the migration process failed (exit code {child.returncode}; its "
+                     "error is above)")
+
+
+def _main() -> None:
+    """The child of ``upgrade_apart``: migrate the URL on stdin, answer one JSON line."""
+    try:
+        applied = upgrade_reporting(sys.stdin.read())
+    except SettingsError as exc:
+        sys.stdout.write(json.dumps({"settings": exc.message}) + "\n")
+        sys.exit(3)
+    sys.stdout.write(json.dumps({"applied": applied}) + "\n")
+
+
 def _run_migrations(connection: Connection, revision: str) -> None:
     """Alembic's upgrade on an open transaction (the caller commits it)."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
     if connection.dialect.name == "postgresql":
         # Held until the commit; taken before alembic reads the current revision.
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
@@ -112,6 +146,9 @@ def asyncpg_url(database_url: str) -> str:
 
 async def _upgrade_postgres(database_url: str, revision: str) -> None:
     # The documented Alembic async pattern: an async engine, the migrations in run_sync.
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.ext.asyncio import create_async_engine
+
     from reflow.store.postgres import connect_error  # asyncpg only for PostgreSQL URLs
 
     engine = create_async_engine(asyncpg_url(database_url))
@@ -127,3 +164,7 @@ async def _upgrade_postgres(database_url: str, revision: str) -> None:
             await connection.close()
     finally:
         await engine.dispose()
+
+
+if __name__ == "__main__":
+    _main()

@@ -12,6 +12,7 @@ from reflow.store.sqlite._base import (
     PRIVATE_FILE_MODE,
     Q,
     _SqliteBase,
+    check_folder,
     create_private,
 )
 from reflow.store.sqlite.apps import AppsMixin
@@ -56,4 +57,5 @@ class SqliteStore(
     """The Store protocol on one SQLite file."""
 
 
-__all__ = ["DEFAULT_WAL_LIMIT", "PRIVATE_FILE_MODE", "Q", "SqliteStore", "create_private"]
+__all__ = ["DEFAULT_WAL_LIMIT", "PRIVATE_FILE_MODE", "Q", "SqliteStore", "check_folder",
+           "create_private"]

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import logging
 import os
 import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -37,6 +39,34 @@ def create_private(path: str) -> None:
         return
     with contextlib.suppress(FileExistsError):
         os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
+
+
+def check_folder(path: str) -> None:
+    """Refuse, as one SettingsError line, a database whose folder is missing or read-only.
+
+    SQLite writes beside the file (its -wal and -shm files), so the folder must be
+    writable even when the database exists. A probe file tells, even for root, whom
+    permission bits do not stop but a read-only mount or an immutable folder does.
+    """
+    folder = Path(path).parent
+    verb = "use" if os.path.exists(path) else "create"
+    problem = f"REFLOW_DATABASE_URL: cannot {verb} the database at {path}: directory {folder}"
+    if not folder.is_dir():
+        reason = "is not a directory" if folder.exists() else "does not exist"
+        raise SettingsError(f"{problem} {reason}")
+    try:
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        read_only = exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+        raise SettingsError(f"{problem} {'is read-only' if read_only else 'is unusable'} "
+                            f"({exc.strerror})") from None
+    try:
+        os.close(os.open(path, os.O_RDWR))
+    except FileNotFoundError:
+        pass  # a new database: the folder can take it
+    except OSError as exc:
+        raise SettingsError(f"REFLOW_DATABASE_URL: cannot open the database at {path} for "
+                            f"writing ({exc.strerror})") from None
 
 
 def _write_error(exc: sqlite3.Error) -> Exception:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
 
 from reflow.cli.common import (
@@ -24,6 +26,20 @@ from reflow.services.logs import iso
 @click.group()
 def workflows() -> None:
     """Workflow definitions, their versions, and users' copies."""
+
+
+def _copy_command(name: str) -> Callable[[Callable[..., None]], click.Command]:
+    """``reflow workflows NAME WORKFLOW --user U``: a command on one user's copy."""
+
+    def make(function: Callable[..., None]) -> click.Command:
+        for option in (json_option, database_option, team_option,
+                       click.option("--user", "user_ref", required=True,
+                                    help="User id or username."),
+                       click.argument("workflow")):
+            function = option(function)
+        return workflows.command(name)(function)
+
+    return make
 
 
 @workflows.command("apply")
@@ -72,12 +88,7 @@ def workflows_list(as_json: bool) -> None:
                 empty="no workflows: add one with `reflow workflows apply FILE`")
 
 
-@workflows.command("activate")
-@click.argument("workflow")
-@click.option("--user", "user_ref", required=True, help="User id or username.")
-@team_option
-@database_option
-@json_option
+@_copy_command("activate")
 def workflows_activate(workflow: str, user_ref: str, as_json: bool) -> None:
     """Install a workflow's latest version for a user (or reactivate their copy).
 
@@ -91,12 +102,7 @@ def workflows_activate(workflow: str, user_ref: str, as_json: bool) -> None:
     _echo_installation(installation, as_json=as_json)
 
 
-@workflows.command("deactivate")
-@click.argument("workflow")
-@click.option("--user", "user_ref", required=True, help="User id or username.")
-@team_option
-@database_option
-@json_option
+@_copy_command("deactivate")
 def workflows_deactivate(workflow: str, user_ref: str, as_json: bool) -> None:
     """Stop a user's copy from running: its runs, events, webhooks and schedules are
     refused or skipped until `reflow workflows activate` turns it back on (Alloy W5).
@@ -111,12 +117,7 @@ def workflows_deactivate(workflow: str, user_ref: str, as_json: bool) -> None:
     _echo_installation(installation, as_json=as_json)
 
 
-@workflows.command("upgrade")
-@click.argument("workflow")
-@click.option("--user", "user_ref", required=True, help="User id or username.")
-@team_option
-@database_option
-@json_option
+@_copy_command("upgrade")
 def workflows_upgrade(workflow: str, user_ref: str, as_json: bool) -> None:
     """Move a user's copy to the workflow's latest version (Alloy W7): after a fix,
     before `reflow rerun ... --version latest` or new runs.
@@ -131,12 +132,7 @@ def workflows_upgrade(workflow: str, user_ref: str, as_json: bool) -> None:
     _echo_installation(installation, as_json=as_json)
 
 
-@workflows.command("remove")
-@click.argument("workflow")
-@click.option("--user", "user_ref", required=True, help="User id or username.")
-@team_option
-@database_option
-@json_option
+@_copy_command("remove")
 def workflows_remove(workflow: str, user_ref: str, as_json: bool) -> None:
     """Delete a user's copy (Alloy W6): it runs nothing more and leaves their workflows;
     its executions and logs stay. Exits 5 while one of its executions is unfinished;

@@ -444,7 +444,7 @@ class SqliteServe:
     folder: Path
     args: list[str]
     env: dict[str, str] = field(default_factory=dict)
-    port: int = field(default_factory=lambda: free_port())
+    port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
     @property

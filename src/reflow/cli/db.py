@@ -15,20 +15,12 @@ from reflow.cli.common import (
     json_option,
 )
 from reflow.services import Bootstrap, Reflow
+from reflow.store.migrate import upgrade_reporting
 
 
 @click.group()
 def db() -> None:
     """The database schema."""
-
-
-def _migrate(database_url: str) -> list[str]:
-    """Run the migrations here; what alembic applied (empty when already up to date)."""
-    # Alembic and SQLAlchemy only here: a serving process migrates in a child process
-    # (cli/serve.py) and so never loads them (about 30 MiB).
-    from reflow.store.migrate import upgrade_reporting
-
-    return upgrade_reporting(database_url)
 
 
 @db.command("upgrade")
@@ -45,7 +37,7 @@ def db_upgrade(as_json: bool) -> None:
       reflow db upgrade --database-url sqlite:///./reflow.db
     """
     settings = _settings()
-    applied = _migrate(settings.database_url)
+    applied = upgrade_reporting(settings.database_url)
 
     async def go() -> Bootstrap:
         reflow = Reflow.open(settings)
